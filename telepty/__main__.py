@@ -1,0 +1,5 @@
+import sys
+
+from telepty.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,44 @@
+"""Who is this daemon: health (open to all) and meta (authenticated)."""
+
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+
+from telepty import __version__
+from telepty.api.body import json_response
+from telepty.api.keys import SERVICES
+
+CAPABILITIES = (
+    "sessions",
+    "wrapped-sessions",
+    "singleton-daemon",
+    "durable-store",
+)
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def meta(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    return json_response(
+        {
+            "name": "telepty",
+            "version": __version__,
+            "pid": os.getpid(),
+            "host": svc.config.host,
+            "port": svc.bound_port or svc.config.port,
+            "machine_id": svc.config.machine_id,
+            "started_at": svc.started_at,
+            "home": str(svc.config.home),
+            "capabilities": list(svc.capabilities),
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/api/meta", meta)

@@ -1,0 +1,102 @@
+"""Session routes: parse → registry → render."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from telepty.api.body import json_object, json_response, opt
+from telepty.api.keys import SERVICES
+from telepty.errors import BadRequest
+from telepty.sessions.agents import AGENT_KINDS, detect_agent
+from telepty.sessions.model import PANE_ID_RE, SessionType, validate_session_id
+from telepty.sessions.registry import RegisterSpec
+
+REGISTRABLE = {"wrapped": SessionType.WRAPPED, "pane": SessionType.PANE}
+
+
+def _public(request: web.Request, session: object) -> dict[str, object]:
+    svc = request.app[SERVICES]
+    return session.to_public(svc.config.machine_id, time.time())  # type: ignore[attr-defined]
+
+
+def parse_register(data: dict[str, object]) -> tuple[RegisterSpec, bool]:
+    kind = opt(data, "type", str, "wrapped")
+    if kind not in REGISTRABLE:
+        raise BadRequest("invalid_field", "type must be 'wrapped' or 'pane' (spawn creates spawned)")
+    session_id = data.get("session_id")
+    if session_id is not None:
+        validate_session_id(session_id)
+    command = opt(data, "command", str, "")
+    cwd = opt(data, "cwd", str, "")
+    pid = opt(data, "pid", int)
+    if pid is not None and pid <= 0:
+        raise BadRequest("invalid_field", "pid must be a positive integer")
+    pane = opt(data, "tmux_pane", str)
+    if pane is not None and not PANE_ID_RE.match(pane):
+        raise BadRequest("invalid_field", f"tmux_pane must look like %3, got {pane!r}")
+    if kind == "pane" and pane is None:
+        raise BadRequest("missing_field", "tmux_pane is required for a pane session")
+    socket = opt(data, "tmux_socket", str)
+    agent = opt(data, "agent", str)
+    if agent is not None and agent not in (*AGENT_KINDS, "other"):
+        raise BadRequest("invalid_field", f"agent must be one of {', '.join((*AGENT_KINDS, 'other'))}")
+    meta = opt(data, "meta", dict, {})
+    replace = opt(data, "replace", bool, False)
+    spec = RegisterSpec(
+        type=REGISTRABLE[kind],
+        command=command,
+        cwd=cwd,
+        session_id=session_id,  # type: ignore[arg-type]
+        pid=pid,
+        tmux_pane=pane,
+        tmux_socket=socket,
+        agent=agent or detect_agent(command),
+        meta=meta,
+    )
+    return spec, replace
+
+
+async def register(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    spec, replace = parse_register(await json_object(request))
+    session = await svc.registry.register(spec, replace=replace)
+    return json_response(_public(request, session), status=201)
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    q = request.query
+    include_exited = q.get("all", "1") not in {"0", "false"}
+    sessions = svc.registry.list(
+        type=q.get("type") or None,
+        agent=q.get("agent") or None,
+        project=q.get("project") or None,
+        state=q.get("state") or None,
+        include_exited=include_exited,
+    )
+    return json_response([_public(request, s) for s in sessions])
+
+
+async def get_session(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    name = request.match_info["id"]
+    session = svc.registry.resolve(name)
+    body = _public(request, session)
+    body["requested"] = name
+    return json_response(body)
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    session_id = validate_session_id(request.match_info["id"], "id")
+    session = await svc.registry.remove(session_id)
+    return json_response({"session_id": session.id, "removed": True, "type": str(session.type)})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/sessions/register", register)
+    app.router.add_get("/api/sessions", list_sessions)
+    app.router.add_get("/api/sessions/{id}", get_session)
+    app.router.add_delete("/api/sessions/{id}", delete_session)

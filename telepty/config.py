@@ -1,0 +1,152 @@
+"""Every TELEPTY_* setting and its default, in one typed place.
+
+Modules never read ``os.environ`` for settings themselves; they receive a ``Config``.
+That keeps tests honest (a test builds the exact config it needs) and makes the
+full list of knobs visible here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3848
+DEFAULT_RETRY_SCHEDULE = (30.0, 180.0, 600.0)
+DEFAULT_QUIET_MS = 2000
+MAX_PROMPT_BYTES = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A TELEPTY_* variable holds something we cannot use."""
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    v = value.strip().lower()
+    if v in {"1", "true", "yes", "on"}:
+        return True
+    if v in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"expected a boolean (1/0), got {value!r}")
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _int(name: str, value: str | None, default: int) -> int:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
+
+
+def parse_retry_schedule(value: str) -> tuple[float, ...]:
+    """Parse ``"30,180,600"`` or ``"[0.3, 0.6]"`` into seconds."""
+    text = value.strip().strip("[]")
+    if not text:
+        return ()
+    try:
+        delays = tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError as exc:
+        raise ConfigError(f"TELEPTY_RETRY_SCHEDULE must be numbers, got {value!r}") from exc
+    if any(d < 0 for d in delays):
+        raise ConfigError("TELEPTY_RETRY_SCHEDULE delays must not be negative")
+    return delays
+
+
+def default_home() -> Path:
+    return Path.home() / ".config" / "telepty"
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path = field(default_factory=default_home)
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    machine_id: str = field(default_factory=socket.gethostname)
+    url: str | None = None  # TELEPTY_URL: where the CLI finds the daemon
+    allowed_origins: tuple[str, ...] = ()
+    trust_tailscale: bool = True
+    peer_allowlist: tuple[str, ...] = ()
+    require_token: bool = False
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    retry_jitter: float = 0.1  # +/- fraction applied to each retry delay
+    quiet_ms: int = DEFAULT_QUIET_MS
+    max_prompt_bytes: int = MAX_PROMPT_BYTES
+    audit_content: bool = False
+    scrollback_bytes: int = 256 * 1024
+    health_interval: float = 10.0
+    liveness_interval: float = 2.0
+    log_level: str = "WARNING"
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "telepty.db"
+
+    @property
+    def token_path(self) -> Path:
+        return self.home / "token"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "daemon.pid"
+
+    @property
+    def profiles_path(self) -> Path:
+        return self.home / "profiles.toml"
+
+    @property
+    def peers_path(self) -> Path:
+        return self.home / "peers.json"
+
+    @property
+    def base_url(self) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        host = self.host
+        if host in {"0.0.0.0", "::", ""}:
+            host = "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def with_(self, **changes: object) -> Config:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        e = os.environ if env is None else env
+        home = Path(e["TELEPTY_HOME"]).expanduser() if e.get("TELEPTY_HOME") else default_home()
+        schedule = (
+            parse_retry_schedule(e["TELEPTY_RETRY_SCHEDULE"])
+            if e.get("TELEPTY_RETRY_SCHEDULE") is not None
+            else DEFAULT_RETRY_SCHEDULE
+        )
+        return cls(
+            home=home,
+            host=e.get("TELEPTY_HOST") or DEFAULT_HOST,
+            port=_int("TELEPTY_PORT", e.get("TELEPTY_PORT"), DEFAULT_PORT),
+            machine_id=e.get("TELEPTY_MACHINE_ID") or socket.gethostname(),
+            url=e.get("TELEPTY_URL") or None,
+            allowed_origins=_csv(e.get("TELEPTY_ALLOWED_ORIGINS")),
+            trust_tailscale=_flag(e.get("TELEPTY_TRUST_TAILSCALE"), True),
+            peer_allowlist=_csv(e.get("TELEPTY_PEER_ALLOWLIST")),
+            require_token=_flag(e.get("TELEPTY_REQUIRE_TOKEN"), False),
+            retry_schedule=schedule,
+            quiet_ms=_int("TELEPTY_QUIET_MS", e.get("TELEPTY_QUIET_MS"), DEFAULT_QUIET_MS),
+            max_prompt_bytes=_int(
+                "TELEPTY_MAX_PROMPT_BYTES", e.get("TELEPTY_MAX_PROMPT_BYTES"), MAX_PROMPT_BYTES
+            ),
+            audit_content=_flag(e.get("TELEPTY_AUDIT_CONTENT"), False),
+            log_level=(e.get("TELEPTY_LOG_LEVEL") or "WARNING").upper(),
+        )

@@ -1,0 +1,234 @@
+"""Builds the daemon: wires store, registry, bus and routes into one aiohttp app.
+
+``create_app`` is the factory tests use in-process; ``run_daemon`` adds what only a
+real process needs: the singleton lock, the listening socket, and signal handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from telepty import __version__
+from telepty.api import meta as meta_routes
+from telepty.api import sessions as session_routes
+from telepty.api.auth import TrustPolicy, auth_middleware, ensure_token
+from telepty.api.errors import error_middleware
+from telepty.api.keys import SERVICES
+from telepty.bus.hub import EventBus
+from telepty.clock import utc_now
+from telepty.config import Config
+from telepty.sessions.registry import SessionRegistry
+from telepty.store.db import Database
+from telepty.store.events import EventRepo
+from telepty.store.sessions import SessionRepo
+
+log = logging.getLogger("telepty.daemon")
+
+@dataclass
+class Services:
+    config: Config
+    db: Database
+    registry: SessionRegistry
+    bus: EventBus
+    token: str
+    started_at: str = field(default_factory=utc_now)
+    bound_port: int | None = None
+    capabilities: list[str] = field(default_factory=lambda: list(meta_routes.CAPABILITIES))
+    background: list[asyncio.Task[Any]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self.background.append(task)
+        return task
+
+
+async def _liveness_loop(svc: Services) -> None:
+    while True:
+        await asyncio.sleep(svc.config.liveness_interval)
+        try:
+            await svc.registry.check_liveness()
+        except Exception:
+            log.exception("liveness check failed")
+
+
+def create_app(config: Config) -> web.Application:
+    """The application factory. Opening the store happens at startup, not here."""
+    config.home.mkdir(parents=True, exist_ok=True)
+    token = ensure_token(config.token_path)
+    db = Database(config.db_path)
+    bus = EventBus(EventRepo(db), config.machine_id)
+    registry = SessionRegistry(SessionRepo(db), emit=bus.emit)
+    svc = Services(config=config, db=db, registry=registry, bus=bus, token=token)
+
+    policy = TrustPolicy.from_config(config, token)
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware(policy)],
+        client_max_size=4 * 1024 * 1024,
+    )
+    app[SERVICES] = svc
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await db.open()
+        await registry.load()
+        svc.spawn(_liveness_loop(svc), "liveness")
+        yield
+        for task in svc.background:
+            task.cancel()
+        for task in svc.background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await registry.persist_activity()
+        bus.close()
+        await db.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    meta_routes.add_routes(app)
+    session_routes.add_routes(app)
+    return app
+
+
+# -- the real process -----------------------------------------------------------
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+class DaemonLock:
+    """An flock on ``daemon.pid``: held for the daemon's life, released by the kernel.
+
+    flock rather than "does the pid file exist" because a kill -9 leaves the file
+    behind but always releases the lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise AlreadyRunning(holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
+            os.close(self.fd)
+            self.fd = None
+
+
+def runtime_file(config: Config) -> Path:
+    return config.home / "daemon.json"
+
+
+def read_runtime(config: Config) -> dict[str, Any] | None:
+    """Where the running daemon listens, as it wrote it (None if absent/garbled)."""
+    try:
+        data = orjson.loads(runtime_file(config).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    app = create_app(config)
+    svc = app[SERVICES]
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(
+            f"telepty: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from None
+    server = site._server  # aiohttp exposes no public accessor for the bound port
+    sockets = getattr(server, "sockets", None) or []
+    port = sockets[0].getsockname()[1] if sockets else config.port
+    svc.bound_port = port
+    host = config.host if ":" not in config.host else f"[{config.host}]"
+    info = {
+        "pid": os.getpid(),
+        "host": config.host,
+        "port": port,
+        "url": f"http://{'127.0.0.1' if config.host in ('0.0.0.0', '') else host}:{port}",
+        "version": __version__,
+        "started_at": svc.started_at,
+    }
+    runtime_file(config).write_bytes(orjson.dumps(info))
+    print(
+        f"telepty {__version__} listening on {config.host}:{port} "
+        f"(pid {os.getpid()}, home {config.home})",
+        file=sys.stderr,
+        flush=True,
+    )
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        with contextlib.suppress(OSError):
+            runtime_file(config).unlink()
+        await runner.cleanup()
+        print("telepty: daemon stopped", file=sys.stderr, flush=True)
+
+
+def run_daemon(config: Config) -> int:
+    logging.basicConfig(
+        level=getattr(logging, config.log_level, logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    lock = DaemonLock(config.lock_path)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        print(
+            f"telepty: a daemon is already running for {config.home} (pid {exc}); "
+            "stop it first or set TELEPTY_HOME to another directory",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        asyncio.run(serve(config))
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 1
+        raise
+    finally:
+        lock.release()
+    return 0

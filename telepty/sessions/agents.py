@@ -1,0 +1,287 @@
+"""Which agent CLI is this? From a command line, or from a live process tree.
+
+The agent kind picks the submit profile (settle delay, submit keys, screen patterns),
+so a wrong answer costs real prompts: Codex swallowing an early Enter, Claude parking
+a paste in its composer. Agents are rarely launched as a bare ``claude``: they run as
+``node …/cli.js``, through ``npx``/``uvx``/``pipx``, via ``python -m aider``, under a
+shell ``-c`` or with ``exec -a``. Detection therefore looks through launchers and
+interpreters to the program they run, and never guesses from arguments further on
+(``vim notes-about-claude.md`` is not Claude).
+
+Process-tree detection is what tells a live agent from the bare shell it leaves behind
+when it exits (``agent_exited``); it must never raise just because a process vanished
+or belongs to someone else, because it runs against processes we do not own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+
+import psutil
+
+AGENT_KINDS: tuple[str, ...] = ("claude", "codex", "gemini", "aider")
+
+OTHER = "other"
+
+# Program or package names that identify an agent. Scoped npm packages are reduced to
+# their last path component before lookup (``@openai/codex`` → ``codex``).
+_NAMES: dict[str, str] = {
+    "claude": "claude",
+    "claude-code": "claude",
+    "codex": "codex",
+    "codex-cli": "codex",
+    "gemini": "gemini",
+    "gemini-cli": "gemini",
+    "aider": "aider",
+    "aider-chat": "aider",
+    "aider-install": "aider",
+}
+
+_SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "fish", "mksh", "ash"})
+# Prefix commands that run their first non-option operand as the real program.
+_PREFIX_COMMANDS = frozenset({"env", "exec", "nohup", "command", "time", "nice", "stdbuf", "sudo"})
+_NODE_LIKE = frozenset({"node", "nodejs", "bun", "deno", "tsx", "ts-node"})
+_PACKAGE_RUNNERS = frozenset({"npx", "bunx", "pnpx", "uvx", "pipx", "yarn", "pnpm", "npm", "uv"})
+_PYTHON_RE = re.compile(r"^(?:python|pypy)(?:\d+(?:\.\d+)*)?$")
+_SCRIPT_SUFFIX_RE = re.compile(r"\.(?:js|mjs|cjs|ts|py|exe|cmd|sh)$")
+_VERSION_SUFFIX_RE = re.compile(r"@[^/@]*$")
+_ENV_ASSIGN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# Native Claude Code installs live at …/claude/versions/<semver>; the binary's own name
+# is the version number, so the directory is the only signal psutil's name() offers.
+_CLAUDE_VERSIONED_RE = re.compile(r"(?:^|/)claude/versions/[^/]+$")
+# Runners' own options that take a value, so the value is not mistaken for the program.
+_RUNNER_VALUE_OPTS = frozenset(
+    {"-p", "--package", "--from", "--with", "--python", "-c", "--call", "--spec", "--cwd"}
+)
+
+
+def _tokens(command: str | Sequence[str]) -> list[str]:
+    if isinstance(command, str):
+        try:
+            return shlex.split(command)
+        except ValueError:  # unbalanced quotes in a stored command line
+            return command.split()
+    return [str(t) for t in command]
+
+
+def kind_of_name(token: str, extra_names: Iterable[str] = ()) -> str | None:
+    """Map one program path, script path or package spec to an agent kind, if it is one.
+
+    Public because a process's own name (``psutil.Process.name()``) needs the same
+    mapping as an ``argv[0]``.
+    """
+    token = token.strip()
+    if not token:
+        return None
+    if _CLAUDE_VERSIONED_RE.search(token):
+        return "claude"
+    base = _VERSION_SUFFIX_RE.sub("", token.rstrip("/"))
+    base = os.path.basename(base)
+    base = _SCRIPT_SUFFIX_RE.sub("", base).lower()
+    extras = {e.lower(): e for e in extra_names}
+    if base in extras:
+        return extras[base]
+    kind = _NAMES.get(base)
+    if kind:
+        return kind
+    # Interpreters run scripts that live inside the agent's package directory
+    # (…/node_modules/@anthropic-ai/claude-code/cli.js, …/@google/gemini-cli/dist/index.js).
+    if "/" in token:
+        for part in token.split("/")[:-1]:
+            part = _VERSION_SUFFIX_RE.sub("", part).lower()
+            if part in _NAMES and part != "claude":
+                return _NAMES[part]
+            if part in extras:
+                return extras[part]
+    return None
+
+
+def _skip_options(tokens: list[str], i: int, value_opts: frozenset[str] = frozenset()) -> int:
+    while i < len(tokens) and tokens[i].startswith("-") and tokens[i] != "-":
+        if tokens[i] == "--":
+            return i + 1
+        if tokens[i] in value_opts and "=" not in tokens[i]:
+            i += 1
+        i += 1
+    return i
+
+
+def _detect(tokens: list[str], extra_names: Sequence[str], depth: int = 0) -> str | None:
+    if depth > 4:
+        return None
+    i = 0
+    while i < len(tokens) and _ENV_ASSIGN_RE.match(tokens[i]):
+        i += 1
+    if i >= len(tokens):
+        return None
+    prog = tokens[i]
+    kind = kind_of_name(prog, extra_names)
+    if kind:
+        return kind
+    name = os.path.basename(prog).lower()
+    rest = tokens[i + 1 :]
+
+    if name in _PREFIX_COMMANDS:
+        j = _skip_options(rest, 0, frozenset({"-u", "-n", "-o", "-e", "-i", "-C", "-a"}))
+        while j < len(rest) and _ENV_ASSIGN_RE.match(rest[j]):
+            j += 1
+        return _detect(rest[j:], extra_names, depth + 1)
+
+    if name in _SHELLS:
+        # `bash -c 'claude --resume'`, `bash -lc …`: the program is inside the string.
+        for j, tok in enumerate(rest):
+            if tok.startswith("-") and not tok.startswith("--") and "c" in tok[1:]:
+                if j + 1 < len(rest):
+                    return _detect(_tokens(rest[j + 1]), extra_names, depth + 1)
+                return None
+        j = _skip_options(rest, 0)
+        return _detect(rest[j:], extra_names, depth + 1) if j < len(rest) else None
+
+    if name in _NODE_LIKE:
+        j = _skip_options(rest, 0, frozenset({"-r", "--require", "--import", "--loader"}))
+        if name == "deno" and j < len(rest) and rest[j] == "run":
+            j = _skip_options(rest, j + 1)
+        return kind_of_name(rest[j], extra_names) if j < len(rest) else None
+
+    if _PYTHON_RE.match(name):
+        j = 0
+        while j < len(rest):
+            tok = rest[j]
+            if tok == "-m" and j + 1 < len(rest):
+                return kind_of_name(rest[j + 1].split(".")[0], extra_names)
+            if tok.startswith("-m") and len(tok) > 2:
+                return kind_of_name(tok[2:].split(".")[0], extra_names)
+            if tok in ("-c",):
+                return None
+            if tok.startswith("-"):
+                j += 1
+                continue
+            return kind_of_name(tok, extra_names)
+        return None
+
+    if name in _PACKAGE_RUNNERS:
+        j = 0
+        # Subcommands that mean "run a package": npm exec, pnpm dlx, yarn dlx, uv tool run,
+        # uv run, pipx run.
+        while j < len(rest) and rest[j] in ("exec", "dlx", "x", "tool", "run"):
+            j += 1
+        j = _skip_options(rest, j, _RUNNER_VALUE_OPTS)
+        if j >= len(rest):
+            return None
+        # `npx -p @openai/codex codex` and `uvx --from aider-chat aider` name the
+        # program after the package; either one identifies the agent.
+        return kind_of_name(rest[j], extra_names) or _runner_package(rest, extra_names)
+
+    return None
+
+
+def _runner_package(tokens: list[str], extra_names: Sequence[str]) -> str | None:
+    for j, tok in enumerate(tokens[:-1]):
+        if tok in ("-p", "--package", "--from", "--spec"):
+            return kind_of_name(tokens[j + 1], extra_names)
+    return None
+
+
+def detect_agent(command: str | Sequence[str], extra_names: Sequence[str] = ()) -> str:
+    """Return the agent kind a command line runs (one of ``AGENT_KINDS``) or ``"other"``.
+
+    ``extra_names`` are user-configured program names that count as agents; a match
+    returns the name itself so a profile of that name can be looked up.
+    """
+    return _detect(_tokens(command), extra_names) or OTHER
+
+
+def _process_kind(proc: psutil.Process, extra_names: Sequence[str]) -> str | None:
+    """Agent kind of one process, from its argv first and its kernel name second.
+
+    argv wins because ``exec -a claude`` and node's process.title rewrite it to the
+    agent's name while the kernel still calls the process ``node`` or ``sleep``; the
+    kernel name wins when argv is unreadable (another user's process).
+    """
+    try:
+        cmdline = proc.cmdline()
+    except (psutil.Error, OSError):
+        cmdline = []
+    if cmdline:
+        kind = _detect(cmdline, extra_names)
+        if kind:
+            return kind
+        # A process that rewrote its whole argv into one string (process.title).
+        if len(cmdline) == 1 and " " in cmdline[0]:
+            kind = _detect(_tokens(cmdline[0]), extra_names)
+            if kind:
+                return kind
+    try:
+        return kind_of_name(proc.name(), extra_names)
+    except (psutil.Error, OSError):
+        return None
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        ppid = proc.info.get("ppid")
+        if ppid is not None:
+            children.setdefault(ppid, []).append(proc.pid)
+    return children
+
+
+def _walk(root: int, children: dict[int, list[int]], extra_names: Sequence[str]) -> str | None:
+    # Breadth first: the agent nearest the pane's shell is the one the user talks to;
+    # a deeper one is a tool it launched (an MCP server, `codex exec` run by Claude).
+    queue = [root]
+    seen: set[int] = set()
+    while queue:
+        pid = queue.pop(0)
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except (psutil.Error, OSError):
+            if pid == root:
+                return None
+            continue
+        kind = _process_kind(proc, extra_names)
+        if kind:
+            return kind
+        queue.extend(children.get(pid, ()))
+    return None
+
+
+def detect_agents_in_trees(
+    pids: Iterable[int], extra_names: Sequence[str] = ()
+) -> dict[int, str | None]:
+    """Agent kind per process tree, sharing one scan of the process table.
+
+    Finding descendants means reading every process's parent; doing that once for all
+    panes instead of once per pane keeps ``telepty panes`` fast on busy machines.
+    """
+    pid_list = [p for p in pids if p and p > 0]
+    if not pid_list:
+        return {}
+    try:
+        children = _children_map()
+    except (psutil.Error, OSError):
+        children = {}
+    return {pid: _walk(pid, children, extra_names) for pid in pid_list}
+
+
+def detect_agent_in_tree(pid: int, extra_names: Sequence[str] = ()) -> str | None:
+    """Agent kind running in ``pid`` or any descendant; None if none or the process is gone.
+
+    Blocking (reads /proc): call it through ``asyncio.to_thread`` from the event loop.
+    """
+    if not pid or pid <= 0:
+        return None
+    return detect_agents_in_trees([pid], extra_names).get(pid)
+
+
+def tree_contains_agent(pid: int, extra_names: Sequence[str] = ()) -> bool:
+    """True while an agent CLI still runs under ``pid`` (not just the shell it left)."""
+    return detect_agent_in_tree(pid, extra_names) is not None

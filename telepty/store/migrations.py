@@ -1,0 +1,104 @@
+"""Schema migrations, applied in order and recorded in ``PRAGMA user_version``.
+
+A migration is never edited once released; a change to the schema is a new entry.
+Each runs in its own transaction, so a failure leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: sessions and the event log
+    """
+    CREATE TABLE sessions (
+        id               TEXT PRIMARY KEY,
+        type             TEXT NOT NULL CHECK (type IN ('spawned', 'wrapped', 'pane')),
+        command          TEXT NOT NULL DEFAULT '',
+        cwd              TEXT NOT NULL DEFAULT '',
+        pid              INTEGER,
+        tmux_pane        TEXT,
+        tmux_socket      TEXT,
+        agent            TEXT NOT NULL DEFAULT 'other',
+        alias            TEXT,
+        state            TEXT NOT NULL CHECK (state IN ('running', 'disconnected', 'exited')),
+        exit_code        INTEGER,
+        created_at       TEXT NOT NULL,
+        last_activity_at TEXT,
+        updated_at       TEXT NOT NULL,
+        meta             TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX sessions_alias ON sessions (alias, created_at);
+
+    CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL UNIQUE,
+        kind       TEXT NOT NULL,
+        ts         TEXT NOT NULL,
+        envelope   TEXT NOT NULL
+    );
+    CREATE INDEX events_kind ON events (kind, seq);
+    """,
+    # 2: deliveries
+    """
+    CREATE TABLE deliveries (
+        id              TEXT PRIMARY KEY,
+        session_id      TEXT NOT NULL,
+        target          TEXT NOT NULL,
+        prompt          BLOB NOT NULL,
+        sender          TEXT,
+        verified_sender TEXT,
+        spoofed         INTEGER NOT NULL DEFAULT 0,
+        reply_to        TEXT,
+        thread_id       TEXT,
+        reply_expected  INTEGER NOT NULL DEFAULT 0,
+        no_enter        INTEGER NOT NULL DEFAULT 0,
+        force           INTEGER NOT NULL DEFAULT 0,
+        raw             INTEGER NOT NULL DEFAULT 0,
+        quiet_ms        INTEGER,
+        origin          TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        reason          TEXT,
+        detail          TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        confirmed       TEXT,
+        idempotency_key TEXT UNIQUE,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        next_attempt_at TEXT,
+        started_at      TEXT,
+        finished_at     TEXT,
+        seq             INTEGER NOT NULL
+    );
+    CREATE INDEX deliveries_session ON deliveries (session_id, seq);
+    CREATE INDEX deliveries_status ON deliveries (status, seq);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database up to ``SCHEMA_VERSION``; refuse one from the future."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema {current} is newer than this telepty ({SCHEMA_VERSION}); "
+            "upgrade telepty"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        script = MIGRATIONS[version - 1]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from telepty.config import Config
+from tests.helpers import DaemonProcess, daemon_env
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+@pytest.fixture
+def config(home: Path) -> Config:
+    """Small timings, a private home: never the production defaults."""
+    return Config(
+        home=home,
+        port=0,
+        machine_id="test-machine",
+        quiet_ms=200,
+        retry_schedule=(0.3, 0.6),
+        retry_jitter=0.0,
+        liveness_interval=0.2,
+    )
+
+
+@pytest.fixture
+async def client(aiohttp_client, config: Config):  # type: ignore[no-untyped-def]
+    from telepty.daemon import create_app
+
+    return await aiohttp_client(create_app(config))
+
+
+@pytest.fixture
+def daemon_factory(home: Path) -> Iterator:  # type: ignore[type-arg]
+    started: list[DaemonProcess] = []
+
+    def make(**env: str) -> DaemonProcess:
+        d = DaemonProcess(home=home, env=daemon_env(home, **env))
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.proc is not None and d.proc.poll() is None:
+            d.stop()
+
+
+@pytest.fixture
+def daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-def]
+    return daemon_factory().start()

@@ -1,0 +1,166 @@
+"""Shared test helpers: deadline polling (never sleeps as synchronisation) and daemons."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def wait_until(
+    pred: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    timeout: float = 5.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = pred()
+        if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+            result = await result  # type: ignore[misc]
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+def wait_until_sync(
+    pred: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02, message: str = "condition"
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = pred()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def daemon_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEPTY_")}
+    env.pop("TMUX", None)
+    env.pop("TMUX_PANE", None)
+    env.update(
+        TELEPTY_HOME=str(home),
+        TELEPTY_MACHINE_ID="test-machine",
+        TELEPTY_LOG_LEVEL="INFO",
+        TELEPTY_QUIET_MS="200",
+        TELEPTY_RETRY_SCHEDULE="0.3,0.6",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class DaemonProcess:
+    """A real ``telepty daemon`` subprocess on an ephemeral loopback port."""
+
+    home: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.home / "daemon-test.log"
+
+    @property
+    def token(self) -> str:
+        return (self.home / "token").read_text().strip()
+
+    def start(self, timeout: float = 15.0) -> DaemonProcess:
+        runtime = self.home / "daemon.json"
+        runtime.unlink(missing_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "telepty", "daemon", "--port", "0"],
+            env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited early:\n{self.log_path.read_text()}")
+            try:
+                info = json.loads(runtime.read_text())
+            except (OSError, ValueError):
+                return False
+            if info.get("pid") != self.proc.pid:  # type: ignore[union-attr]
+                return False
+            self.url = info["url"]
+            try:
+                with urllib.request.urlopen(self.url + "/api/health", timeout=1) as r:
+                    return r.status == 200
+            except (urllib.error.URLError, OSError):
+                return False
+
+        wait_until_sync(ready, timeout, message="daemon to come up")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(5)
+
+    def request(
+        self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
+        raw: bytes | None = None, timeout: float = 10.0,
+    ) -> tuple[int, Any]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                payload = resp.read()
+                return resp.status, json.loads(payload) if payload else None
+        except urllib.error.HTTPError as exc:
+            payload = exc.read()
+            try:
+                return exc.code, json.loads(payload)
+            except ValueError:
+                return exc.code, payload.decode(errors="replace")
+
+    def cli(self, *args: str, input: bytes | None = None, timeout: float = 30.0,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, env=env or self.env, input=input, timeout=timeout)
+
+
+def run_cli(*args: str, env: dict[str, str], input: bytes | None = None,
+            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "telepty", *args], env=env, input=input,
+        capture_output=True, timeout=timeout,
+    )
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode(errors="replace"),
+        proc.stderr.decode(errors="replace"),
+    )
