@@ -88,6 +88,8 @@ class Config:
     health_interval: float = 10.0
     liveness_interval: float = 2.0
     log_level: str = "WARNING"
+    tmux_bin: str = "tmux"
+    settle_ms: int | None = None  # overrides every profile's settle delay (tests, tuning)
 
     @property
     def db_path(self) -> Path:
@@ -149,4 +151,10 @@ class Config:
             ),
             audit_content=_flag(e.get("TELEPTY_AUDIT_CONTENT"), False),
             log_level=(e.get("TELEPTY_LOG_LEVEL") or "WARNING").upper(),
+            tmux_bin=e.get("TELEPTY_TMUX_BIN") or "tmux",
+            settle_ms=(
+                _int("TELEPTY_SETTLE_MS", e["TELEPTY_SETTLE_MS"], 0)
+                if e.get("TELEPTY_SETTLE_MS")
+                else None
+            ),
         )

@@ -23,18 +23,28 @@ import orjson
 from aiohttp import web
 
 from telepty import __version__
+from telepty.api import deliveries as delivery_routes
 from telepty.api import meta as meta_routes
 from telepty.api import sessions as session_routes
+from telepty.api import terminals as terminal_routes
 from telepty.api.auth import TrustPolicy, auth_middleware, ensure_token
 from telepty.api.errors import error_middleware
 from telepty.api.keys import SERVICES
 from telepty.bus.hub import EventBus
 from telepty.clock import utc_now
 from telepty.config import Config
+from telepty.delivery.engine import DeliveryEngine
+from telepty.delivery.profiles import SubmitProfiles, load_profiles
+from telepty.delivery.transports_resolver import TransportResolver
+from telepty.sessions.model import Session
+from telepty.sessions.panes import TmuxPool
 from telepty.sessions.registry import SessionRegistry
+from telepty.sessions.terminals import Terminals
 from telepty.store.db import Database
+from telepty.store.deliveries import DeliveryRepo
 from telepty.store.events import EventRepo
 from telepty.store.sessions import SessionRepo
+from telepty.tmux import TmuxServer
 
 log = logging.getLogger("telepty.daemon")
 
@@ -45,11 +55,18 @@ class Services:
     registry: SessionRegistry
     bus: EventBus
     token: str
+    terminals: Terminals
+    tmux: TmuxPool
+    deliveries: DeliveryEngine
+    profiles: SubmitProfiles
     started_at: str = field(default_factory=utc_now)
     bound_port: int | None = None
     capabilities: list[str] = field(default_factory=lambda: list(meta_routes.CAPABILITIES))
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def tmux_for(self, session: Session) -> TmuxServer | None:
+        return self.tmux.for_session(session)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -73,8 +90,15 @@ def create_app(config: Config) -> web.Application:
     token = ensure_token(config.token_path)
     db = Database(config.db_path)
     bus = EventBus(EventRepo(db), config.machine_id)
-    registry = SessionRegistry(SessionRepo(db), emit=bus.emit)
-    svc = Services(config=config, db=db, registry=registry, bus=bus, token=token)
+    tmux = TmuxPool(config.tmux_bin)
+    registry = SessionRegistry(SessionRepo(db), emit=bus.emit, pane_probe=tmux.pane_alive)
+    terminals = Terminals(registry, config)
+    profiles = load_profiles(config.profiles_path, settle_ms_override=config.settle_ms)
+    engine = DeliveryEngine(
+        DeliveryRepo(db), registry, TransportResolver(terminals, tmux), bus.emit, profiles, config
+    )
+    svc = Services(config=config, db=db, registry=registry, bus=bus, token=token,
+                   terminals=terminals, tmux=tmux, deliveries=engine, profiles=profiles)
 
     policy = TrustPolicy.from_config(config, token)
     app = web.Application(
@@ -86,13 +110,17 @@ def create_app(config: Config) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await db.open()
         await registry.load()
+        await engine.start()
         svc.spawn(_liveness_loop(svc), "liveness")
         yield
+        await engine.stop()
         for task in svc.background:
             task.cancel()
         for task in svc.background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await terminals.close()
+        await tmux.close()
         with contextlib.suppress(Exception):
             await registry.persist_activity()
         bus.close()
@@ -101,6 +129,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     meta_routes.add_routes(app)
     session_routes.add_routes(app)
+    terminal_routes.add_routes(app)
+    delivery_routes.add_routes(app)
     return app
 
 

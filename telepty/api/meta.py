@@ -15,6 +15,11 @@ CAPABILITIES = (
     "wrapped-sessions",
     "singleton-daemon",
     "durable-store",
+    "spawned-sessions",
+    "attach",
+    "pane-sessions",
+    "delivery-engine",
+    "idempotent-inject",
 )
 
 

@@ -22,10 +22,13 @@ from telepty.sessions.liveness import pid_alive
 class CliError(Exception):
     """A failure the CLI prints as one line and turns into a non-zero exit."""
 
-    def __init__(self, message: str, code: str = "error", exit_code: int = 1) -> None:
+    def __init__(
+        self, message: str, code: str = "error", exit_code: int = 1, body: Any = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.exit_code = exit_code
+        self.body = body  # the daemon's JSON answer, when there was one
 
 
 class DaemonDown(CliError):
@@ -98,6 +101,7 @@ class Client:
             raise CliError(
                 f"{err.get('error', 'error')}: {err.get('detail', '')}".rstrip(": "),
                 code=str(err.get("error", "error")),
+                body=err,
             ) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)

@@ -89,12 +89,16 @@ def kind_of_name(token: str, extra_names: Iterable[str] = ()) -> str | None:
         return kind
     # Interpreters run scripts that live inside the agent's package directory
     # (…/node_modules/@anthropic-ai/claude-code/cli.js, …/@google/gemini-cli/dist/index.js).
+    # Only package directories count: a project folder called "gemini" holding some
+    # server.js is not Gemini CLI.
     if "/" in token:
-        for part in token.split("/")[:-1]:
+        parts = token.split("/")[:-1]
+        for idx, part in enumerate(parts):
             part = _VERSION_SUFFIX_RE.sub("", part).lower()
-            if part in _NAMES and part != "claude":
+            in_packages = "node_modules" in parts[:idx] or "site-packages" in parts[:idx]
+            if part in _NAMES and (in_packages or "-" in part):
                 return _NAMES[part]
-            if part in extras:
+            if part in extras and in_packages:
                 return extras[part]
     return None
 

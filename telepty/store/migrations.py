@@ -73,6 +73,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_session ON deliveries (session_id, seq);
     CREATE INDEX deliveries_status ON deliveries (status, seq);
     """,
+    # 3: deliveries remember the last stage an attempt entered (a crash after "paste" must
+    # not be retried blindly) and what the transport saw (screen tails, timings)
+    """
+    ALTER TABLE deliveries ADD COLUMN stage TEXT;
+    ALTER TABLE deliveries ADD COLUMN evidence TEXT NOT NULL DEFAULT '{}'
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

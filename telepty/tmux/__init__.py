@@ -1,1 +1,6 @@
+"""The only place in telepty that talks to tmux."""
 
+from telepty.tmux.errors import TmuxError
+from telepty.tmux.server import PaneInfo, PasteResult, TmuxServer
+
+__all__ = ["PaneInfo", "PasteResult", "TmuxError", "TmuxServer"]

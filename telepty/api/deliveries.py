@@ -1,0 +1,98 @@
+"""Inject and delivery routes: parse → engine → render.
+
+An inject is answered only after its delivery record is on disk, so a 202 is a
+promise the daemon keeps across a crash.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from telepty.api.body import json_object, json_response, query_int
+from telepty.api.keys import SERVICES
+from telepty.delivery.model import DeliveryStatus, Origin
+from telepty.delivery.request import parse_inject
+from telepty.errors import BadRequest
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def _origin(request: web.Request) -> Origin:
+    value = request.query.get("origin") or request.headers.get("x-telepty-origin") or "api"
+    try:
+        origin = Origin(value)
+    except ValueError:
+        raise BadRequest("invalid_origin", f"origin must be api or cli, got {value!r}") from None
+    if origin not in (Origin.API, Origin.CLI):
+        # bus_auto_route and relay deliveries are made by the daemon itself.
+        raise BadRequest("invalid_origin", f"origin {value!r} cannot be set by a caller")
+    return origin
+
+
+async def inject(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    body = await json_object(request)
+    req = parse_inject(body, max_prompt_bytes=svc.config.max_prompt_bytes)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+        raise BadRequest("invalid_header", f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} chars")
+    delivery = await svc.deliveries.submit(
+        req, target=request.match_info["id"], origin=_origin(request), idempotency_key=key,
+    )
+    if req.wait:
+        delivery = await svc.deliveries.wait(delivery.id, req.timeout)
+        out = delivery.to_public()
+        if req.warnings:
+            out["warnings"] = list(req.warnings)
+        if not delivery.final:
+            return json_response(out, status=202)
+        if delivery.status is DeliveryStatus.DELIVERED:
+            return json_response(out, status=200)
+        out["error"] = delivery.reason or str(delivery.status)
+        return json_response(out, status=_failure_status(delivery.reason))
+    out = {"delivery_id": delivery.id, "status": str(delivery.status),
+           "session_id": delivery.session_id}
+    if req.warnings:
+        out["warnings"] = list(req.warnings)
+    return json_response(out, status=202)
+
+
+def _failure_status(reason: str | None) -> int:
+    if reason == "tmux_unavailable":
+        return 503
+    if reason in {"cancelled"}:
+        return 409
+    return 422
+
+
+async def get_delivery(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    delivery = await svc.deliveries.get(request.match_info["id"])
+    include_prompt = request.query.get("prompt") in {"1", "true"}
+    return json_response(delivery.to_public(include_prompt=include_prompt))
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    status = request.query.get("status") or None
+    if status is not None and status not in {s.value for s in DeliveryStatus}:
+        raise BadRequest("invalid_query", f"unknown status {status!r}")
+    limit = query_int(request, "limit", 50, 1, 1000)
+    items = await svc.deliveries.list(
+        session=request.query.get("session") or None, status=status, limit=limit
+    )
+    return json_response([d.to_public() for d in items])
+
+
+async def cancel_delivery(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    delivery = await svc.deliveries.cancel(request.match_info["id"])
+    return json_response(delivery.to_public())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/sessions/{id}/inject", inject)
+    app.router.add_get("/api/deliveries", list_deliveries)
+    app.router.add_get("/api/deliveries/{id}", get_delivery)
+    app.router.add_delete("/api/deliveries/{id}", cancel_delivery)

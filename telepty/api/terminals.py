@@ -1,0 +1,250 @@
+"""Terminal routes: spawn, attach, the wrapper control socket, and screen."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from telepty.api.body import json_object, json_response, opt, query_int, req
+from telepty.api.keys import SERVICES
+from telepty.api.sessions import parse_register
+from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
+from telepty.pty.spawned import PtyClosedError
+from telepty.sessions.agents import AGENT_KINDS
+from telepty.sessions.model import SessionState, SessionType, validate_session_id
+from telepty.sessions.registry import RegisterSpec
+from telepty.sessions.terminals import SpawnSpec
+from telepty.sessions.wrapper_link import WrapperLink
+
+log = logging.getLogger("telepty.api")
+
+HEARTBEAT_S = 15.0
+ANSI_RE = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+# -- spawn ----------------------------------------------------------------------
+
+
+def _dims(data: dict[str, Any]) -> tuple[int, int]:
+    cols = opt(data, "cols", int, 120)
+    rows = opt(data, "rows", int, 40)
+    if not (1 <= cols <= 1000 and 1 <= rows <= 1000):
+        raise BadRequest("invalid_field", "cols and rows must be between 1 and 1000")
+    return cols, rows
+
+
+async def spawn(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    data = await json_object(request)
+    session_id = data.get("session_id")
+    if session_id is not None:
+        validate_session_id(session_id)
+    command = req(data, "command", str)
+    args = opt(data, "args", list)
+    if args is not None and not all(isinstance(a, str) for a in args):
+        raise BadRequest("invalid_field", "args must be an array of strings")
+    env = opt(data, "env", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise BadRequest("invalid_field", "env must map strings to strings")
+    agent = opt(data, "agent", str)
+    if agent is not None and agent not in (*AGENT_KINDS, "other"):
+        raise BadRequest("invalid_field", "agent is not a known kind")
+    cols, rows = _dims(data)
+    cwd = opt(data, "cwd", str) or os.path.expanduser("~")
+    spec = SpawnSpec.from_command(
+        command, args, cwd=cwd, session_id=session_id, env=env, cols=cols, rows=rows, agent=agent
+    )
+    session = await svc.terminals.spawn(spec)
+    return json_response(session.to_public(svc.config.machine_id, time.time()), status=201)
+
+
+# -- attach (spawned) -------------------------------------------------------------
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    """Replay recent output, then stream live output; input and resizes come back."""
+    svc = request.app[SERVICES]
+    session = svc.registry.resolve(request.match_info["id"])
+    pty = svc.terminals.spawned.get(session.id)
+    if pty is None:
+        if session.type is not SessionType.SPAWNED:
+            raise BadRequest("not_attachable", f"session {session.id!r} is {session.type}; "
+                             "only spawned sessions can be attached")
+        raise Conflict("session_exited", f"session {session.id!r} has exited")
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=4 * 1024 * 1024)
+    await ws.prepare(request)
+    replay = request.query.get("replay", "1") not in {"0", "false"}
+    queue = pty.subscribe(replay=replay)
+    session.clients += 1
+
+    async def pump_out() -> None:
+        while True:
+            chunk = await queue.get()
+            if chunk is None:
+                break
+            await ws.send_bytes(chunk)
+        if pty.exited.is_set():
+            await ws.send_json({"type": "exit", "code": pty.exit_code})
+        await ws.close()
+
+    pump = asyncio.ensure_future(pump_out())
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.BINARY:
+                with contextlib.suppress(PtyClosedError):
+                    await pty.write(msg.data)
+            elif msg.type is WSMsgType.TEXT:
+                await _attach_control(pty, msg.data)
+            else:
+                break
+    finally:
+        session.clients = max(0, session.clients - 1)
+        pty.unsubscribe(queue)
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump
+    return ws
+
+
+async def _attach_control(pty: Any, text: str) -> None:
+    try:
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(msg, dict):
+        return
+    if msg.get("type") == "resize":
+        cols, rows = msg.get("cols"), msg.get("rows")
+        if isinstance(cols, int) and isinstance(rows, int) and 0 < cols <= 1000 and 0 < rows <= 1000:
+            pty.resize(cols, rows)
+    elif msg.get("type") == "input" and isinstance(msg.get("data"), str):
+        with contextlib.suppress(PtyClosedError):
+            await pty.write(msg["data"].encode())
+
+
+# -- the wrapper's control socket ------------------------------------------------------
+
+
+def _register_spec(hello: dict[str, Any]) -> tuple[RegisterSpec, bool]:
+    body = {k: hello.get(k) for k in ("session_id", "command", "cwd", "pid", "tmux_pane",
+                                      "tmux_socket", "agent", "replace", "meta")}
+    body["type"] = "wrapped"
+    return parse_register(body)
+
+
+async def wrap_socket(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICES]
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=8 * 1024 * 1024)
+    await ws.prepare(request)
+    try:
+        first = await ws.receive(timeout=10.0)
+    except TimeoutError:
+        await ws.close(code=4408, message=b"no hello")
+        return ws
+    try:
+        if first.type is not WSMsgType.TEXT:
+            raise BadRequest("invalid_hello", "the first frame must be a JSON hello")
+        try:
+            hello = orjson.loads(first.data)
+        except orjson.JSONDecodeError:
+            raise BadRequest("invalid_hello", "hello is not valid JSON") from None
+        if not isinstance(hello, dict) or hello.get("type") != "hello":
+            raise BadRequest("invalid_hello", "the first frame must be {\"type\": \"hello\", ...}")
+        spec, replace = _register_spec(hello)
+        session = await svc.registry.register(spec, replace=replace)
+    except TeleptyError as exc:
+        await ws.send_json({"type": "error", **exc.to_dict()})
+        await ws.close(code=4000 + exc.status, message=exc.code.encode())
+        return ws
+
+    link = WrapperLink(session.id, ws, svc.config.scrollback_bytes)
+    svc.terminals.attach_link(link)
+    session.clients = 0
+    await ws.send_json({
+        "type": "welcome",
+        "session_id": session.id,
+        "session": session.to_public(svc.config.machine_id, time.time()),
+    })
+    log.info("wrapper connected session=%s pid=%s", session.id, session.pid)
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.BINARY:
+                link.feed_output(msg.data)
+                svc.registry.touch(session.id, link.last_output_wall)
+            elif msg.type is WSMsgType.TEXT:
+                await _wrapper_message(svc, link, msg.data)
+            else:
+                break
+    finally:
+        await svc.terminals.link_closed(link)
+        log.info("wrapper disconnected session=%s", session.id)
+    return ws
+
+
+async def _wrapper_message(svc: Any, link: WrapperLink, text: str) -> None:
+    try:
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(msg, dict):
+        return
+    kind = msg.get("type")
+    if kind == "heartbeat":
+        if link.feed_heartbeat(msg):
+            log.warning("wrapper output stalled session=%s", link.session_id)
+            await svc.bus.emit(
+                "session_upstream_stalled", target=link.session_id, session_id=link.session_id,
+                bytes_reported=msg.get("bytes_mirrored"), bytes_received=link.bytes_received,
+            )
+        svc.registry.touch(link.session_id, link.last_output_wall)
+    elif kind == "result":
+        link.feed_result(msg)
+    elif kind == "exit":
+        code = msg.get("code")
+        await svc.registry.set_state(
+            link.session_id, SessionState.EXITED,
+            exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+            reason="process_exited",
+        )
+
+
+# -- screen -------------------------------------------------------------------------
+
+
+def strip_ansi(data: bytes) -> str:
+    return ANSI_RE.sub(b"", data).replace(b"\r\n", b"\n").replace(b"\r", b"\n").decode(
+        "utf-8", errors="replace"
+    )
+
+
+async def screen(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    session = svc.registry.resolve(request.match_info["id"])
+    lines = query_int(request, "lines", 40, 1, 10_000)
+    text: str | None = None
+    source = "scrollback"
+    if session.tmux_pane and svc.tmux_for(session) is not None:
+        with contextlib.suppress(Exception):
+            text = await svc.tmux_for(session).capture_tail(session.tmux_pane, lines)
+            source = "pane"
+    if text is None:
+        data = svc.terminals.recent_output(session.id)
+        if data is None:
+            raise NotFound("no_screen", f"nothing is known of session {session.id!r}'s screen")
+        text = "\n".join(strip_ansi(data).split("\n")[-lines:])
+    return json_response({"session_id": session.id, "source": source, "lines": lines, "text": text})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/sessions/spawn", spawn)
+    app.router.add_get("/api/sessions/{id}/attach", attach)
+    app.router.add_get("/api/sessions/{id}/screen", screen)
+    app.router.add_get("/api/wrap", wrap_socket)

@@ -1,0 +1,136 @@
+"""``telepty wrap``, ``telepty spawn`` and ``telepty attach``: the terminal commands.
+
+Everything before ``--`` belongs to telepty and everything after it to the command,
+so ``telepty wrap -- claude --help`` runs ``claude --help`` while ``telepty wrap
+--help`` prints our help and starts nothing (SPEC §7: help is never sent anywhere).
+The heavy imports (aiohttp, the PTY code) happen inside the commands, so ``telepty
+list`` does not pay for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from telepty.cli.client import Client, CliError
+from telepty.cli.output import emit_json
+from telepty.config import Config
+from telepty.errors import BadRequest
+from telepty.pty.terminal import get_winsize
+from telepty.sessions.agents import AGENT_KINDS
+from telepty.sessions.model import validate_session_id
+
+AGENT_CHOICES = (*AGENT_KINDS, "other")
+
+WRAP_EPILOG = """\
+The command runs in a pseudo-terminal exactly as if started directly (keys, colours,
+window size and exit status pass through). The session registers with the local daemon
+and re-registers after a daemon restart; output printed while the daemon is away is
+kept (up to 1 MiB) and mirrored when it comes back. The daemon does not need to be
+running for the command to start.
+
+examples:
+  telepty wrap -- claude
+  telepty wrap --id reviewer --agent codex -- codex --model o4
+"""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "wrap",
+        help="run an agent CLI in a PTY registered with the daemon",
+        usage="telepty wrap [-h] [--id NAME] [--replace] [--agent KIND] -- CMD [ARG ...]",
+        description="Run CMD transparently in a pseudo-terminal and register it as a wrapped session.",
+        epilog=WRAP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--id", dest="session_id", metavar="NAME",
+                   help="session id (default: chosen by the daemon from the command and directory)")
+    p.add_argument("--replace", action="store_true",
+                   help="take the id over from a live session using it (that owner is told and detaches)")
+    p.add_argument("--agent", choices=AGENT_CHOICES, metavar="KIND",
+                   help=f"agent kind ({', '.join(AGENT_CHOICES)}; default: detected from CMD)")
+    p.add_argument("argv", nargs="*", metavar="CMD", help="the command and its arguments, after --")
+    p.set_defaults(func=cmd_wrap, parser=p)
+
+    p = sub.add_parser(
+        "spawn",
+        help="start a command in a PTY owned by the daemon",
+        usage="telepty spawn [-h] --id NAME [--cwd DIR] [--agent KIND] [--json] -- CMD [ARG ...]",
+        description="Start CMD in a pseudo-terminal owned by the daemon; `telepty attach NAME` to use it.",
+    )
+    p.add_argument("--id", dest="session_id", metavar="NAME", required=True, help="session id")
+    p.add_argument("--cwd", metavar="DIR", help="working directory (default: the current one)")
+    p.add_argument("--agent", choices=AGENT_CHOICES, metavar="KIND",
+                   help=f"agent kind ({', '.join(AGENT_CHOICES)}; default: detected from CMD)")
+    p.add_argument("--json", action="store_true", help="print the session record as JSON")
+    p.add_argument("argv", nargs="*", metavar="CMD", help="the command and its arguments, after --")
+    p.set_defaults(func=cmd_spawn, parser=p)
+
+    p = sub.add_parser(
+        "attach",
+        help="connect this terminal to a spawned session (Ctrl-] detaches)",
+        description="Show a spawned session's screen and type into it. Ctrl-] detaches and leaves "
+                    "the session running.",
+    )
+    p.add_argument("id", metavar="ID", help="session id or alias")
+    p.set_defaults(func=cmd_attach)
+
+
+def _session_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate_session_id(value, "--id")
+    except BadRequest as exc:
+        raise CliError(exc.detail, code=exc.code, exit_code=2) from None
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    argv = list(args.argv)
+    if not argv:
+        args.parser.error("no command given (put it after --, e.g. `-- claude`)")
+    return argv
+
+
+def cmd_wrap(args: argparse.Namespace, config: Config) -> int:
+    from telepty.pty.wrap_client import WrapConfigError, WrapOptions, WrapTimings, run_wrap
+
+    argv = _command(args)
+    try:
+        timings = WrapTimings.from_env(os.environ)
+    except WrapConfigError as exc:
+        raise CliError(f"bad configuration: {exc}", code="bad_config", exit_code=2) from None
+    opts = WrapOptions(
+        argv=argv, session_id=_session_id(args.session_id), replace=args.replace, agent=args.agent,
+        timings=timings,
+    )
+    return run_wrap(opts, config)
+
+
+def cmd_spawn(args: argparse.Namespace, config: Config) -> int:
+    argv = _command(args)
+    cwd = os.path.abspath(args.cwd) if args.cwd else os.getcwd()
+    cols, rows = get_winsize(0 if os.isatty(0) else 1)
+    body: dict[str, object] = {
+        "session_id": _session_id(args.session_id),
+        "command": argv[0],
+        "args": argv[1:],
+        "cwd": cwd,
+        "cols": cols,
+        "rows": rows,
+    }
+    if args.agent:
+        body["agent"] = args.agent
+    session = Client(config).request("POST", "/api/sessions/spawn", body)
+    if args.json:
+        emit_json(session)
+    else:
+        print(session["id"])
+    return 0
+
+
+def cmd_attach(args: argparse.Namespace, config: Config) -> int:
+    from telepty.pty.attach_client import run_attach
+
+    return run_attach(config, args.id)

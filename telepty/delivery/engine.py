@@ -1,0 +1,520 @@
+"""The delivery engine: accepted prompts → per-session FIFO workers → one transport each.
+
+Rules it keeps, and why:
+
+- A delivery is persisted before ``submit`` returns, so an acknowledged prompt survives
+  a crash; ``start`` resumes whatever the last daemon left unfinished.
+- One worker per target session, strictly FIFO. A delivery waiting on the retry
+  schedule keeps the head of its queue: a later prompt must not overtake it and reach
+  the agent first. Sessions never wait on each other.
+- The stage ``paste`` is persisted before a transport may write a byte. A record found
+  at ``delivering`` past that point after a restart may already be on the agent's
+  screen, so it fails as ``interrupted`` instead of being pasted a second time.
+- A worker never dies of a delivery's failure: unexpected errors fail that delivery
+  (``write_failed``) and the queue moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+from functools import partial
+from typing import Any
+
+from telepty.clock import from_iso, monotonic, to_iso, utc_now
+from telepty.config import Config
+from telepty.delivery.model import (
+    BUSY,
+    CANCELLED,
+    INTERRUPTED,
+    PRE_PASTE_STAGES,
+    RETRY_EXHAUSTED,
+    SESSION_DISCONNECTED,
+    SESSION_EXITED,
+    SESSION_NOT_FOUND,
+    STAGE_CHECK_READY,
+    STAGE_QUIET_GUARD,
+    WRITE_FAILED,
+    Delivery,
+    DeliveryError,
+    DeliveryStatus,
+    Origin,
+)
+from telepty.delivery.profiles import SubmitProfiles
+from telepty.delivery.request import InjectRequest
+from telepty.delivery.schedule import RetrySchedule
+from telepty.delivery.transport import DeliveryOutcome, TransportResolver
+from telepty.errors import Conflict, NotFound
+from telepty.sessions.model import Session, SessionState
+from telepty.sessions.registry import SessionRegistry
+from telepty.store.deliveries import DeliveryRepo
+
+log = logging.getLogger("telepty.delivery")
+
+Emit = Callable[..., Awaitable[Any]]
+
+INTERRUPTED_DETAIL = "daemon stopped while pasting; not retried to avoid a double paste"
+
+
+class _EngineState(Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+
+
+@dataclass(frozen=True)
+class _RetryNeeded:
+    reason: str
+    detail: str
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        repo: DeliveryRepo,
+        registry: SessionRegistry,
+        resolver: TransportResolver,
+        emit: Emit,
+        profiles: SubmitProfiles,
+        config: Config,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.repo = repo
+        self.registry = registry
+        self.resolver = resolver
+        self.emit = emit
+        self.profiles = profiles
+        self.config = config
+        self.schedule = RetrySchedule(config.retry_schedule, config.retry_jitter, rng)
+        self._state = _EngineState.STOPPED
+        self._active: dict[str, Delivery] = {}  # unfinished deliveries this engine drives
+        self._queues: dict[str, deque[str]] = {}  # session id → delivery ids, head first
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._held: list[Delivery] = []  # accepted while start() is still resuming
+        self._retry_at: dict[str, float] = {}  # delivery id → monotonic time of next attempt
+        self._wakeups: dict[str, asyncio.Event] = {}  # interrupts a retry wait (cancel)
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+
+    # -- accepting ------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        req: InjectRequest,
+        *,
+        target: str,
+        origin: Origin | str,
+        idempotency_key: str | None = None,
+        verified_sender: str | None = None,
+    ) -> Delivery:
+        """Accept a prompt for ``target`` (id or alias); returns once it is persisted.
+
+        A known ``idempotency_key`` returns the delivery it first made, even if the
+        target has gone since. An unknown target raises ``NotFound`` and stores nothing.
+        """
+        if idempotency_key is not None:
+            existing = await self.repo.by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return self._snapshot(self._active.get(existing.id, existing))
+        session = self.registry.resolve(target)
+        sender = req.sender if req.sender is not None else verified_sender
+        d = Delivery(
+            session_id=session.id,
+            target=target,
+            prompt=req.prompt,
+            origin=Origin(origin),
+            sender=sender,
+            verified_sender=verified_sender,
+            spoofed=self._spoofed(sender, verified_sender),
+            reply_to=req.reply_to if req.reply_to is not None else sender,
+            thread_id=req.thread_id,
+            reply_expected=req.reply_expected,
+            no_enter=req.no_enter,
+            force=req.force,
+            raw=req.raw,
+            quiet_ms=req.quiet_ms,
+            idempotency_key=idempotency_key,
+        )
+        stored = await self.repo.insert(d)
+        if stored is not d:  # another request with the same key won the race
+            return self._snapshot(self._active.get(stored.id, stored))
+        log.info(
+            "delivery accepted id=%s session=%s target=%s origin=%s bytes=%d",
+            d.id, d.session_id, target, d.origin, len(d.prompt),
+        )
+        if self._state is _EngineState.RUNNING:
+            self._enqueue(d)
+        elif self._state is _EngineState.STARTING:
+            self._active[d.id] = d  # cancellable now, queued behind what start() resumes
+            self._held.append(d)
+        # Stopped: the record is persisted as queued; the next start() picks it up.
+        return self._snapshot(d)
+
+    def _spoofed(self, sender: str | None, verified: str | None) -> bool:
+        """A verified caller whose ``from`` names someone other than itself."""
+        if verified is None or sender is None or sender == verified:
+            return False
+        claimed = self.registry.find_live(sender)
+        return claimed is None or claimed.id != verified
+
+    # -- queries --------------------------------------------------------------------------
+
+    async def get(self, delivery_id: str) -> Delivery:
+        """The current record; raises ``NotFound("delivery_not_found")``."""
+        live = self._active.get(delivery_id)
+        if live is not None:
+            return self._snapshot(live)
+        stored = await self.repo.get(delivery_id)
+        if stored is None:
+            raise NotFound("delivery_not_found", f"no delivery with id {delivery_id!r}")
+        return stored
+
+    async def list(
+        self, *, session: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[Delivery]:
+        return await self.repo.list(session=session, status=status, limit=limit)
+
+    async def wait(self, delivery_id: str, timeout: float) -> Delivery:  # noqa: ASYNC109 (API's timeout)
+        """The record once it is final, or as it stands when ``timeout`` runs out.
+
+        Also returns early (not final) when the engine stops, so a shutdown is never
+        held up by a long wait.
+        """
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Registered before the first await so a delivery finishing meanwhile is not missed.
+        waiters = self._waiters.setdefault(delivery_id, set())
+        waiters.add(fut)
+        try:
+            d = await self.get(delivery_id)
+            if d.final or timeout <= 0:
+                return d
+            try:
+                async with asyncio.timeout(timeout):
+                    await fut
+            except TimeoutError:
+                pass
+            return await self.get(delivery_id)
+        finally:
+            waiters.discard(fut)
+            if not waiters and self._waiters.get(delivery_id) is waiters:
+                del self._waiters[delivery_id]
+
+    # -- cancelling -----------------------------------------------------------------------
+
+    async def cancel(self, delivery_id: str) -> Delivery:
+        """Cancel a delivery that has not started writing; 409 once it has, 404 if unknown."""
+        d = self._active.get(delivery_id)
+        if d is None:
+            stored = await self.repo.get(delivery_id)
+            if stored is None:
+                raise NotFound("delivery_not_found", f"no delivery with id {delivery_id!r}")
+            # start() may have picked it up while we read it.
+            d = self._active.get(delivery_id, stored)
+        if d.status not in (DeliveryStatus.QUEUED, DeliveryStatus.RETRYING):
+            raise Conflict(
+                "not_cancellable", f"delivery {delivery_id} is {d.status}; only queued or "
+                "retrying deliveries can be cancelled"
+            )
+        now = utc_now()
+        d.status = DeliveryStatus.CANCELLED
+        d.reason = CANCELLED
+        d.detail = "cancelled on request"
+        d.next_attempt_at = None
+        d.finished_at = now
+        d.updated_at = now
+        wake = self._wakeups.get(d.id)
+        if wake is not None:
+            wake.set()  # the worker leaves its retry wait and drops this delivery
+        await self.repo.update(d)
+        self._finish(d)
+        log.info("delivery cancelled id=%s session=%s", d.id, d.session_id)
+        return self._snapshot(d)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume what the previous daemon left unfinished, oldest first."""
+        if self._state is not _EngineState.STOPPED:
+            return
+        self._state = _EngineState.STARTING
+        try:
+            for d in await self.repo.unfinished():
+                if self._state is not _EngineState.STARTING:
+                    break  # stop() was called meanwhile; the rows stay for the next start
+                if d.id in self._active:
+                    continue
+                if d.status is DeliveryStatus.DELIVERING and d.stage not in PRE_PASTE_STAGES:
+                    log.warning("delivery interrupted id=%s stage=%s", d.id, d.stage)
+                    await self._fail(d, INTERRUPTED, INTERRUPTED_DETAIL)
+                    continue
+                if d.status is DeliveryStatus.DELIVERING:
+                    d.status = DeliveryStatus.QUEUED  # it never got as far as the paste
+                    d.updated_at = utc_now()
+                    await self.repo.update(d)
+                if d.status is DeliveryStatus.RETRYING:
+                    self._retry_at[d.id] = monotonic() + self._remaining_wait(d)
+                log.info("delivery resumed id=%s status=%s attempts=%d", d.id, d.status, d.attempts)
+                self._enqueue(d)
+        finally:
+            held, self._held = self._held, []
+            if self._state is _EngineState.STARTING:  # not stopped meanwhile
+                self._state = _EngineState.RUNNING
+                for d in held:
+                    if not d.final:
+                        self._push(d)
+
+    def _remaining_wait(self, d: Delivery) -> float:
+        """Seconds left of a resumed retry wait, bounded so a wall-clock jump cannot stall it."""
+        if not d.next_attempt_at:
+            return 0.0
+        try:
+            left = from_iso(d.next_attempt_at) - time.time()
+        except ValueError:
+            return 0.0
+        return min(max(0.0, left), self.schedule.longest)
+
+    async def stop(self) -> None:
+        """Stop the workers without touching persisted statuses, so a restart resumes them."""
+        self._state = _EngineState.STOPPED
+        tasks = list(self._workers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers.clear()
+        self._queues.clear()
+        self._active.clear()
+        self._held.clear()
+        self._retry_at.clear()
+        self._wakeups.clear()
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    # -- the workers ----------------------------------------------------------------------
+
+    def _enqueue(self, d: Delivery) -> None:
+        self._active[d.id] = d
+        self._push(d)
+
+    def _push(self, d: Delivery) -> None:
+        self._queues.setdefault(d.session_id, deque()).append(d.id)
+        if d.session_id not in self._workers:
+            self._workers[d.session_id] = asyncio.create_task(
+                self._work(d.session_id), name=f"telepty-delivery:{d.session_id}"
+            )
+
+    async def _work(self, session_id: str) -> None:
+        queue = self._queues[session_id]
+        try:
+            while queue:
+                d = self._active.get(queue[0])
+                if d is not None and not d.final:
+                    try:
+                        await self._drive(d)
+                    except Exception:
+                        # Only reachable when recording the outcome itself failed (the
+                        # database); the row stays unfinished and resumes on restart.
+                        log.exception("delivery worker error id=%s session=%s", d.id, session_id)
+                        self._active.pop(d.id, None)
+                queue.popleft()
+        finally:
+            if self._workers.get(session_id) is asyncio.current_task():
+                del self._workers[session_id]
+                if not queue:
+                    self._queues.pop(session_id, None)
+
+    async def _drive(self, d: Delivery) -> None:
+        """Attempts on the retry schedule until ``d`` is final."""
+        while not d.final:
+            if d.status is DeliveryStatus.RETRYING:
+                await self._wait_for_retry(d)
+                if d.final:  # cancelled while waiting
+                    return
+            retry = await self._attempt(d)
+            if retry is None:
+                return
+            delay = self.schedule.delay_for(d.attempts - 1)
+            if delay is None:
+                await self._fail(
+                    d, RETRY_EXHAUSTED,
+                    f"gave up after {d.attempts} attempts; last: {retry.reason}: {retry.detail}",
+                )
+                return
+            await self._set_retrying(d, retry, delay)
+
+    async def _attempt(self, d: Delivery) -> _RetryNeeded | None:
+        """One try. Returns why to retry, or None once ``d`` is final."""
+        now = utc_now()
+        d.status = DeliveryStatus.DELIVERING
+        d.attempts += 1
+        d.started_at = d.started_at or now
+        d.stage = STAGE_CHECK_READY
+        d.reason = None
+        d.detail = None
+        d.next_attempt_at = None
+        d.updated_at = now
+        self._retry_at.pop(d.id, None)
+        await self.repo.update(d)
+        try:
+            session = self._session(d)
+            transport = self.resolver(session)
+            await transport.check_ready()
+            if not d.force:
+                await self._enter_stage(d, STAGE_QUIET_GUARD)
+                quiet_ms = d.quiet_ms if d.quiet_ms is not None else self.config.quiet_ms
+                if not await transport.is_quiet(quiet_ms):
+                    return _RetryNeeded(BUSY, f"the target was not quiet for {quiet_ms} ms")
+            outcome = await transport.deliver(
+                d.prompt,
+                no_enter=d.no_enter,
+                profile=self.profiles.profile_for(session.agent),
+                on_stage=partial(self._enter_stage, d),
+            )
+        except DeliveryError as exc:
+            if exc.evidence:
+                d.evidence = exc.evidence
+            if exc.retryable:
+                return _RetryNeeded(exc.reason, exc.detail)
+            await self._fail(d, exc.reason, exc.detail, stage=exc.stage)
+            return None
+        except Exception as exc:
+            log.exception("delivery attempt crashed id=%s stage=%s", d.id, d.stage)
+            await self._fail(d, WRITE_FAILED, f"{type(exc).__name__}: {exc}")
+            return None
+        await self._delivered(d, outcome)
+        return None
+
+    def _session(self, d: Delivery) -> Session:
+        s = self.registry.get(d.session_id)
+        if s is None:
+            raise DeliveryError(
+                SESSION_NOT_FOUND, f"session {d.session_id!r} is gone", stage=STAGE_CHECK_READY
+            )
+        if s.state is SessionState.EXITED:
+            raise DeliveryError(
+                SESSION_EXITED, f"session {s.id!r} has exited", stage=STAGE_CHECK_READY
+            )
+        if s.state is SessionState.DISCONNECTED:
+            raise DeliveryError(
+                SESSION_DISCONNECTED, f"session {s.id!r} is waiting for its wrapper to reconnect",
+                stage=STAGE_CHECK_READY, retryable=True,
+            )
+        return s
+
+    async def _enter_stage(self, d: Delivery, stage: str) -> None:
+        d.stage = stage
+        d.updated_at = utc_now()
+        await self.repo.update(d)
+
+    async def _set_retrying(self, d: Delivery, retry: _RetryNeeded, delay: float) -> None:
+        d.status = DeliveryStatus.RETRYING
+        d.reason = retry.reason
+        d.detail = retry.detail
+        d.next_attempt_at = to_iso(time.time() + delay)
+        d.updated_at = utc_now()
+        self._retry_at[d.id] = monotonic() + delay
+        self._wakeups.setdefault(d.id, asyncio.Event())
+        await self.repo.update(d)
+        log.info(
+            "delivery retrying id=%s reason=%s attempts=%d in=%.3fs",
+            d.id, retry.reason, d.attempts, delay,
+        )
+
+    async def _wait_for_retry(self, d: Delivery) -> None:
+        wake = self._wakeups.setdefault(d.id, asyncio.Event())
+        left = self._retry_at.get(d.id, monotonic()) - monotonic()
+        if left <= 0 or wake.is_set():
+            return
+        try:
+            # Sleeping is the product's retry schedule here, not synchronisation.
+            async with asyncio.timeout(left):
+                await wake.wait()
+        except TimeoutError:
+            pass
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    async def _delivered(self, d: Delivery, outcome: DeliveryOutcome) -> None:
+        now = utc_now()
+        d.status = DeliveryStatus.DELIVERED
+        d.confirmed = outcome.confirmed
+        d.evidence = dict(outcome.detail)
+        d.finished_at = now
+        d.updated_at = now
+        await self.repo.update(d)
+        self._finish(d)
+        log.info(
+            "delivered id=%s session=%s attempts=%d confirmed=%s",
+            d.id, d.session_id, d.attempts, d.confirmed,
+        )
+        await self._emit(
+            "inject_written",
+            target=d.session_id,
+            inject_id=d.id,
+            target_agent=d.session_id,
+            reply_to=d.reply_to,
+            thread_id=d.thread_id,
+            reply_expected=d.reply_expected,
+            source_type=str(d.origin),
+            delivered=True,
+            confirmed=d.confirmed,
+            verified_sender=d.verified_sender,
+            spoofed=d.spoofed,
+            prompt_bytes=len(d.prompt),
+            prompt_sha256=d.prompt_sha256,
+            **{"from": d.sender},
+        )
+
+    async def _fail(self, d: Delivery, reason: str, detail: str, *, stage: str | None = None) -> None:
+        now = utc_now()
+        d.status = DeliveryStatus.FAILED
+        d.reason = reason
+        d.detail = detail
+        if stage is not None:
+            d.stage = stage
+        d.next_attempt_at = None
+        d.finished_at = now
+        d.updated_at = now
+        await self.repo.update(d)
+        self._finish(d)
+        log.warning(
+            "delivery failed id=%s session=%s reason=%s stage=%s attempts=%d detail=%s",
+            d.id, d.session_id, reason, d.stage, d.attempts, detail,
+        )
+        await self._emit(
+            "delivery.failed",
+            target=d.session_id,
+            delivery_id=d.id,
+            session_id=d.session_id,
+            reason=reason,
+            detail=detail,
+            stage=d.stage,
+            attempts=d.attempts,
+            source_type=str(d.origin),
+        )
+
+    def _finish(self, d: Delivery) -> None:
+        self._active.pop(d.id, None)
+        self._retry_at.pop(d.id, None)
+        self._wakeups.pop(d.id, None)
+        for fut in self._waiters.get(d.id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _emit(self, kind: str, **fields: Any) -> None:
+        """Events report outcomes; failing to publish one must not undo the outcome."""
+        try:
+            await self.emit(kind, **fields)
+        except Exception:
+            log.exception("could not emit %s for delivery %s", kind, fields.get("target"))
+
+    @staticmethod
+    def _snapshot(d: Delivery) -> Delivery:
+        """Callers get a copy: the worker keeps mutating the live record."""
+        return replace(d, evidence=dict(d.evidence))

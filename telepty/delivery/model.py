@@ -1,0 +1,176 @@
+"""The Delivery record: one accepted prompt on its way into one session's terminal.
+
+Every injection, whatever its origin, becomes one of these and is persisted before the
+caller hears back, so the record (not the caller's connection) is what survives a
+daemon crash. Reason codes are plain strings shared with the API, the bus and the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from telepty.clock import utc_now
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "queued"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL: frozenset[DeliveryStatus] = frozenset(
+    {DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED}
+)
+
+
+class Origin(StrEnum):
+    API = "api"
+    BUS_AUTO_ROUTE = "bus_auto_route"
+    RELAY = "relay"
+    CLI = "cli"
+
+
+# -- reason codes (the same words in the database, the API, the bus and the CLI) ----------
+PANE_DEAD = "pane_dead"
+SESSION_NOT_FOUND = "session_not_found"
+SESSION_DISCONNECTED = "session_disconnected"
+SESSION_EXITED = "session_exited"
+BUSY = "busy"  # a retrying record's reason while the quiet guard keeps failing
+BUSY_TIMEOUT = "busy_timeout"
+RETRY_EXHAUSTED = "retry_exhausted"
+TMUX_UNAVAILABLE = "tmux_unavailable"
+TOO_LARGE = "too_large"
+WRITE_FAILED = "write_failed"
+INTERRUPTED = "interrupted"
+CANCELLED = "cancelled"
+AGENT_EXITED = "agent_exited"
+NOT_SUBMITTED = "not_submitted"
+TMUX_CMD_FAILED = "tmux_cmd_failed"
+NO_TRANSPORT = "no_transport"
+
+# -- stages ---------------------------------------------------------------------------------
+# The engine records the last stage an attempt entered. Stages before ``paste`` cannot
+# have put a byte in front of the agent, so a crash there is safe to retry; anything
+# else (``paste`` and whatever a transport reports after it) might have, and is not.
+STAGE_CHECK_READY = "check_ready"
+STAGE_QUIET_GUARD = "quiet_guard"
+STAGE_PASTE = "paste"
+PRE_PASTE_STAGES: frozenset[str | None] = frozenset({None, STAGE_CHECK_READY, STAGE_QUIET_GUARD})
+
+
+def new_delivery_id() -> str:
+    return f"dlv_{uuid.uuid4().hex}"
+
+
+@dataclass
+class Delivery:
+    session_id: str  # the exact id the target resolved to when the prompt was accepted
+    target: str  # what the caller asked for (an id or an alias)
+    prompt: bytes  # byte-exact; never normalised
+    origin: Origin
+    id: str = field(default_factory=new_delivery_id)
+    sender: str | None = None
+    verified_sender: str | None = None
+    spoofed: bool = False
+    reply_to: str | None = None
+    thread_id: str | None = None
+    reply_expected: bool = False
+    no_enter: bool = False
+    force: bool = False
+    raw: bool = False
+    quiet_ms: int | None = None  # None: the daemon's configured quiet_ms
+    status: DeliveryStatus = DeliveryStatus.QUEUED
+    reason: str | None = None
+    detail: str | None = None  # human text explaining ``reason``
+    stage: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)  # what the transport saw
+    attempts: int = 0
+    confirmed: str | None = None  # "screen" | "echo" | "unverified" once delivered
+    idempotency_key: str | None = None
+    created_at: str = field(default_factory=utc_now)
+    updated_at: str = ""
+    next_attempt_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    seq: int = 0  # assigned by the store on insert
+
+    def __post_init__(self) -> None:
+        if not self.updated_at:
+            self.updated_at = self.created_at
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def prompt_sha256(self) -> str:
+        return hashlib.sha256(self.prompt).hexdigest()
+
+    def to_public(self, include_prompt: bool = False) -> dict[str, Any]:
+        """JSON-safe view; the prompt itself only on request, since it may be sensitive."""
+        out: dict[str, Any] = {
+            "delivery_id": self.id,
+            "session_id": self.session_id,
+            "target": self.target,
+            "from": self.sender,
+            "verified_sender": self.verified_sender,
+            "spoofed": self.spoofed,
+            "reply_to": self.reply_to,
+            "thread_id": self.thread_id,
+            "reply_expected": self.reply_expected,
+            "no_enter": self.no_enter,
+            "force": self.force,
+            "raw": self.raw,
+            "quiet_ms": self.quiet_ms,
+            "origin": str(self.origin),
+            "status": str(self.status),
+            "reason": self.reason,
+            "detail": self.detail,
+            "stage": self.stage,
+            "evidence": self.evidence,
+            "attempts": self.attempts,
+            "confirmed": self.confirmed,
+            "idempotency_key": self.idempotency_key,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "next_attempt_at": self.next_attempt_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "seq": self.seq,
+            "prompt_bytes": len(self.prompt),
+            "prompt_sha256": self.prompt_sha256,
+        }
+        if include_prompt:
+            out["prompt"] = self.prompt.decode("utf-8", errors="replace")
+        return out
+
+
+class DeliveryError(Exception):
+    """A delivery attempt that did not succeed, classified for the engine.
+
+    ``retryable`` is a promise from whoever raises it: True means nothing reached the
+    target during this attempt, so trying again on the retry schedule cannot paste twice.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        detail: str = "",
+        *,
+        stage: str | None = None,
+        retryable: bool = False,
+        evidence: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.stage = stage
+        self.retryable = retryable
+        self.evidence = evidence or {}

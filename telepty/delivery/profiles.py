@@ -1,0 +1,154 @@
+"""Submit profiles: per agent CLI, how long to let a paste settle and how to submit it.
+
+Profiles are data (``telepty/data/profiles.toml``, overridable in
+``$TELEPTY_HOME/profiles.toml``) because agent TUIs change monthly: a new footer or
+placeholder should be a one-line edit for the user, not a release.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from telepty.config import ConfigError
+
+DEFAULT_PROFILE = "default"
+
+_PATTERN_KEYS = (
+    "busy_patterns", "idle_patterns", "composer_patterns", "dialog_patterns", "placeholder_patterns",
+)
+
+
+@dataclass(frozen=True)
+class SubmitProfile:
+    name: str
+    settle_ms: int
+    submit_keys: tuple[str, ...] = ("Enter",)  # tmux key names, sent as separate key events
+    submit_bytes: bytes = b"\r"  # what a PTY transport writes to submit
+    busy_patterns: tuple[str, ...] = ()
+    idle_patterns: tuple[str, ...] = ()
+    composer_patterns: tuple[str, ...] = ()
+    dialog_patterns: tuple[str, ...] = ()
+    placeholder_patterns: tuple[str, ...] = ()
+    rescue: tuple[tuple[str, ...], ...] = ()  # each step: tmux key names
+
+    def to_public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["submit_bytes"] = self.submit_bytes.decode("utf-8", errors="replace")
+        out["rescue"] = [list(step) for step in self.rescue]
+        return out
+
+
+_KEYS = frozenset(f.name for f in fields(SubmitProfile)) - {"name"}
+
+
+class SubmitProfiles:
+    """The loaded set; ``profile_for`` never fails, because every agent gets *a* profile."""
+
+    def __init__(self, profiles: Mapping[str, SubmitProfile]) -> None:
+        if DEFAULT_PROFILE not in profiles:
+            raise ConfigError("profiles must include a [default] table")
+        self._profiles = dict(profiles)
+
+    def profile_for(self, agent: str | None) -> SubmitProfile:
+        return self._profiles.get(agent or DEFAULT_PROFILE) or self._profiles[DEFAULT_PROFILE]
+
+    def names(self) -> list[str]:
+        return sorted(self._profiles)
+
+
+def load_profiles(
+    path: Path | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    settle_ms_override: int | None = None,
+) -> SubmitProfiles:
+    """Shipped profiles, then the user's file at ``path`` (if it exists), then ``overrides``.
+
+    Each layer changes only the keys it names. ``settle_ms_override`` replaces every
+    profile's settle delay (tests use tiny ones).
+    """
+    shipped_text = resources.files("telepty").joinpath("data/profiles.toml").read_text("utf-8")
+    tables: dict[str, dict[str, Any]] = {}
+    _merge(tables, _parse_toml(shipped_text, "telepty/data/profiles.toml"), "telepty/data/profiles.toml")
+    if path is not None and path.is_file():
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read profiles: {exc}") from exc
+        _merge(tables, _parse_toml(text, str(path)), str(path))
+    if overrides:
+        _merge(tables, {k: dict(v) for k, v in overrides.items()}, "profile overrides")
+    profiles = {name: _build(name, values) for name, values in tables.items()}
+    if settle_ms_override is not None:
+        profiles = {n: replace(p, settle_ms=settle_ms_override) for n, p in profiles.items()}
+    return SubmitProfiles(profiles)
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+
+
+def _merge(tables: dict[str, dict[str, Any]], layer: Mapping[str, Any], source: str) -> None:
+    for name, values in layer.items():
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: [{name}] must be a table of profile settings")
+        unknown = sorted(set(values) - _KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{source}: [{name}] has unknown key(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(_KEYS))}"
+            )
+        for key, value in values.items():
+            _check(source, name, key, value)
+        base = tables.get(name) or dict(tables.get(DEFAULT_PROFILE, {}))
+        tables[name] = {**base, **values}
+
+
+def _check(source: str, name: str, key: str, value: object) -> None:
+    where = f"{source}: [{name}] {key}"
+    if key == "settle_ms":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 60_000:
+            raise ConfigError(f"{where} must be an integer from 0 to 60000")
+    elif key == "submit_bytes":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string such as \"\\r\"")
+    elif key == "rescue":
+        if not isinstance(value, list) or not all(_str_list(step) for step in value):
+            raise ConfigError(f'{where} must be a list of key lists, e.g. [["Escape", "Enter"]]')
+    else:
+        if not _str_list(value):
+            raise ConfigError(f"{where} must be a list of strings")
+        if key in _PATTERN_KEYS:
+            for pattern in value:  # type: ignore[union-attr]
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ConfigError(f"{where}: bad regex {pattern!r}: {exc}") from exc
+
+
+def _str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _build(name: str, values: Mapping[str, Any]) -> SubmitProfile:
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "submit_bytes":
+            kwargs[key] = value.encode("utf-8")
+        elif key == "rescue":
+            kwargs[key] = tuple(tuple(step) for step in value)
+        elif key == "settle_ms":
+            kwargs[key] = value
+        else:
+            kwargs[key] = tuple(value)
+    kwargs.setdefault("settle_ms", 300)
+    return SubmitProfile(name=name, **kwargs)

@@ -1,0 +1,264 @@
+"""``telepty attach ID``: put the person's terminal on a spawned session's PTY.
+
+The daemon owns the PTY; this client is only a window onto it, so leaving must never
+hurt the session: Ctrl-] (0x1d, as in telnet) detaches and the agent keeps running.
+Every way out prints one status line and leaves the terminal as it was found — the
+same raw-mode discipline as ``telepty wrap`` (whose terminal pieces this reuses).
+
+Exit codes: 0 detached or the session exited (both are normal ends of an attach),
+1 the daemon refused (unknown session, not attachable), 3 the daemon is unreachable
+or went away mid-session, 128+N when killed by signal N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import urllib.parse
+from typing import Any
+
+import aiohttp
+import orjson
+
+from telepty.config import Config
+from telepty.pty.wrap_client import (
+    STDIN_READ_BYTES,
+    TerminalOutput,
+    UserTerminal,
+    daemon_endpoint,
+    setup_logging,
+    write_stderr_line,
+    ws_url,
+)
+
+log = logging.getLogger("telepty.attach")
+
+DETACH_KEY = 0x1D  # Ctrl-]
+CONNECT_TIMEOUT_S = 5.0
+# Input chunks waiting for the socket before stdin reading pauses.
+INPUT_QUEUE_MAX = 64
+
+
+class AttachRefused(Exception):
+    """The daemon answered the handshake with an error (its JSON body is the message)."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.status = status
+        self.code = code
+
+
+class _ErrorBodies:
+    """Keeps the body of a refused WebSocket handshake.
+
+    aiohttp raises ``WSServerHandshakeError`` without the response body, and the body
+    is where the daemon says *why* (``session_not_found``…). A request-end trace hook
+    runs after the status line is read and before the handshake check, so the body
+    can be read there (only for non-101 answers: a 101 has no body, it has a socket).
+    """
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.body: bytes = b""
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_request_end.append(self._on_end)
+
+    async def _on_end(self, _session: Any, _ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        resp = params.response
+        if resp.status != 101:
+            self.status = resp.status
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                self.body = await asyncio.wait_for(resp.read(), 2.0)
+
+    def refusal(self, status: int) -> AttachRefused:
+        try:
+            err = orjson.loads(self.body) if self.body else {}
+        except orjson.JSONDecodeError:
+            err = {}
+        if not isinstance(err, dict):
+            err = {}
+        code = str(err.get("error") or f"http_{status}")
+        detail = str(err.get("detail") or self.body.decode(errors="replace")[:200])
+        return AttachRefused(status, code, detail)
+
+
+class Attachment:
+    """One attach session: socket ↔ terminal, until detach, exit, or a lost daemon."""
+
+    def __init__(self, session_name: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.name = session_name
+        self.ws = ws
+        self.terminal = UserTerminal()
+        self.output: TerminalOutput | None = None
+        self._inputs: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._reading_stdin = False
+        self._stdin_done = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._done: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.terminal.open_output()
+        self.output = TerminalOutput(
+            self.terminal.out_fd, on_pause=self._flowing.clear, on_resume=self._flowing.set
+        )
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            loop.add_signal_handler(sig, self._finish, 128 + sig, "")
+        loop.add_signal_handler(signal.SIGWINCH, self._send_size)
+        sender = asyncio.ensure_future(self._send_inputs())
+        receiver = asyncio.ensure_future(self._receive())
+        try:
+            self.terminal.enter_raw()
+            self._send_size()
+            self._start_stdin()
+            code, line = await self._done
+            self._stop_stdin()
+            if line:
+                self.output.write(line.encode())
+            await self.output.drain(5.0)
+            return code
+        finally:
+            self._stop_stdin()
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGWINCH):
+                loop.remove_signal_handler(sig)
+            self.terminal.restore()
+            for task in (sender, receiver):
+                task.cancel()
+            for task in (sender, receiver):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self.output.close()
+            self.terminal.close()
+
+    def _finish(self, code: int, line: str) -> None:
+        if not self._done.done():
+            self._done.set_result((code, line))
+
+    # -- daemon → terminal ------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        assert self.output is not None
+        while True:
+            msg = await self.ws.receive()
+            if msg.type is aiohttp.WSMsgType.BINARY:
+                self.output.write(msg.data)
+                # Backpressure: a slow terminal stops us reading the socket, and TCP
+                # flow control tells the daemon (which drops us if we fall far behind).
+                await self._flowing.wait()
+            elif msg.type is aiohttp.WSMsgType.TEXT:
+                frame = _json(msg.data)
+                if frame.get("type") == "exit":
+                    self._finish(0, f"\r\n[session {self.name} exited with code {frame.get('code')}]\r\n")
+                    return
+            else:
+                self._finish(3, f"\r\n[lost the connection to the daemon; {self.name} was not detached]\r\n")
+                return
+
+    # -- terminal → daemon ------------------------------------------------------------
+
+    def _start_stdin(self) -> None:
+        if self._reading_stdin or self._stdin_done:
+            return
+        try:
+            asyncio.get_running_loop().add_reader(self.terminal.stdin_fd, self._on_stdin)
+            self._reading_stdin = True
+        except (OSError, ValueError) as exc:
+            log.info("stdin cannot be watched (%s); output only", exc)
+
+    def _stop_stdin(self) -> None:
+        if self._reading_stdin:
+            self._reading_stdin = False
+            with contextlib.suppress(OSError, ValueError):
+                asyncio.get_running_loop().remove_reader(self.terminal.stdin_fd)
+
+    def _on_stdin(self) -> None:
+        try:
+            data = os.read(self.terminal.stdin_fd, STDIN_READ_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                log.info("reading stdin failed: %s", exc)
+            data = b""
+        if not data:
+            # End of a piped input: nothing more will be typed, so leave (detached).
+            self._stdin_done = True
+            self._stop_stdin()
+            self._inputs.put_nowait(None)
+            return
+        cut = data.find(DETACH_KEY)
+        if cut >= 0:
+            self._stdin_done = True
+            self._stop_stdin()
+            if cut:
+                self._inputs.put_nowait(data[:cut])
+            self._inputs.put_nowait(None)
+            return
+        self._inputs.put_nowait(data)
+        if self._inputs.qsize() >= INPUT_QUEUE_MAX:
+            self._stop_stdin()
+
+    async def _send_inputs(self) -> None:
+        while True:
+            data = await self._inputs.get()
+            if data is None:
+                self._finish(0, f"\r\n[detached from {self.name}]\r\n")
+                return
+            try:
+                await self.ws.send_bytes(data)
+            except (aiohttp.ClientError, ConnectionError, RuntimeError):
+                return  # the receiver reports the lost connection
+            if self._inputs.qsize() < INPUT_QUEUE_MAX // 2:
+                self._start_stdin()
+
+    def _send_size(self) -> None:
+        cols, rows = self.terminal.size()
+        frame = orjson.dumps({"type": "resize", "cols": cols, "rows": rows}).decode()
+        task = asyncio.ensure_future(self._send_text(frame))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _send_text(self, text: str) -> None:
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError, RuntimeError):
+            await self.ws.send_str(text)
+
+
+def _json(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+async def attach(config: Config, session_name: str) -> int:
+    base, token = await asyncio.to_thread(daemon_endpoint, config)
+    path = f"/api/sessions/{urllib.parse.quote(session_name, safe='')}/attach"
+    url = ws_url(base, path, token)
+    errors = _ErrorBodies()
+    async with aiohttp.ClientSession(trace_configs=[errors]) as http:
+        try:
+            ws = await asyncio.wait_for(
+                http.ws_connect(url, heartbeat=15.0, max_msg_size=64 * 1024 * 1024), CONNECT_TIMEOUT_S
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            refusal = errors.refusal(exc.status)
+            write_stderr_line(f"telepty: {refusal}\n")
+            return 1
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            write_stderr_line(
+                f"telepty: telepty daemon is not running at {base} (start it with `telepty daemon`)\n"
+            )
+            return 3
+        async with ws:
+            return await Attachment(session_name, ws).run()
+
+
+def run_attach(config: Config, session_name: str) -> int:
+    """Entry point for the CLI: returns the exit status to leave with."""
+    setup_logging(config)
+    return asyncio.run(attach(config, session_name))

@@ -1,0 +1,170 @@
+"""Live terminal attachments of sessions: daemon-owned PTYs and wrapper links.
+
+The registry knows *about* sessions; this knows how to reach their terminals. It
+listens to the registry so that removing or replacing a session also lets go of the
+process or the wrapper behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from telepty.clock import utc_now
+from telepty.config import Config
+from telepty.errors import BadRequest, Conflict
+from telepty.pty.env import child_env
+from telepty.pty.spawned import SpawnedPty
+from telepty.sessions.agents import detect_agent
+from telepty.sessions.model import Session, SessionState, SessionType
+from telepty.sessions.naming import default_session_id
+from telepty.sessions.registry import SessionRegistry
+from telepty.sessions.wrapper_link import WrapperLink
+
+log = logging.getLogger("telepty.terminals")
+
+KILL_GRACE_S = 2.0
+
+
+@dataclass
+class SpawnSpec:
+    argv: list[str]
+    cwd: str
+    session_id: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cols: int = 120
+    rows: int = 40
+    agent: str | None = None
+
+    @classmethod
+    def from_command(cls, command: str, args: list[str] | None, **kw: object) -> SpawnSpec:
+        """``args`` given: ``command`` is the program. Otherwise split it like a shell
+        would, but no shell ever runs it."""
+        if args is not None:
+            argv = [command, *args]
+        else:
+            try:
+                argv = shlex.split(command)
+            except ValueError as exc:
+                raise BadRequest("invalid_field", f"command cannot be split: {exc}") from None
+        if not argv or not argv[0]:
+            raise BadRequest("missing_field", "command is required")
+        return cls(argv=argv, **kw)  # type: ignore[arg-type]
+
+
+class Terminals:
+    def __init__(self, registry: SessionRegistry, config: Config) -> None:
+        self.registry = registry
+        self.config = config
+        self.spawned: dict[str, SpawnedPty] = {}
+        self.links: dict[str, WrapperLink] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        registry.on_removed.append(self._let_go)
+        registry.on_replaced.append(self._let_go)
+
+    # -- spawned ------------------------------------------------------------------
+
+    async def spawn(self, spec: SpawnSpec, base_env: Mapping[str, str] | None = None) -> Session:
+        if not os.path.isdir(spec.cwd):
+            raise BadRequest("invalid_cwd", f"cwd {spec.cwd!r} is not a directory")
+        command = shlex.join(spec.argv)
+        agent = spec.agent or detect_agent(spec.argv)
+        session_id = spec.session_id or default_session_id(
+            command, spec.cwd, agent, lambda i: (s := self.registry.get(i)) is not None and s.live
+        )
+        if (existing := self.registry.find_live(session_id)) is not None:
+            raise Conflict("session_exists", f"session {session_id!r} is live (id {existing.id})")
+        env = child_env(base_env if base_env is not None else os.environ,
+                        {**spec.env, "TELEPTY_SESSION_ID": session_id})
+        try:
+            pty = await SpawnedPty.start(
+                spec.argv, cwd=spec.cwd, env=env, cols=spec.cols, rows=spec.rows,
+                scrollback_bytes=self.config.scrollback_bytes,
+            )
+        except (OSError, ValueError) as exc:
+            raise BadRequest("spawn_failed", f"cannot start {spec.argv[0]!r}: {exc}") from None
+        now = utc_now()
+        session = Session(
+            id=session_id, type=SessionType.SPAWNED, command=command, cwd=spec.cwd,
+            created_at=now, updated_at=now, last_activity_at=now, pid=pty.pid, agent=agent,
+            alias=session_id, meta={"cols": spec.cols, "rows": spec.rows},
+        )
+        try:
+            await self.registry.add(session)
+        except Exception:
+            await pty.terminate(0.2)
+            pty.close()
+            raise
+        self.spawned[session_id] = pty
+        pty.on_output.append(lambda _data: self.registry.touch(session_id))
+        task = asyncio.ensure_future(self._watch_exit(session_id, pty))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+        return session
+
+    async def _watch_exit(self, session_id: str, pty: SpawnedPty) -> None:
+        await pty.exited.wait()
+        if self.spawned.get(session_id) is pty:
+            await self.registry.set_state(
+                session_id, SessionState.EXITED, exit_code=pty.exit_code, reason="process_exited"
+            )
+
+    # -- wrapped ------------------------------------------------------------------
+
+    def attach_link(self, link: WrapperLink) -> None:
+        old = self.links.get(link.session_id)
+        if old is not None and old is not link:
+            old.fail_pending()
+        self.links[link.session_id] = link
+
+    async def link_closed(self, link: WrapperLink) -> None:
+        link.fail_pending()
+        if self.links.get(link.session_id) is link:
+            del self.links[link.session_id]
+            session = self.registry.get(link.session_id)
+            if session is not None and session.type is SessionType.WRAPPED:
+                await self.registry.set_state(link.session_id, SessionState.DISCONNECTED)
+
+    # -- common -------------------------------------------------------------------
+
+    def recent_output(self, session_id: str, max_bytes: int | None = None) -> bytes | None:
+        source = self.spawned.get(session_id) or self.links.get(session_id)
+        if source is None:
+            return None
+        data = source.scrollback.snapshot()
+        return data[-max_bytes:] if max_bytes else data
+
+    async def _let_go(self, session: Session) -> None:
+        pty = self.spawned.pop(session.id, None)
+        if pty is not None:
+            await pty.terminate(KILL_GRACE_S)
+            pty.close()
+            return
+        link = self.links.pop(session.id, None)
+        if link is not None:
+            await link.detach("replaced" if session.meta.get("exit_reason") == "replaced" else "deleted")
+            link.fail_pending()
+
+    async def close(self) -> None:
+        """Daemon shutdown: spawned children go with the daemon; wrappers reconnect later."""
+        ptys = list(self.spawned.items())
+        self.spawned.clear()
+        await asyncio.gather(*(p.terminate(KILL_GRACE_S) for _, p in ptys), return_exceptions=True)
+        for session_id, pty in ptys:
+            pty.close()
+            with contextlib.suppress(Exception):
+                await self.registry.set_state(
+                    session_id, SessionState.EXITED, exit_code=pty.exit_code, reason="daemon_stopped"
+                )
+        for task in list(self._watchers):
+            task.cancel()
+        for link in list(self.links.values()):
+            with contextlib.suppress(Exception):
+                await link.ws.close(code=1001, message=b"daemon stopping")
+            link.fail_pending()
+        self.links.clear()

@@ -1,0 +1,592 @@
+"""DeliveryEngine against a scripted fake transport, real SQLite and a real SessionRegistry.
+
+The fake records every prompt that "reached the terminal", in order, so each test can
+assert what an agent would actually have seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telepty.config import Config
+from telepty.delivery.engine import INTERRUPTED_DETAIL, DeliveryEngine
+from telepty.delivery.model import Delivery, DeliveryError, DeliveryStatus, Origin
+from telepty.delivery.profiles import SubmitProfile, load_profiles
+from telepty.delivery.request import InjectRequest, parse_inject
+from telepty.delivery.transport import DeliveryOutcome, StageCallback, Transport
+from telepty.errors import Conflict, NotFound
+from telepty.sessions.model import Session, SessionState, SessionType
+from telepty.sessions.registry import RegisterSpec, SessionRegistry
+from telepty.store.db import Database
+from telepty.store.deliveries import DeliveryRepo
+from telepty.store.sessions import SessionRepo
+from tests.helpers import wait_until
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class FakeTarget:
+    """One session's terminal, scripted; shared by every transport resolved for it."""
+
+    seen: list[bytes] = field(default_factory=list)  # prompts that reached the terminal
+    quiet: list[bool] = field(default_factory=list)  # consumed per guard; empty → quiet
+    always_busy: bool = False
+    ready_errors: list[Exception] = field(default_factory=list)
+    deliver_errors: list[Exception] = field(default_factory=list)  # raised after "paste"
+    gate: asyncio.Event | None = None  # holds deliver() after the prompt landed
+    on_paste: Callable[[], Awaitable[None]] | None = None
+    guard_args: list[int] = field(default_factory=list)
+    profiles_used: list[str] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+
+class FakeTransport:
+    name = "fake"
+
+    def __init__(self, target: FakeTarget) -> None:
+        self.t = target
+
+    async def check_ready(self) -> None:
+        if self.t.ready_errors:
+            raise self.t.ready_errors.pop(0)
+
+    async def is_quiet(self, quiet_ms: int) -> bool:
+        self.t.guard_args.append(quiet_ms)
+        if self.t.always_busy:
+            return False
+        return self.t.quiet.pop(0) if self.t.quiet else True
+
+    async def deliver(
+        self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback
+    ) -> DeliveryOutcome:
+        self.t.in_flight += 1
+        self.t.max_in_flight = max(self.t.max_in_flight, self.t.in_flight)
+        try:
+            await on_stage("paste")
+            if self.t.on_paste is not None:
+                await self.t.on_paste()
+            if self.t.deliver_errors:
+                raise self.t.deliver_errors.pop(0)
+            self.t.seen.append(prompt)
+            self.t.profiles_used.append(profile.name)
+            if self.t.gate is not None:
+                await self.t.gate.wait()
+            await on_stage("confirm")
+            return DeliveryOutcome("screen", {"tail_after": "idle", "no_enter": no_enter})
+        finally:
+            self.t.in_flight -= 1
+
+
+class Harness:
+    def __init__(self, db: Database, registry: SessionRegistry, config: Config) -> None:
+        self.db = db
+        self.repo = DeliveryRepo(db)
+        self.registry = registry
+        self.config = config
+        self.targets: dict[str, FakeTarget] = {}
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.resolver_error: DeliveryError | None = None
+        self.engines: list[DeliveryEngine] = []
+        self.profiles = load_profiles(None, settle_ms_override=0)
+
+    def target(self, session_id: str) -> FakeTarget:
+        return self.targets.setdefault(session_id, FakeTarget())
+
+    def resolve(self, session: Session) -> Transport:
+        if self.resolver_error is not None:
+            raise self.resolver_error
+        return FakeTransport(self.target(session.id))
+
+    async def emit(self, kind: str, **fields: Any) -> int:
+        self.events.append((kind, fields))
+        return len(self.events)
+
+    def engine(self, **config_changes: Any) -> DeliveryEngine:
+        e = DeliveryEngine(
+            self.repo, self.registry, self.resolve, self.emit, self.profiles,
+            self.config.with_(**config_changes), rng=random.Random(0),
+        )
+        self.engines.append(e)
+        return e
+
+    async def started(self, **config_changes: Any) -> DeliveryEngine:
+        e = self.engine(**config_changes)
+        await e.start()
+        return e
+
+    def kinds(self, kind: str) -> list[dict[str, Any]]:
+        return [f for k, f in self.events if k == kind]
+
+
+@pytest.fixture
+async def h(tmp_path: Path, config: Config) -> AsyncIterator[Harness]:
+    db = Database(tmp_path / "telepty.db")
+    await db.open()
+    registry = SessionRegistry(SessionRepo(db))
+    await registry.register(RegisterSpec(type=SessionType.PANE, session_id="s1", tmux_pane="%1",
+                                         agent="claude", command="claude"))
+    await registry.register(RegisterSpec(type=SessionType.PANE, session_id="s2", tmux_pane="%2",
+                                         agent="codex", command="codex"))
+    harness = Harness(db, registry, config)
+    yield harness
+    for e in harness.engines:
+        await e.stop()
+    await db.close()
+
+
+def mixed_utf8_text(size: int) -> str:
+    """Exactly ``size`` bytes of UTF-8 mixing 1- to 4-byte characters."""
+    rng = random.Random(11)
+    chars: list[str] = []
+    used = 0
+    while used < size - 4:
+        c = rng.choice("ab \n\t—é한국어✓\U0001f600")
+        chars.append(c)
+        used += len(c.encode())
+    chars.append("x" * (size - used))
+    return "".join(chars)
+
+
+def req(prompt: str = "hello", **fields: Any) -> InjectRequest:
+    return parse_inject({"prompt": prompt, **fields}, max_prompt_bytes=MIB)
+
+
+async def submit(engine: DeliveryEngine, prompt: str = "hello", target: str = "s1", **kw: Any) -> Delivery:
+    fields = {k: kw.pop(k) for k in list(kw) if k not in ("idempotency_key", "verified_sender")}
+    return await engine.submit(req(prompt, **fields), target=target, origin=Origin.API, **kw)
+
+
+async def final(engine: DeliveryEngine, delivery_id: str, timeout: float = 5.0) -> Delivery:
+    d = await engine.wait(delivery_id, timeout)
+    assert d.final, f"delivery still {d.status} after {timeout}s"
+    return d
+
+
+async def status_is(engine: DeliveryEngine, delivery_id: str, status: DeliveryStatus) -> Delivery:
+    async def check() -> Delivery | None:
+        d = await engine.get(delivery_id)
+        return d if d.status is status else None
+
+    return await wait_until(check, message=f"{delivery_id} to be {status}")  # type: ignore[no-any-return]
+
+
+# -- the happy path and what it records ---------------------------------------------------
+
+
+async def test_delivers_persists_and_announces(h: Harness) -> None:
+    engine = await h.started()
+    accepted = await submit(engine, "hello", **{"from": "s2", "thread_id": "t1", "reply_expected": True})
+    assert accepted.status is DeliveryStatus.QUEUED and accepted.id.startswith("dlv_")
+    stored = await h.repo.get(accepted.id)
+    assert stored is not None and stored.seq == 1  # persisted before submit returned
+
+    d = await final(engine, accepted.id)
+    assert d.status is DeliveryStatus.DELIVERED
+    assert (d.attempts, d.confirmed, d.reason) == (1, "screen", None)
+    assert d.finished_at and d.started_at and d.evidence["tail_after"] == "idle"
+    assert h.target("s1").seen == [b"hello"]
+    assert h.target("s1").profiles_used == ["claude"]
+    assert h.target("s1").guard_args == [h.config.quiet_ms]
+
+    [ev] = h.kinds("inject_written")
+    assert ev["inject_id"] == d.id and ev["target_agent"] == "s1" and ev["target"] == "s1"
+    assert ev["from"] == "s2" and ev["reply_to"] == "s2" and ev["thread_id"] == "t1"
+    assert ev["reply_expected"] is True and ev["delivered"] is True and ev["source_type"] == "api"
+    assert ev["prompt_bytes"] == 5 and ev["prompt_sha256"] == d.prompt_sha256
+    assert "hello" not in repr(ev)  # the prompt text never goes on the bus
+    assert h.kinds("delivery.failed") == []
+
+
+async def test_paste_stage_is_persisted_before_any_byte(h: Harness) -> None:
+    engine = await h.started()
+    observed: list[tuple[DeliveryStatus, str | None]] = []
+
+    async def look() -> None:
+        [row] = await h.repo.list(session="s1")
+        observed.append((row.status, row.stage))
+
+    h.target("s1").on_paste = look
+    await final(engine, (await submit(engine)).id)
+    assert observed == [(DeliveryStatus.DELIVERING, "paste")]
+
+
+async def test_to_public_hides_the_prompt_unless_asked(h: Harness) -> None:
+    engine = await h.started()
+    d = await final(engine, (await submit(engine, "secret ✓")).id)
+    pub = d.to_public()
+    assert "prompt" not in pub and pub["prompt_bytes"] == len("secret ✓".encode())
+    assert pub["status"] == "delivered" and pub["delivery_id"] == d.id and pub["origin"] == "api"
+    assert d.to_public(include_prompt=True)["prompt"] == "secret ✓"
+
+
+async def test_quiet_ms_and_no_enter_are_passed_through(h: Harness) -> None:
+    engine = await h.started()
+    d = await final(engine, (await submit(engine, quiet_ms=1234, no_enter=True)).id)
+    assert h.target("s1").guard_args == [1234]
+    assert d.evidence["no_enter"] is True
+
+
+# -- ordering -----------------------------------------------------------------------------
+
+
+async def test_fifo_per_session_while_another_session_proceeds(h: Harness) -> None:
+    engine = await h.started()
+    t1 = h.target("s1")
+    t1.gate = asyncio.Event()
+    prompts = [f"prompt {i}" for i in range(20)]
+    accepted = await asyncio.gather(*(submit(engine, p, "s1") for p in prompts))
+
+    # s1 is stuck on its first prompt; s2 is not held up by it.
+    other = await final(engine, (await submit(engine, "for s2", "s2")).id)
+    assert other.status is DeliveryStatus.DELIVERED
+    assert t1.seen == [b"prompt 0"]
+    assert (await engine.get(accepted[1].id)).status is DeliveryStatus.QUEUED
+
+    t1.gate.set()
+    done = [await final(engine, d.id) for d in accepted]
+    assert all(d.status is DeliveryStatus.DELIVERED for d in done)
+    assert t1.seen == [p.encode() for p in prompts]
+    assert [d.seq for d in done] == sorted(d.seq for d in done)
+    assert t1.max_in_flight == 1
+    assert h.target("s2").seen == [b"for s2"]
+
+
+# -- the quiet guard and the retry schedule -----------------------------------------------
+
+
+async def test_busy_then_quiet_retries_and_delivers(h: Harness) -> None:
+    engine = await h.started()
+    h.target("s1").quiet = [False]
+    accepted = await submit(engine)
+    retrying = await status_is(engine, accepted.id, DeliveryStatus.RETRYING)
+    assert retrying.reason == "busy" and retrying.next_attempt_at and retrying.attempts == 1
+    d = await final(engine, accepted.id)
+    assert d.status is DeliveryStatus.DELIVERED and d.attempts == 2 and d.reason is None
+    assert h.target("s1").seen == [b"hello"]
+
+
+async def test_busy_forever_exhausts_the_schedule(h: Harness) -> None:
+    engine = await h.started()
+    h.target("s1").always_busy = True
+    d = await final(engine, (await submit(engine)).id)
+    assert d.status is DeliveryStatus.FAILED and d.reason == "retry_exhausted"
+    assert d.attempts == len(h.config.retry_schedule) + 1
+    assert "busy" in (d.detail or "")
+    assert h.target("s1").seen == [] and len(h.target("s1").guard_args) == d.attempts
+    [ev] = h.kinds("delivery.failed")
+    assert ev["delivery_id"] == d.id and ev["reason"] == "retry_exhausted" and ev["attempts"] == d.attempts
+    assert h.kinds("inject_written") == []
+
+
+async def test_a_retrying_delivery_holds_the_head_of_its_queue(h: Harness) -> None:
+    engine = await h.started()
+    h.target("s1").quiet = [False]
+    first = await submit(engine, "first")
+    second = await submit(engine, "second")
+    await status_is(engine, first.id, DeliveryStatus.RETRYING)
+    assert (await engine.get(second.id)).status is DeliveryStatus.QUEUED
+    await final(engine, second.id)
+    assert h.target("s1").seen == [b"first", b"second"]
+
+
+async def test_force_skips_the_guard(h: Harness) -> None:
+    engine = await h.started()
+    h.target("s1").always_busy = True
+    d = await final(engine, (await submit(engine, force=True)).id)
+    assert d.status is DeliveryStatus.DELIVERED and d.attempts == 1
+    assert h.target("s1").guard_args == []
+
+
+# -- failures -----------------------------------------------------------------------------
+
+
+async def test_non_retryable_error_fails_with_reason_and_stage(h: Harness) -> None:
+    engine = await h.started()
+    h.target("s1").deliver_errors = [
+        DeliveryError("not_submitted", "prompt still in the composer", stage="confirm",
+                      evidence={"tail_after": "> hello"}),
+    ]
+    d = await final(engine, (await submit(engine)).id)
+    assert (d.status, d.reason, d.stage) == (DeliveryStatus.FAILED, "not_submitted", "confirm")
+    assert d.detail == "prompt still in the composer" and d.evidence == {"tail_after": "> hello"}
+    assert d.attempts == 1
+    [ev] = h.kinds("delivery.failed")
+    assert ev["reason"] == "not_submitted" and ev["stage"] == "confirm"
+    # The queue moves on.
+    assert (await final(engine, (await submit(engine, "next")).id)).status is DeliveryStatus.DELIVERED
+
+
+async def test_error_without_a_stage_keeps_the_last_stage_entered(h: Harness) -> None:
+    engine = await h.started()
+    h.target("s1").deliver_errors = [DeliveryError("pane_dead", "pane %1 is gone")]
+    d = await final(engine, (await submit(engine)).id)
+    assert (d.reason, d.stage) == ("pane_dead", "paste")
+
+
+async def test_retryable_error_goes_on_the_schedule(h: Harness) -> None:
+    engine = await h.started()
+    h.target("s1").ready_errors = [DeliveryError("tmux_cmd_failed", "flake", retryable=True)]
+    accepted = await submit(engine)
+    retrying = await status_is(engine, accepted.id, DeliveryStatus.RETRYING)
+    assert retrying.reason == "tmux_cmd_failed"
+    d = await final(engine, accepted.id)
+    assert d.status is DeliveryStatus.DELIVERED and d.attempts == 2
+
+
+async def test_unexpected_exception_fails_the_delivery_not_the_worker(h: Harness) -> None:
+    engine = await h.started()
+    h.target("s1").deliver_errors = [RuntimeError("boom")]
+    d = await final(engine, (await submit(engine, "one")).id)
+    assert d.status is DeliveryStatus.FAILED and d.reason == "write_failed" and "boom" in (d.detail or "")
+    assert (await final(engine, (await submit(engine, "two")).id)).status is DeliveryStatus.DELIVERED
+    assert h.target("s1").seen == [b"two"]
+
+
+async def test_resolver_without_transport_fails(h: Harness) -> None:
+    engine = await h.started()
+    h.resolver_error = DeliveryError("no_transport", "nothing can reach s1")
+    d = await final(engine, (await submit(engine)).id)
+    assert (d.status, d.reason) == (DeliveryStatus.FAILED, "no_transport")
+
+
+async def test_disconnected_session_waits_for_its_wrapper(h: Harness) -> None:
+    engine = await h.started()
+    await h.registry.set_state("s1", SessionState.DISCONNECTED)
+    accepted = await submit(engine)
+    retrying = await status_is(engine, accepted.id, DeliveryStatus.RETRYING)
+    assert retrying.reason == "session_disconnected"
+    await h.registry.set_state("s1", SessionState.RUNNING)
+    assert (await final(engine, accepted.id)).status is DeliveryStatus.DELIVERED
+
+
+async def test_exited_session_fails(h: Harness) -> None:
+    engine = await h.started()
+    await h.registry.set_state("s1", SessionState.EXITED)
+    d = await final(engine, (await submit(engine)).id)
+    assert (d.status, d.reason) == (DeliveryStatus.FAILED, "session_exited")
+    assert h.target("s1").seen == []
+
+
+# -- accepting ----------------------------------------------------------------------------
+
+
+async def test_unknown_target_is_not_found_and_stores_nothing(h: Harness) -> None:
+    engine = await h.started()
+    with pytest.raises(NotFound) as e:
+        await submit(engine, target="nobody")
+    assert e.value.code == "session_not_found"
+    assert await h.repo.list() == []
+
+
+async def test_alias_resolves_to_the_exact_session(h: Harness) -> None:
+    engine = await h.started()
+    await h.registry.register(
+        RegisterSpec(type=SessionType.PANE, session_id="s1", tmux_pane="%9", pid=1), replace=True
+    )  # s1 becomes s1-2, alias s1
+    d = await final(engine, (await submit(engine, target="s1")).id)
+    assert d.target == "s1" and d.session_id == "s1-2"
+    assert h.target("s1-2").seen == [b"hello"]
+
+
+async def test_idempotency_key_returns_the_same_delivery(h: Harness) -> None:
+    engine = await h.started()
+    first = await submit(engine, "once", idempotency_key="k-1")
+    again = await submit(engine, "twice?", idempotency_key="k-1")
+    racing = await asyncio.gather(*(submit(engine, "race", idempotency_key="k-2") for _ in range(5)))
+    assert again.id == first.id
+    assert len({d.id for d in racing}) == 1
+    await final(engine, first.id)
+    await final(engine, racing[0].id)
+    await h.registry.remove("s1")  # the target going away does not change the answer
+    assert (await submit(engine, "later", idempotency_key="k-1")).id == first.id
+    assert len(await h.repo.list()) == 2
+    assert h.target("s1").seen == [b"once", b"race"]
+
+
+async def test_sender_identity_and_spoofing(h: Harness) -> None:
+    engine = await h.started()
+    honest = await submit(engine, verified_sender="s2", **{"from": "s2"})
+    implicit = await submit(engine, verified_sender="s2")
+    liar = await submit(engine, verified_sender="s2", **{"from": "s1"})
+    unverified = await submit(engine, **{"from": "s1"})
+    assert (honest.spoofed, honest.verified_sender) == (False, "s2")
+    assert (implicit.sender, implicit.reply_to, implicit.spoofed) == ("s2", "s2", False)
+    assert liar.spoofed is True and liar.sender == "s1"
+    assert unverified.spoofed is False and unverified.verified_sender is None
+    assert (await h.repo.get(liar.id)).spoofed is True  # type: ignore[union-attr]
+
+
+async def test_megabyte_of_mixed_utf8_arrives_byte_exact(h: Harness) -> None:
+    engine = await h.started()
+    text = mixed_utf8_text(MIB)
+    prompt = text.encode()
+    assert len(prompt) == MIB and len(text) < MIB  # exactly at the limit, multi-byte heavy
+    d = await final(engine, (await submit(engine, text)).id)
+    assert d.status is DeliveryStatus.DELIVERED
+    assert h.target("s1").seen == [prompt]
+    stored = await h.repo.get(d.id)
+    assert stored is not None and stored.prompt == prompt
+
+
+# -- waiting and cancelling ---------------------------------------------------------------
+
+
+async def test_wait_returns_the_final_record_or_the_current_one_on_timeout(h: Harness) -> None:
+    engine = await h.started()
+    t = h.target("s1")
+    t.gate = asyncio.Event()
+    accepted = await submit(engine)
+    await wait_until(lambda: t.seen == [b"hello"], message="the paste")
+    current = await engine.wait(accepted.id, 0.05)
+    assert current.status is DeliveryStatus.DELIVERING and current.stage == "paste"
+    waiter = asyncio.create_task(engine.wait(accepted.id, 5))
+    t.gate.set()
+    d = await waiter
+    assert d.status is DeliveryStatus.DELIVERED
+    assert (await engine.wait(accepted.id, 5)).status is DeliveryStatus.DELIVERED  # already final
+    with pytest.raises(NotFound):
+        await engine.wait("dlv_missing", 1)
+
+
+async def test_cancel_while_queued(h: Harness) -> None:
+    engine = await h.started()
+    t = h.target("s1")
+    t.gate = asyncio.Event()
+    head = await submit(engine, "head")
+    behind = await submit(engine, "behind")
+    await wait_until(lambda: t.seen == [b"head"])
+
+    cancelled = await engine.cancel(behind.id)
+    assert (cancelled.status, cancelled.reason) == (DeliveryStatus.CANCELLED, "cancelled")
+    with pytest.raises(Conflict) as e:
+        await engine.cancel(head.id)  # already writing
+    assert e.value.code == "not_cancellable"
+
+    t.gate.set()
+    assert (await final(engine, head.id)).status is DeliveryStatus.DELIVERED
+    after = await final(engine, (await submit(engine, "after")).id)
+    assert after.status is DeliveryStatus.DELIVERED
+    assert t.seen == [b"head", b"after"]
+    assert (await h.repo.get(behind.id)).status is DeliveryStatus.CANCELLED  # type: ignore[union-attr]
+    with pytest.raises(Conflict):
+        await engine.cancel(head.id)  # final
+    with pytest.raises(NotFound) as nf:
+        await engine.cancel("dlv_missing")
+    assert nf.value.code == "delivery_not_found"
+
+
+async def test_cancel_while_retrying_interrupts_the_wait(h: Harness) -> None:
+    engine = await h.started(retry_schedule=(60.0,))
+    t = h.target("s1")
+    t.always_busy = True
+    stuck = await submit(engine, "stuck")
+    behind = await submit(engine, "behind")
+    await status_is(engine, stuck.id, DeliveryStatus.RETRYING)
+    waiter = asyncio.create_task(engine.wait(stuck.id, 30))
+
+    t.always_busy = False
+    cancelled = await engine.cancel(stuck.id)
+    assert cancelled.status is DeliveryStatus.CANCELLED
+    assert (await waiter).status is DeliveryStatus.CANCELLED
+    # The 60 s wait was interrupted: the next prompt goes through now.
+    assert (await final(engine, behind.id)).status is DeliveryStatus.DELIVERED
+    assert t.seen == [b"behind"]
+
+
+# -- stopping and resuming ----------------------------------------------------------------
+
+
+async def test_accepted_while_stopped_is_delivered_after_start(h: Harness) -> None:
+    engine = h.engine()
+    accepted = await submit(engine)
+    assert (await h.repo.get(accepted.id)).status is DeliveryStatus.QUEUED  # type: ignore[union-attr]
+    await engine.start()
+    assert (await final(engine, accepted.id)).status is DeliveryStatus.DELIVERED
+
+
+async def test_restart_mid_schedule_resumes_and_delivers_exactly_once(h: Harness) -> None:
+    first_engine = await h.started(retry_schedule=(30.0,))
+    t = h.target("s1")
+    t.quiet = [False]
+    waiting = await submit(first_engine, "waiting")
+    behind = await submit(first_engine, "behind")
+    await status_is(first_engine, waiting.id, DeliveryStatus.RETRYING)
+    await first_engine.stop()
+    rows = {d.id: d for d in await h.repo.list()}
+    assert rows[waiting.id].status is DeliveryStatus.RETRYING and rows[waiting.id].attempts == 1
+    assert rows[behind.id].status is DeliveryStatus.QUEUED
+
+    # The new daemon's schedule bounds the remaining wait, so this does not take 30 s.
+    second_engine = await h.started()
+    a = await final(second_engine, waiting.id)
+    b = await final(second_engine, behind.id)
+    assert (a.status, a.attempts) == (DeliveryStatus.DELIVERED, 2)
+    assert b.status is DeliveryStatus.DELIVERED
+    assert t.seen == [b"waiting", b"behind"]
+    assert len(h.kinds("inject_written")) == 2
+
+
+async def test_stop_mid_paste_is_never_pasted_again(h: Harness) -> None:
+    first_engine = await h.started()
+    t = h.target("s1")
+    t.gate = asyncio.Event()  # the prompt is on screen; the daemon dies before confirming
+    pasting = await submit(first_engine, "pasting")
+    queued = await submit(first_engine, "queued")
+    await wait_until(lambda: t.seen == [b"pasting"])
+    await first_engine.stop()
+    row = await h.repo.get(pasting.id)
+    assert row is not None and (row.status, row.stage) == (DeliveryStatus.DELIVERING, "paste")
+
+    t.gate.set()
+    second_engine = await h.started()
+    d = await final(second_engine, pasting.id)
+    assert (d.status, d.reason, d.detail) == (DeliveryStatus.FAILED, "interrupted", INTERRUPTED_DETAIL)
+    assert (await final(second_engine, queued.id)).status is DeliveryStatus.DELIVERED
+    assert t.seen == [b"pasting", b"queued"]
+    [ev] = h.kinds("delivery.failed")
+    assert ev["delivery_id"] == pasting.id and ev["reason"] == "interrupted"
+
+
+async def test_start_sorts_out_rows_left_by_a_crash(h: Harness) -> None:
+    def row(prompt: bytes, status: DeliveryStatus, stage: str | None, attempts: int) -> Delivery:
+        return Delivery(session_id="s1", target="s1", prompt=prompt, origin=Origin.CLI,
+                        status=status, stage=stage, attempts=attempts)
+
+    at_paste = await h.repo.insert(row(b"at paste", DeliveryStatus.DELIVERING, "paste", 1))
+    at_confirm = await h.repo.insert(row(b"at confirm", DeliveryStatus.DELIVERING, "confirm", 1))
+    at_guard = await h.repo.insert(row(b"at guard", DeliveryStatus.DELIVERING, "quiet_guard", 1))
+    retrying = await h.repo.insert(row(b"retrying", DeliveryStatus.RETRYING, "quiet_guard", 1))
+    queued = await h.repo.insert(row(b"queued", DeliveryStatus.QUEUED, None, 0))
+    done = await h.repo.insert(row(b"done", DeliveryStatus.DELIVERED, "confirm", 1))
+
+    engine = await h.started()
+    results = {d.id: await final(engine, d.id) for d in (at_paste, at_confirm, at_guard, retrying, queued)}
+    assert results[at_paste.id].reason == "interrupted"
+    assert results[at_confirm.id].reason == "interrupted"
+    assert results[at_guard.id].status is DeliveryStatus.DELIVERED and results[at_guard.id].attempts == 2
+    assert results[retrying.id].status is DeliveryStatus.DELIVERED
+    assert results[queued.id].status is DeliveryStatus.DELIVERED
+    assert h.target("s1").seen == [b"at guard", b"retrying", b"queued"]
+    assert (await engine.get(done.id)).status is DeliveryStatus.DELIVERED
+    assert {ev["delivery_id"] for ev in h.kinds("delivery.failed")} == {at_paste.id, at_confirm.id}
+
+
+async def test_get_and_list(h: Harness) -> None:
+    engine = await h.started()
+    a = await final(engine, (await submit(engine, "a")).id)
+    b = await final(engine, (await submit(engine, "b", "s2")).id)
+    assert [d.id for d in await engine.list()] == [b.id, a.id]
+    assert [d.id for d in await engine.list(session="s2")] == [b.id]
+    assert [d.id for d in await engine.list(status="failed")] == []
+    assert (await engine.get(a.id)).prompt == b"a"
+    with pytest.raises(NotFound):
+        await engine.get("dlv_missing")
