@@ -27,6 +27,7 @@ def config(home: Path) -> Config:
         retry_schedule=(0.3, 0.6),
         retry_jitter=0.0,
         liveness_interval=0.2,
+        settle_ms=50,
     )
 
 

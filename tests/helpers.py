@@ -60,6 +60,7 @@ def daemon_env(home: Path, **extra: str) -> dict[str, str]:
         TELEPTY_LOG_LEVEL="INFO",
         TELEPTY_QUIET_MS="200",
         TELEPTY_RETRY_SCHEDULE="0.3,0.6",
+        TELEPTY_SETTLE_MS="50",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

@@ -17,7 +17,11 @@ MAX_BODY = 4 * 1024 * 1024  # a 1 MiB prompt, JSON-escaped, fits with room to sp
 async def json_object(request: web.Request, *, max_bytes: int = MAX_BODY) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > max_bytes:
         raise TooLarge("too_large", f"request body over {max_bytes} bytes")
-    raw = await request.content.read(max_bytes + 1)
+    try:
+        # read() gathers the whole body, bounded by the app's client_max_size.
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise TooLarge("too_large", f"request body over {max_bytes} bytes") from None
     if len(raw) > max_bytes:
         raise TooLarge("too_large", f"request body over {max_bytes} bytes")
     if not raw.strip():

@@ -12,7 +12,7 @@ from telepty.api.body import json_object, json_response, query_int
 from telepty.api.keys import SERVICES
 from telepty.delivery.model import DeliveryStatus, Origin
 from telepty.delivery.request import parse_inject
-from telepty.errors import BadRequest
+from telepty.errors import BadRequest, Unavailable
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 200
@@ -37,8 +37,14 @@ async def inject(request: web.Request) -> web.Response:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
         raise BadRequest("invalid_header", f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} chars")
+    target = request.match_info["id"]
+    session = svc.registry.resolve(target)
+    if session.tmux_pane and not svc.tmux.server(session.tmux_socket).available():
+        # Refused before a record exists: nothing was accepted, nothing is lost.
+        raise Unavailable("tmux_unavailable", f"session {session.id!r} lives in a tmux pane, "
+                          f"but tmux ({svc.config.tmux_bin}) is not installed or not on PATH")
     delivery = await svc.deliveries.submit(
-        req, target=request.match_info["id"], origin=_origin(request), idempotency_key=key,
+        req, target=target, origin=_origin(request), idempotency_key=key,
     )
     if req.wait:
         delivery = await svc.deliveries.wait(delivery.id, req.timeout)

@@ -33,6 +33,7 @@ from telepty.delivery.model import (
     BUSY,
     CANCELLED,
     INTERRUPTED,
+    PANE_DEAD,
     PRE_PASTE_STAGES,
     RETRY_EXHAUSTED,
     SESSION_DISCONNECTED,
@@ -72,6 +73,10 @@ class _EngineState(Enum):
 class _RetryNeeded:
     reason: str
     detail: str
+
+
+class _CancelledBeforePaste(Exception):
+    """Raised inside an attempt whose delivery was cancelled before the paste stage."""
 
 
 class DeliveryEngine:
@@ -215,10 +220,14 @@ class DeliveryEngine:
                 raise NotFound("delivery_not_found", f"no delivery with id {delivery_id!r}")
             # start() may have picked it up while we read it.
             d = self._active.get(delivery_id, stored)
-        if d.status not in (DeliveryStatus.QUEUED, DeliveryStatus.RETRYING):
+        # A delivery still checking readiness or quietness has written nothing: the
+        # worker looks at the status before the paste stage and stops there.
+        pre_paste = d.status is DeliveryStatus.DELIVERING and d.stage in PRE_PASTE_STAGES
+        if d.status not in (DeliveryStatus.QUEUED, DeliveryStatus.RETRYING) and not pre_paste:
             raise Conflict(
-                "not_cancellable", f"delivery {delivery_id} is {d.status}; only queued or "
-                "retrying deliveries can be cancelled"
+                "not_cancellable", f"delivery {delivery_id} is {d.status}"
+                f"{' (stage ' + d.stage + ')' if d.stage else ''}; only deliveries that have "
+                "not started pasting can be cancelled"
             )
         now = utc_now()
         d.status = DeliveryStatus.CANCELLED
@@ -337,7 +346,7 @@ class DeliveryEngine:
                 if d.final:  # cancelled while waiting
                     return
             retry = await self._attempt(d)
-            if retry is None:
+            if retry is None or d.final:
                 return
             delay = self.schedule.delay_for(d.attempts - 1)
             if delay is None:
@@ -368,7 +377,10 @@ class DeliveryEngine:
             if not d.force:
                 await self._enter_stage(d, STAGE_QUIET_GUARD)
                 quiet_ms = d.quiet_ms if d.quiet_ms is not None else self.config.quiet_ms
-                if not await transport.is_quiet(quiet_ms):
+                quiet = await transport.is_quiet(quiet_ms)
+                if d.final:  # cancelled while we were watching the screen
+                    return None
+                if not quiet:
                     return _RetryNeeded(BUSY, f"the target was not quiet for {quiet_ms} ms")
             outcome = await transport.deliver(
                 d.prompt,
@@ -376,7 +388,11 @@ class DeliveryEngine:
                 profile=self.profiles.profile_for(session.agent),
                 on_stage=partial(self._enter_stage, d),
             )
+        except _CancelledBeforePaste:
+            return None
         except DeliveryError as exc:
+            if d.final:
+                return None
             if exc.evidence:
                 d.evidence = exc.evidence
             if exc.retryable:
@@ -397,6 +413,9 @@ class DeliveryEngine:
                 SESSION_NOT_FOUND, f"session {d.session_id!r} is gone", stage=STAGE_CHECK_READY
             )
         if s.state is SessionState.EXITED:
+            if s.meta.get("exit_reason") == PANE_DEAD:
+                raise DeliveryError(PANE_DEAD, f"the pane of session {s.id!r} ({s.tmux_pane}) is gone",
+                                    stage=STAGE_CHECK_READY)
             raise DeliveryError(
                 SESSION_EXITED, f"session {s.id!r} has exited", stage=STAGE_CHECK_READY
             )
@@ -408,6 +427,9 @@ class DeliveryEngine:
         return s
 
     async def _enter_stage(self, d: Delivery, stage: str) -> None:
+        if d.final:
+            # Cancelled while checking readiness or quietness: stop before any write.
+            raise _CancelledBeforePaste
         d.stage = stage
         d.updated_at = utc_now()
         await self.repo.update(d)

@@ -713,7 +713,6 @@ class DaemonLink:
         self._generation = 0
         self._request_tasks: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
-        self._fast_retry = False
 
     # -- fed by the wrapper -------------------------------------------------------
 
@@ -729,7 +728,6 @@ class DaemonLink:
             return False
         self._exit_code = code
         self._exit_pending = True
-        self._fast_retry = True
         self._wake.set()
         timeout = EXIT_FLUSH_TIMEOUT_S if self.connected.is_set() else EXIT_REPORT_TIMEOUT_S
         try:
@@ -767,8 +765,10 @@ class DaemonLink:
                 if welcomed:
                     delays = backoff_delays(BACKOFF_START_S, self.timings.backoff_max_s)
                 delay = next(delays)
-                if self._fast_retry:
-                    delay = min(delay, 0.2)
+                if self._exit_pending:
+                    # The child is gone and the exit report has a short deadline.
+                    await asyncio.sleep(min(delay, 0.2))
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wait_stop_or_exit(), delay)
         finally:

@@ -309,13 +309,12 @@ class SessionRegistry:
         for s in list(self._sessions.values()):
             if s.state is SessionState.EXITED or s.type is SessionType.SPAWNED:
                 continue
-            alive: bool
             if s.type is SessionType.PANE and self.pane_probe is not None:
-                alive = await self.pane_probe(s)
+                alive, reason = await self.pane_probe(s), "pane_dead"
             else:
-                alive = s.pid is None or pid_alive(s.pid)
+                alive, reason = s.pid is None or pid_alive(s.pid), "process_gone"
             if not alive:
-                await self.set_state(s.id, SessionState.EXITED, reason="process_gone")
+                await self.set_state(s.id, SessionState.EXITED, reason=reason)
                 gone.append(s)
         return gone
 

@@ -124,7 +124,7 @@ class ControlClient:
         *,
         start_timeout_s: float = 5.0,
         restart_backoff_s: float = 1.0,
-        max_backoff_s: float = 30.0,
+        max_backoff_s: float = 10.0,
     ) -> None:
         self._tmux_bin = tmux_bin
         self._socket_args = list(socket_args)

@@ -1,0 +1,65 @@
+"""Helpers that put the fake agent (tests/programs/fake_agent.py) in real terminals."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.helpers import ROOT
+
+FAKE_AGENT = str(ROOT / "tests" / "programs" / "fake_agent.py")
+
+
+@dataclass
+class AgentFiles:
+    out: Path
+    raw: Path
+    stop: Path
+
+    def submissions(self) -> list[str]:
+        if not self.out.exists():
+            return []
+        return [json.loads(line)["text"] for line in self.out.read_text().splitlines() if line]
+
+    def raw_bytes(self) -> bytes:
+        return self.raw.read_bytes() if self.raw.exists() else b""
+
+
+def agent_argv(files: AgentFiles, *, busy: bool = False, bracketed: bool = True) -> list[str]:
+    argv = [sys.executable, FAKE_AGENT, "--out", str(files.out), "--raw-out", str(files.raw)]
+    if busy:
+        argv += ["--busy-until", str(files.stop)]
+    if not bracketed:
+        argv.append("--no-bracketed")
+    return argv
+
+
+def agent_files(tmp_path: Path, name: str = "agent") -> AgentFiles:
+    return AgentFiles(out=tmp_path / f"{name}.jsonl", raw=tmp_path / f"{name}.raw",
+                      stop=tmp_path / f"{name}.stop")
+
+
+@dataclass
+class AgentPane:
+    pane_id: str
+    socket_path: str
+    files: AgentFiles
+    pane: object  # libtmux Pane
+
+    def screen(self) -> str:
+        return "\n".join(self.pane.capture_pane())  # type: ignore[attr-defined]
+
+
+def start_agent_pane(session: object, tmp_path: Path, name: str = "agent", *, busy: bool = False,
+                     bracketed: bool = True) -> AgentPane:
+    """A new tmux window in the libtmux test ``session`` running the fake agent."""
+    files = agent_files(tmp_path, name)
+    window = session.new_window(  # type: ignore[attr-defined]
+        window_name=name, window_shell=shlex.join(agent_argv(files, busy=busy, bracketed=bracketed)),
+    )
+    pane = window.active_pane
+    socket_path = session.server.cmd("display-message", "-p", "#{socket_path}").stdout[0]  # type: ignore[attr-defined]
+    return AgentPane(pane_id=pane.pane_id, socket_path=socket_path, files=files, pane=pane)
