@@ -240,7 +240,7 @@ async def attach(config: Config, session_name: str) -> int:
     path = f"/api/sessions/{urllib.parse.quote(session_name, safe='')}/attach"
     url = ws_url(base, path, token)
     errors = _ErrorBodies()
-    async with aiohttp.ClientSession(trace_configs=[errors]) as http:
+    async with aiohttp.ClientSession(trace_configs=[errors.trace]) as http:
         try:
             ws = await asyncio.wait_for(
                 http.ws_connect(url, heartbeat=15.0, max_msg_size=64 * 1024 * 1024), CONNECT_TIMEOUT_S
@@ -261,4 +261,9 @@ async def attach(config: Config, session_name: str) -> int:
 def run_attach(config: Config, session_name: str) -> int:
     """Entry point for the CLI: returns the exit status to leave with."""
     setup_logging(config)
-    return asyncio.run(attach(config, session_name))
+    try:
+        return asyncio.run(attach(config, session_name))
+    except Exception as exc:  # a bug must still end in one line, not a raw-mode traceback
+        log.exception("attach failed")
+        write_stderr_line(f"\r\ntelepty: attach failed: {exc!r}\r\n")
+        return 1

@@ -1223,6 +1223,11 @@ def run_wrap(opts: WrapOptions, config: Config, env: Mapping[str, str] | None = 
     wrapper = Wrapper(opts, config, os.environ if env is None else env)
     try:
         return asyncio.run(wrapper.run())
+    except Exception as exc:  # a bug must still end in one line, not a raw-mode traceback
+        log.exception("wrapper failed")
+        wrapper.terminal.restore()
+        write_stderr_line(f"\r\ntelepty: wrap failed: {exc!r}\r\n")
+        return 1
     finally:
         wrapper.terminal.close()
 

@@ -41,6 +41,13 @@ class RegisterSpec:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+_EXIT_REASON_ON_RESTORE = {
+    SessionType.SPAWNED: "daemon_stopped",
+    SessionType.PANE: "pane_dead",
+    SessionType.WRAPPED: "process_gone",
+}
+
+
 async def _no_emit(*_args: Any, **_kw: Any) -> int:
     return 0
 
@@ -81,6 +88,8 @@ class SessionRegistry:
                 s.state = await self._restored_state(s)
             if s.state is not before:
                 s.updated_at = now
+                if s.state is SessionState.EXITED:
+                    s.meta = dict(s.meta, exit_reason=_EXIT_REASON_ON_RESTORE[s.type])
                 changed.append(s)
             self._sessions[s.id] = s
         await self.repo.upsert_many(changed)
