@@ -18,6 +18,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--project")
     p.set_defaults(func=cmd_list)
 
+    p = sub.add_parser("screen", help="what the session's terminal shows now")
+    p.add_argument("id")
+    p.add_argument("--lines", type=int, default=40)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_screen)
+
     p = sub.add_parser("kill", help="stop a session (exact id only, never an alias)")
     p.add_argument("id")
     p.add_argument("--json", action="store_true")
@@ -53,4 +59,14 @@ def cmd_kill(args: argparse.Namespace, config: Config) -> int:
         emit_json(result)
     else:
         print(f"killed {result['session_id']}")
+    return 0
+
+
+def cmd_screen(args: argparse.Namespace, config: Config) -> int:
+    body = Client(config).request("GET", f"/api/sessions/{args.id}/screen",
+                                  query={"lines": args.lines})
+    if args.json:
+        emit_json(body)
+    else:
+        print(body["text"])
     return 0

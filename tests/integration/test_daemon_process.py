@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.helpers import DaemonProcess, daemon_env, run_cli
+from tests.helpers import DaemonProcess, daemon_env, run_cli, wait_until_sync
 
 
 def test_meta_reports_the_real_process(daemon: DaemonProcess) -> None:
@@ -156,3 +156,18 @@ def test_cli_without_daemon_fails_with_one_line(tmp_path) -> None:  # type: igno
         assert r.returncode != 0
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "not running" in lines[0], r.stderr
+
+
+def test_cli_screen_shows_spawned_output(daemon: DaemonProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    status, _ = daemon.request("POST", "/api/sessions/spawn", {
+        "session_id": "scr", "command": "sh", "args": ["-c", "echo screen-$((2*21)); read x"],
+        "cwd": str(tmp_path)})
+    assert status == 201
+
+    def shown() -> bool:
+        r = daemon.cli("screen", "scr", "--lines", "5")
+        return r.returncode == 0 and "screen-42" in r.stdout
+
+    wait_until_sync(shown, message="screen output")
+    r = daemon.cli("screen", "nope")
+    assert r.returncode == 1 and "session_not_found" in r.stderr
