@@ -484,6 +484,17 @@ class SpawnedPty:
         elif self._pidfd is None and self._timer is None:
             self._timer = self._loop.call_soon(self._poll_child)
 
+    def pause_reading(self) -> None:
+        """Stop reading output, so a slow consumer slows the child (terminal flow control)."""
+        if self._reading and not self._fd_closed:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._fd_closed and not self._eof:
+            self._loop.add_reader(self._fd, self._on_readable)
+            self._reading = True
+
     def _stop_reading(self) -> None:
         if self._reading:
             self._reading = False

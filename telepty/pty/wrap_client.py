@@ -49,6 +49,7 @@ import aiohttp
 import orjson
 
 from telepty.api.auth import read_token
+from telepty.cli.client import daemon_url
 from telepty.config import Config
 from telepty.pty.env import child_env
 from telepty.pty.spawned import PtyClosedError, SpawnedPty
@@ -395,28 +396,12 @@ def write_stderr_line(text: str) -> None:
 
 
 def pause_reading(pty: SpawnedPty) -> None:
-    """Stop reading the child's output, so a slow terminal slows the child down.
-
-    SpawnedPty has no public pause yet (it only stops reading at EOF); until it has,
-    this mirrors its private reader bookkeeping exactly.
-    """
-    public = getattr(pty, "pause_reading", None)
-    if callable(public):
-        public()
-        return
-    if getattr(pty, "_reading", False) and not pty.closed:
-        pty._loop.remove_reader(pty._fd)
-        pty._reading = False
+    """Stop reading the child's output, so a slow terminal slows the child down."""
+    pty.pause_reading()
 
 
 def resume_reading(pty: SpawnedPty) -> None:
-    public = getattr(pty, "resume_reading", None)
-    if callable(public):
-        public()
-        return
-    if not getattr(pty, "_reading", True) and not pty.closed and not getattr(pty, "_eof", False):
-        pty._loop.add_reader(pty._fd, pty._on_readable)
-        pty._reading = True
+    pty.resume_reading()
 
 
 # ----------------------------------------------------------------------------- backlog
@@ -664,8 +649,6 @@ def ws_url(http_url: str, path: str, token: str | None) -> str:
 def daemon_endpoint(config: Config) -> tuple[str, str | None]:
     """(base http url, token), re-read on every attempt: a restarted daemon may listen
     elsewhere (``daemon.json``) and the token file may have appeared since."""
-    from telepty.cli.client import daemon_url
-
     return daemon_url(config), read_token(config.token_path)
 
 

@@ -196,6 +196,11 @@ class SessionRegistry:
                 new_id = holder.id
 
             previous = self._sessions.get(new_id)
+            # A session coming back (reconnect, restart) keeps the name it answers to:
+            # ``w1-2`` registered as a replacement for ``w1`` still answers to ``w1``.
+            alias = requested
+            if previous is not None and replaced is None and previous.type == spec.type and previous.alias:
+                alias = previous.alias
             session = Session(
                 id=new_id,
                 type=spec.type,
@@ -205,7 +210,7 @@ class SessionRegistry:
                 tmux_pane=spec.tmux_pane,
                 tmux_socket=spec.tmux_socket,
                 agent=spec.agent,
-                alias=requested,
+                alias=alias,
                 state=SessionState.RUNNING,
                 created_at=previous.created_at if previous and previous.live else now,
                 updated_at=now,
@@ -226,7 +231,7 @@ class SessionRegistry:
         if replaced is not None:
             log.info("session replaced old=%s new=%s alias=%s", replaced.id, new_id, requested)
             await self.emit(
-                "session.replaced", old_id=replaced.id, new_id=new_id, alias=requested
+                "session.replaced", old_id=replaced.id, new_id=new_id, alias=session.alias
             )
             for hook in self.on_replaced:
                 await hook(replaced)

@@ -111,8 +111,7 @@ class PaneRun:
 Launch = Callable[..., PaneRun]
 
 
-@pytest.fixture
-def launch(session: libtmux.Session, tmp_path: Path, home: Path) -> Launch:
+def pane_launcher(session: libtmux.Session, tmp_path: Path, home: Path) -> Launch:
     """Start ``telepty ARGS…`` (or any argv) under the launcher in a new tmux window."""
     script = tmp_path / "launch.sh"
     script.write_text(LAUNCHER)
@@ -139,6 +138,11 @@ def launch(session: libtmux.Session, tmp_path: Path, home: Path) -> Launch:
         return PaneRun(pane=pane, rc_file=rc_file, stty_file=stty_file)
 
     return start
+
+
+@pytest.fixture
+def launch(session: libtmux.Session, tmp_path: Path, home: Path) -> Launch:
+    return pane_launcher(session, tmp_path, home)
 
 
 def get_session(daemon: DaemonProcess, name: str) -> dict[str, Any] | None:
@@ -183,6 +187,8 @@ def test_wrapped_bash_is_transparent_and_registered(daemon: DaemonProcess, launc
     assert s["tmux_pane"] == run.pane.pane_id
     assert s["tmux_socket"] and os.path.exists(s["tmux_socket"])
     assert s["command"] == "bash --norc --noprofile"
+    wait_until_sync(lambda: "hi-42" in screen_text(daemon, "w1"), DEADLINE_S,
+                    message="the output on the daemon's screen of w1")
     # The child gets its identity and not the pane's markers of the outer terminal.
     run.type("echo id=$TELEPTY_SESSION_ID tmux=${TMUX:-none}")
     run.shows("id=w1 tmux=none")
@@ -326,3 +332,13 @@ def test_missing_command_is_reported(home: Path) -> None:
     assert res.returncode == 127
     assert res.stderr.strip() == "telepty: cannot start 'definitely-not-a-command-xyz': " \
                                  "executable not found on PATH"
+
+
+def test_wrap_works_without_a_terminal(home: Path) -> None:
+    """Pipes in and out (CI, scripts): no raw mode to set, output and status still pass."""
+    env = daemon_env(home, TELEPTY_PORT=str(closed_port()))
+    script = "read line; echo got-$line; exit 3"
+    res = run_cli("wrap", "--", "sh", "-c", script, env=env, input=b"piped\n")
+    assert res.returncode == 3
+    assert "got-piped" in res.stdout
+    assert res.stderr == ""  # the unreachable daemon is never mentioned

@@ -142,3 +142,17 @@ async def test_bad_hello_is_refused(client) -> None:  # type: ignore[no-untyped-
         assert msg["type"] == "error", frame
         await ws.close()
     assert await (await client.get("/api/sessions")).json() == []
+
+
+async def test_replacement_keeps_its_alias_when_it_reconnects(client) -> None:  # type: ignore[no-untyped-def]
+    ws1, _ = await hello(client, session_id="al")
+    ws2, w2 = await hello(client, session_id="al", pid=1, replace=True)
+    assert w2["session_id"] == "al-2"
+    await ws2.close()
+    await wait_until(lambda: _is(client, "al-2", "disconnected"), message="disconnected")
+    ws3, w3 = await hello(client, session_id="al-2", pid=1)
+    assert w3["session_id"] == "al-2"
+    s = await state(client, "al")  # the alias still reaches the replacement
+    assert (s["id"], s["alias"], s["state"]) == ("al-2", "al", "running")
+    await ws3.close()
+    await ws1.close()

@@ -1,0 +1,176 @@
+"""The wrapper's answers to daemon requests, against real children in real PTYs.
+
+The paste target is a raw-mode reader that appends every byte it reads to a file, so
+what the child received is compared byte for byte (raw mode: no echo, no CR/LF
+translation — exactly what an agent TUI sees).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from telepty.clock import monotonic
+from telepty.pty.env import child_env
+from telepty.pty.spawned import SpawnedPty
+from telepty.pty.wrap_client import ChildRequests
+from tests.helpers import wait_until
+
+READER = r"""
+import os, sys, tty
+tty.setraw(0)
+out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+if sys.argv[2] == "1":
+    os.write(1, b"\x1b[?2004h")
+os.write(1, b"ready\r\n")
+while True:
+    data = os.read(0, 65536)
+    if not data:
+        break
+    os.write(out, data)
+"""
+
+CHATTER = r"""
+import sys, time
+while True:
+    sys.stdout.write("x"); sys.stdout.flush(); time.sleep(0.005)
+"""
+
+class Child:
+    """A started child with the ChildRequests answering for it."""
+
+    def __init__(self, pty: SpawnedPty) -> None:
+        self.pty = pty
+        self.requests = ChildRequests(pty)
+        self.output = bytearray()
+        pty.on_output.append(self._seen)
+
+    def _seen(self, data: bytes) -> None:
+        self.output += data
+        self.requests.note_output()  # as the wrapper's output callback does
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Callable[..., object]]:
+    started: list[SpawnedPty] = []
+
+    async def make(*argv: str) -> Child:
+        pty = await SpawnedPty.start(list(argv), cwd=None, env=child_env(os.environ), cols=80, rows=24)
+        started.append(pty)
+        return Child(pty)
+
+    yield make
+    for pty in started:
+        await pty.terminate(0.5)
+        pty.close()
+
+
+async def reader(start, tmp_path: Path, bracketed: bool) -> tuple[Child, Path]:  # type: ignore[no-untyped-def]
+    sink = tmp_path / "received"
+    sink.touch()
+    child = await start(sys.executable, "-c", READER, str(sink), "1" if bracketed else "0")
+    await wait_until(lambda: b"ready" in child.output, message="the reader to start")
+    assert child.pty.bracketed.enabled is bracketed
+    return child, sink
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def received(sink: Path, expected: bytes) -> bytes:
+    await wait_until(lambda: len(sink.read_bytes()) >= len(expected), message=f"{len(expected)} bytes")
+    return sink.read_bytes()
+
+
+PROMPT = "line one\nline two — ünïcødé ✓\ttab\n".encode()
+
+
+async def test_paste_is_bracketed_when_the_app_asked(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    child, sink = await reader(start, tmp_path, bracketed=True)
+    result = await child.requests.handle(
+        {"type": "paste", "id": 7, "data": b64(PROMPT), "submit": b64(b"\r"), "settle_ms": 20,
+         "no_enter": False}
+    )
+    assert result == {"type": "result", "id": 7, "ok": True, "bracketed": True}
+    expected = b"\x1b[200~" + PROMPT + b"\x1b[201~\r"
+    assert await received(sink, expected) == expected
+
+
+async def test_paste_plain_no_enter_and_write(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    child, sink = await reader(start, tmp_path, bracketed=False)
+    # A prompt smuggling its own end marker must not end a paste early: markers are stripped.
+    result = await child.requests.handle(
+        {"type": "paste", "id": 1, "data": b64(b"abc\x1b[201~def"), "submit": b64(b"\r"),
+         "settle_ms": 0, "no_enter": True}
+    )
+    assert result == {"type": "result", "id": 1, "ok": True, "bracketed": False}
+    result = await child.requests.handle({"type": "write", "id": 2, "data": b64(b"\x1b[B\r")})
+    assert result == {"type": "result", "id": 2, "ok": True}
+    expected = b"abcdef\x1b[B\r"
+    assert await received(sink, expected) == expected
+
+
+async def test_large_paste_arrives_whole(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    child, sink = await reader(start, tmp_path, bracketed=True)
+    big = bytes(range(32, 127)) * 11_000  # ~1 MiB of printable bytes
+    result = await child.requests.handle(
+        {"type": "paste", "id": 3, "data": b64(big), "submit": b64(b"\r"), "settle_ms": 0}
+    )
+    assert result["ok"] is True
+    expected = b"\x1b[200~" + big + b"\x1b[201~\r"
+    got = await received(sink, expected)
+    assert len(got) == len(expected) and got == expected
+
+
+async def test_requests_to_an_exited_child_fail_cleanly(start) -> None:  # type: ignore[no-untyped-def]
+    child = await start("true")
+    await wait_until(child.pty.exited.is_set, message="the child to exit")
+    result = await child.requests.handle({"type": "paste", "id": 4, "data": b64(b"hi")})
+    assert result["ok"] is False and result["error"] == "write_failed" and result["detail"]
+    result = await child.requests.handle({"type": "write", "id": 5, "data": b64(b"hi")})
+    assert result["ok"] is False and result["error"] == "write_failed"
+
+
+async def test_malformed_requests_are_answered_not_raised(start) -> None:  # type: ignore[no-untyped-def]
+    child = await start("cat")
+    for msg, error in (
+        ({"type": "paste", "id": 1, "data": "not base64!"}, "bad_request"),
+        ({"type": "paste", "id": 2, "data": 5}, "bad_request"),
+        ({"type": "paste", "id": 3, "data": b64(b"x"), "settle_ms": "soon"}, "bad_request"),
+        ({"type": "quiet", "id": 4, "quiet_ms": -1}, "bad_request"),
+        ({"type": "quiet", "id": 5}, "bad_request"),
+        ({"type": "reboot", "id": 6}, "unknown_request"),
+    ):
+        result = await child.requests.handle(msg)
+        assert result["id"] == msg["id"] and result["ok"] is False and result["error"] == error, msg
+
+
+async def test_quiet_is_false_while_the_child_keeps_printing(start) -> None:  # type: ignore[no-untyped-def]
+    child = await start(sys.executable, "-c", CHATTER)
+    await wait_until(lambda: len(child.output) > 10, message="chatter")
+    result = await child.requests.handle({"type": "quiet", "id": 9, "quiet_ms": 300})
+    assert result == {"type": "result", "id": 9, "ok": True, "quiet": False}
+
+
+async def test_quiet_is_true_for_a_silent_child(start) -> None:  # type: ignore[no-untyped-def]
+    child = await start("cat")
+    result = await child.requests.handle({"type": "quiet", "id": 1, "quiet_ms": 150})
+    assert result["quiet"] is True
+    assert child.pty.activity.idle_seconds() >= 0.15
+
+
+async def test_output_during_the_wait_makes_it_not_quiet_at_once(start) -> None:  # type: ignore[no-untyped-def]
+    child = await start("cat")  # cooked mode: what we type is echoed back as output
+    began = monotonic()
+    pending = asyncio.ensure_future(child.requests.handle({"type": "quiet", "id": 2, "quiet_ms": 5000}))
+    await child.pty.write(b"x")
+    result = await asyncio.wait_for(pending, 5.0)
+    assert result["quiet"] is False
+    assert monotonic() - began < 4.0  # answered when the output came, not at the deadline
