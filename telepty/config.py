@@ -18,6 +18,11 @@ DEFAULT_PORT = 3848
 DEFAULT_RETRY_SCHEDULE = (30.0, 180.0, 600.0)
 DEFAULT_QUIET_MS = 2000
 MAX_PROMPT_BYTES = 1024 * 1024
+DEFAULT_BUS_RETENTION_COUNT = 100_000
+DEFAULT_BUS_RETENTION_SECONDS = 7 * 24 * 3600.0
+DEFAULT_FANOUT_MAX = 100
+DEFAULT_AUDIT_RETENTION_COUNT = 100_000
+DEFAULT_AUDIT_RETENTION_SECONDS = 30 * 24 * 3600.0
 
 
 class ConfigError(ValueError):
@@ -50,6 +55,19 @@ def _int(name: str, value: str | None, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
 
 
+def _seconds(name: str, value: str | None, default: float) -> float:
+    """A non-negative number of seconds; 0 switches the periodic thing off."""
+    if value is None or value.strip() == "":
+        return default
+    try:
+        seconds = float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from exc
+    if seconds < 0 or seconds != seconds:  # NaN
+        raise ConfigError(f"{name} must not be negative, got {value!r}")
+    return seconds
+
+
 def parse_retry_schedule(value: str) -> tuple[float, ...]:
     """Parse ``"30,180,600"`` or ``"[0.3, 0.6]"`` into seconds."""
     text = value.strip().strip("[]")
@@ -62,6 +80,47 @@ def parse_retry_schedule(value: str) -> tuple[float, ...]:
     if any(d < 0 for d in delays):
         raise ConfigError("TELEPTY_RETRY_SCHEDULE delays must not be negative")
     return delays
+
+
+def _bus_settings(e: Mapping[str, str]) -> dict[str, object]:
+    count = _int("TELEPTY_BUS_RETENTION_COUNT", e.get("TELEPTY_BUS_RETENTION_COUNT"),
+                 DEFAULT_BUS_RETENTION_COUNT)
+    queue = _int("TELEPTY_BUS_SUBSCRIBER_QUEUE", e.get("TELEPTY_BUS_SUBSCRIBER_QUEUE"), 1000)
+    if count < 0:
+        raise ConfigError("TELEPTY_BUS_RETENTION_COUNT must not be negative")
+    if queue < 1:
+        raise ConfigError("TELEPTY_BUS_SUBSCRIBER_QUEUE must be at least 1")
+    interval = _seconds("TELEPTY_BUS_TRIM_INTERVAL", e.get("TELEPTY_BUS_TRIM_INTERVAL"), 60.0)
+    return {
+        "bus_retention_count": count,
+        "bus_retention_seconds": _seconds(
+            "TELEPTY_BUS_RETENTION_SECONDS", e.get("TELEPTY_BUS_RETENTION_SECONDS"),
+            DEFAULT_BUS_RETENTION_SECONDS,
+        ),
+        "bus_trim_interval": max(interval, 0.05),
+        "bus_subscriber_queue": queue,
+    }
+
+
+def _identity_settings(e: Mapping[str, str]) -> dict[str, object]:
+    """Fan-out cap, audit retention and the session token (issue 8)."""
+    fanout = _int("TELEPTY_FANOUT_MAX", e.get("TELEPTY_FANOUT_MAX"), DEFAULT_FANOUT_MAX)
+    if fanout < 1:
+        raise ConfigError("TELEPTY_FANOUT_MAX must be at least 1")
+    count = _int("TELEPTY_AUDIT_RETENTION_COUNT", e.get("TELEPTY_AUDIT_RETENTION_COUNT"),
+                 DEFAULT_AUDIT_RETENTION_COUNT)
+    if count < 0:
+        raise ConfigError("TELEPTY_AUDIT_RETENTION_COUNT must not be negative")
+    return {
+        "fanout_max": fanout,
+        "audit_retention_count": count,
+        "audit_retention_seconds": _seconds(
+            "TELEPTY_AUDIT_RETENTION_SECONDS", e.get("TELEPTY_AUDIT_RETENTION_SECONDS"),
+            DEFAULT_AUDIT_RETENTION_SECONDS,
+        ),
+        "session_token": (e.get("TELEPTY_SESSION_TOKEN") or "").strip() or None,
+        "session_id": (e.get("TELEPTY_SESSION_ID") or "").strip() or None,
+    }
 
 
 def default_home() -> Path:
@@ -83,13 +142,29 @@ class Config:
     retry_jitter: float = 0.1  # +/- fraction applied to each retry delay
     quiet_ms: int = DEFAULT_QUIET_MS
     max_prompt_bytes: int = MAX_PROMPT_BYTES
-    audit_content: bool = False
+    audit_content: bool = False  # TELEPTY_AUDIT_CONTENT: keep prompt text in the audit log
+    # The audit log keeps at most this many rows (0 = no count bound), none older than
+    # this many seconds (0 = no age bound).
+    audit_retention_count: int = DEFAULT_AUDIT_RETENTION_COUNT
+    audit_retention_seconds: float = DEFAULT_AUDIT_RETENTION_SECONDS
+    fanout_max: int = DEFAULT_FANOUT_MAX  # most targets one multicast/broadcast may reach
+    # TELEPTY_SESSION_TOKEN: the identity of the session this CLI runs in (sent to the
+    # daemon as x-telepty-session-token). A secret, so never part of repr().
+    session_token: str | None = field(default=None, repr=False)
+    session_id: str | None = None  # TELEPTY_SESSION_ID: the session this CLI runs in, as named at start
     scrollback_bytes: int = 256 * 1024
-    health_interval: float = 10.0
+    health_interval: float = 10.0  # session_health period; 0 = off
+    idle_seconds: float = 60.0  # quiet time after which session.idle fires (once); 0 = off
     liveness_interval: float = 2.0
     log_level: str = "WARNING"
     tmux_bin: str = "tmux"
     settle_ms: int | None = None  # overrides every profile's settle delay (tests, tuning)
+    # The bus log keeps at most this many events (0 = no count bound) ...
+    bus_retention_count: int = DEFAULT_BUS_RETENTION_COUNT
+    # ... accepted within this many seconds (0 = no age bound), trimmed every interval.
+    bus_retention_seconds: float = DEFAULT_BUS_RETENTION_SECONDS
+    bus_trim_interval: float = 60.0
+    bus_subscriber_queue: int = 1000  # live events a bus subscriber may fall behind by
 
     @property
     def db_path(self) -> Path:
@@ -150,6 +225,9 @@ class Config:
                 "TELEPTY_MAX_PROMPT_BYTES", e.get("TELEPTY_MAX_PROMPT_BYTES"), MAX_PROMPT_BYTES
             ),
             audit_content=_flag(e.get("TELEPTY_AUDIT_CONTENT"), False),
+            **_identity_settings(e),
+            health_interval=_seconds("TELEPTY_HEALTH_INTERVAL", e.get("TELEPTY_HEALTH_INTERVAL"), 10.0),
+            idle_seconds=_seconds("TELEPTY_IDLE_SECONDS", e.get("TELEPTY_IDLE_SECONDS"), 60.0),
             log_level=(e.get("TELEPTY_LOG_LEVEL") or "WARNING").upper(),
             tmux_bin=e.get("TELEPTY_TMUX_BIN") or "tmux",
             settle_ms=(
@@ -157,4 +235,5 @@ class Config:
                 if e.get("TELEPTY_SETTLE_MS")
                 else None
             ),
+            **_bus_settings(e),
         )

@@ -23,10 +23,18 @@ import orjson
 from aiohttp import web
 
 from telepty import __version__
+from telepty.api import bus as bus_routes
 from telepty.api import deliveries as delivery_routes
+from telepty.api import fanout as fanout_routes
+from telepty.api import handoffs as handoff_routes
+from telepty.api import injects as inject_audit_routes
 from telepty.api import meta as meta_routes
+from telepty.api import metrics as metrics_routes
+from telepty.api import raw_keys as raw_keys_routes
+from telepty.api import replies as reply_routes
 from telepty.api import sessions as session_routes
 from telepty.api import terminals as terminal_routes
+from telepty.api import threads as thread_routes
 from telepty.api.auth import TrustPolicy, auth_middleware, ensure_token
 from telepty.api.errors import error_middleware
 from telepty.api.keys import SERVICES
@@ -36,14 +44,21 @@ from telepty.config import Config
 from telepty.delivery.engine import DeliveryEngine
 from telepty.delivery.profiles import SubmitProfiles, load_profiles
 from telepty.delivery.transports_resolver import TransportResolver
+from telepty.metrics import DaemonMetrics
+from telepty.sessions.identity import SessionIdentities
+from telepty.sessions.lifecycle import SessionLifecycle
 from telepty.sessions.model import Session
 from telepty.sessions.panes import TmuxPool
 from telepty.sessions.registry import SessionRegistry
 from telepty.sessions.terminals import Terminals
+from telepty.store.audit import AuditingDeliveryRepo, InjectAuditRepo
 from telepty.store.db import Database
-from telepty.store.deliveries import DeliveryRepo
 from telepty.store.events import EventRepo
+from telepty.store.handoffs import HandoffRepo
+from telepty.store.identity import LastReceivedRepo, SessionTokenRepo
 from telepty.store.sessions import SessionRepo
+from telepty.store.stats import StatsRepo
+from telepty.store.threads import ThreadRepo
 from telepty.tmux import TmuxServer
 
 log = logging.getLogger("telepty.daemon")
@@ -59,10 +74,20 @@ class Services:
     tmux: TmuxPool
     deliveries: DeliveryEngine
     profiles: SubmitProfiles
+    handoffs: HandoffRepo
+    threads: ThreadRepo
+    stats: StatsRepo
+    metrics: DaemonMetrics
+    lifecycle: SessionLifecycle
+    identities: SessionIdentities  # session tokens (hashes) and each session's last reply_to
+    audit: InjectAuditRepo  # every accepted injection, hashed
     started_at: str = field(default_factory=utc_now)
     bound_port: int | None = None
     capabilities: list[str] = field(default_factory=lambda: list(meta_routes.CAPABILITIES))
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    # Every open WebSocket (wrappers, attach clients, bus subscribers): closed first at
+    # shutdown, because aiohttp's cleanup waits for their handlers to return.
+    websockets: set[web.WebSocketResponse] = field(default_factory=set)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def tmux_for(self, session: Session) -> TmuxServer | None:
@@ -93,12 +118,27 @@ def create_app(config: Config) -> web.Application:
     tmux = TmuxPool(config.tmux_bin)
     registry = SessionRegistry(SessionRepo(db), emit=bus.emit, pane_probe=tmux.pane_alive)
     terminals = Terminals(registry, config)
+    identities = SessionIdentities(SessionTokenRepo(db), LastReceivedRepo(db))
+    terminals.identities = identities  # spawned children get a session token
+    registry.on_removed.append(lambda s: identities.forget([s.id]))  # a removed session's token dies
+    registry.on_renamed.append(identities.rename)
+    audit = InjectAuditRepo(db, keep_content=config.audit_content, max_rows=config.audit_retention_count,
+                            max_age_s=config.audit_retention_seconds)
     profiles = load_profiles(config.profiles_path, settle_ms_override=config.settle_ms)
     engine = DeliveryEngine(
-        DeliveryRepo(db), registry, TransportResolver(terminals, tmux), bus.emit, profiles, config
+        AuditingDeliveryRepo(db, audit), registry, TransportResolver(terminals, tmux, profiles), bus.emit,
+        profiles, config
+    )
+    metrics = DaemonMetrics()
+    engine.on_final.append(metrics.observe_delivery)
+    engine.on_final.append(identities.note_final)
+    session_lifecycle = SessionLifecycle(
+        registry, bus.emit, idle_threshold=config.idle_seconds, health_interval=config.health_interval
     )
     svc = Services(config=config, db=db, registry=registry, bus=bus, token=token,
-                   terminals=terminals, tmux=tmux, deliveries=engine, profiles=profiles)
+                   terminals=terminals, tmux=tmux, deliveries=engine, profiles=profiles,
+                   handoffs=HandoffRepo(db), threads=ThreadRepo(db), stats=StatsRepo(db),
+                   metrics=metrics, lifecycle=session_lifecycle, identities=identities, audit=audit)
 
     policy = TrustPolicy.from_config(config, token)
     app = web.Application(
@@ -110,10 +150,14 @@ def create_app(config: Config) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await db.open()
         await registry.load()
+        await identities.load()
         await engine.start()
         svc.spawn(_liveness_loop(svc), "liveness")
+        svc.spawn(session_lifecycle.run_idle(history=bus.events), "session-idle")
+        svc.spawn(session_lifecycle.run_health(), "session-health")
         yield
         await engine.stop()
+        await identities.flush()
         for task in svc.background:
             task.cancel()
         for task in svc.background:
@@ -126,11 +170,25 @@ def create_app(config: Config) -> web.Application:
         bus.close()
         await db.close()
 
+    async def close_websockets(app: web.Application) -> None:
+        for ws in list(svc.websockets):
+            with contextlib.suppress(Exception):
+                await ws.close(code=1001, message=b"daemon stopping")
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(close_websockets)
     meta_routes.add_routes(app)
     session_routes.add_routes(app)
     terminal_routes.add_routes(app)
+    fanout_routes.add_routes(app)  # before /api/sessions/{id}/inject: "multicast" is not an id
+    reply_routes.add_routes(app)
+    inject_audit_routes.add_routes(app)
     delivery_routes.add_routes(app)
+    raw_keys_routes.add_routes(app)
+    bus_routes.install(app)  # after the lifecycle above: its retention task needs the open db
+    handoff_routes.add_routes(app)
+    thread_routes.add_routes(app)
+    metrics_routes.add_routes(app)
     return app
 
 

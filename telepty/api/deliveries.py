@@ -6,9 +6,12 @@ promise the daemon keeps across a crash.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
 from telepty.api.body import json_object, json_response, query_int
+from telepty.api.identity import check_claim, request_sender, with_footer
 from telepty.api.keys import SERVICES
 from telepty.delivery.model import DeliveryStatus, Origin
 from telepty.delivery.request import parse_inject
@@ -34,6 +37,9 @@ async def inject(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     body = await json_object(request)
     req = parse_inject(body, max_prompt_bytes=svc.config.max_prompt_bytes)
+    sender = request_sender(request)  # the session token, if the caller runs in a session
+    req = replace(with_footer(req, svc.config.max_prompt_bytes, sender.verified),
+                  warnings=req.warnings + sender.warnings)
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
         raise BadRequest("invalid_header", f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} chars")
@@ -43,8 +49,10 @@ async def inject(request: web.Request) -> web.Response:
         # Refused before a record exists: nothing was accepted, nothing is lost.
         raise Unavailable("tmux_unavailable", f"session {session.id!r} lives in a tmux pane, "
                           f"but tmux ({svc.config.tmux_bin}) is not installed or not on PATH")
+    origin = _origin(request)
+    check_claim(request, req.sender, sender)  # strict mode: 403 sender_spoofed, nothing stored
     delivery = await svc.deliveries.submit(
-        req, target=target, origin=_origin(request), idempotency_key=key,
+        req, target=target, origin=origin, idempotency_key=key, verified_sender=sender.verified,
     )
     if req.wait:
         delivery = await svc.deliveries.wait(delivery.id, req.timeout)
@@ -58,7 +66,8 @@ async def inject(request: web.Request) -> web.Response:
         out["error"] = delivery.reason or str(delivery.status)
         return json_response(out, status=_failure_status(delivery.reason))
     out = {"delivery_id": delivery.id, "status": str(delivery.status),
-           "session_id": delivery.session_id}
+           "session_id": delivery.session_id, "verified_sender": delivery.verified_sender,
+           "spoofed": delivery.spoofed}
     if req.warnings:
         out["warnings"] = list(req.warnings)
     return json_response(out, status=202)

@@ -7,10 +7,11 @@ import time
 from aiohttp import web
 
 from telepty.api.body import json_object, json_response, opt
+from telepty.api.injects import parse_duration
 from telepty.api.keys import SERVICES
-from telepty.errors import BadRequest
+from telepty.errors import BadRequest, Conflict
 from telepty.sessions.agents import AGENT_KINDS, detect_agent
-from telepty.sessions.model import PANE_ID_RE, SessionType, validate_session_id
+from telepty.sessions.model import PANE_ID_RE, SessionState, SessionType, validate_session_id
 from telepty.sessions.registry import RegisterSpec
 
 REGISTRABLE = {"wrapped": SessionType.WRAPPED, "pane": SessionType.PANE}
@@ -95,8 +96,72 @@ async def delete_session(request: web.Request) -> web.Response:
     return json_response({"session_id": session.id, "removed": True, "type": str(session.type)})
 
 
+PENDING_STATUSES = ("queued", "delivering", "retrying")
+
+
+async def rename_session(request: web.Request) -> web.Response:
+    """Exact ids only (SPEC §8), and only when nothing is in flight for the session.
+
+    Refused while deliveries are pending (they are bound to the old id and would fail
+    ``session_not_found`` half-way) and while a wrapped session's wrapper is away (it
+    would come back registering the old id; the wrapper is told of a rename only over
+    its live socket).
+    """
+    svc = request.app[SERVICES]
+    old_id = validate_session_id(request.match_info["id"], "id")
+    data = await json_object(request)
+    new_id = data.get("new_id")
+    if new_id is None:
+        raise BadRequest("missing_field", "new_id is required")
+    session = svc.registry.check_rename(old_id, new_id)  # exact id: an alias is never renamed
+    for status in PENDING_STATUSES:
+        if await svc.deliveries.list(session=old_id, status=status, limit=1):
+            raise Conflict("deliveries_pending", f"session {old_id!r} has {status} deliveries; rename it "
+                           "once they are final (or cancel them)")
+    if (session.type is SessionType.WRAPPED and session.state is not SessionState.EXITED
+            and old_id not in svc.terminals.links):
+        raise Conflict("session_disconnected", f"the wrapper of session {old_id!r} is not connected; "
+                       "rename it while it is, so the wrapper learns its new id")
+    renamed = await svc.registry.rename(old_id, new_id)
+    return json_response({"old_id": old_id, "new_id": renamed.id, "session": _public(request, renamed)})
+
+
+async def clean_sessions(request: web.Request) -> web.Response:
+    """Forget exited sessions (optionally only those idle longer than ``older_than``).
+
+    Never a running or disconnected one: those still have an agent behind them.
+    """
+    svc = request.app[SERVICES]
+    data = await json_object(request)
+    if opt(data, "exited", bool, True) is not True:
+        raise BadRequest("invalid_field", "clean only ever removes exited sessions (exited must be true)")
+    older = data.get("older_than")
+    older_than_s: float | None = None
+    if isinstance(older, str):
+        older_than_s = parse_duration(older, "older_than")
+    elif older is not None:
+        older_than_s = float(opt(data, "older_than", (int, float)))
+        if not older_than_s >= 0:
+            raise BadRequest("invalid_field", "older_than must not be negative")
+    dry_run = opt(data, "dry_run", bool, False)
+    candidates = svc.registry.cleanable(older_than_s=older_than_s)
+    removed: list[str] = []
+    if not dry_run:
+        for s in candidates:
+            current = svc.registry.get(s.id)
+            if current is None or current.state is not SessionState.EXITED:
+                continue  # came back meanwhile (a wrapper reconnected): not ours to remove
+            await svc.registry.remove(s.id)
+            removed.append(s.id)
+    else:
+        removed = [s.id for s in candidates]
+    return json_response({"removed": removed, "count": len(removed), "dry_run": dry_run})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/sessions/register", register)
+    app.router.add_post("/api/sessions/clean", clean_sessions)
+    app.router.add_post("/api/sessions/{id}/rename", rename_session)
     app.router.add_get("/api/sessions", list_sessions)
     app.router.add_get("/api/sessions/{id}", get_session)
     app.router.add_delete("/api/sessions/{id}", delete_session)

@@ -19,6 +19,7 @@ from telepty.api.sessions import parse_register
 from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
 from telepty.sessions.agents import AGENT_KINDS
+from telepty.sessions.identity import is_token_hash
 from telepty.sessions.model import SessionState, SessionType, validate_session_id
 from telepty.sessions.registry import RegisterSpec
 from telepty.sessions.terminals import SpawnSpec
@@ -81,6 +82,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         raise Conflict("session_exited", f"session {session.id!r} has exited")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=4 * 1024 * 1024)
     await ws.prepare(request)
+    svc.websockets.add(ws)
     replay = request.query.get("replay", "1") not in {"0", "false"}
     queue = pty.subscribe(replay=replay)
     session.clients += 1
@@ -106,6 +108,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
             else:
                 break
     finally:
+        svc.websockets.discard(ws)
         session.clients = max(0, session.clients - 1)
         pty.unsubscribe(queue)
         pump.cancel()
@@ -144,6 +147,14 @@ async def wrap_socket(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=8 * 1024 * 1024)
     await ws.prepare(request)
+    svc.websockets.add(ws)
+    try:
+        return await _serve_wrapper(svc, ws)
+    finally:
+        svc.websockets.discard(ws)
+
+
+async def _serve_wrapper(svc: Any, ws: web.WebSocketResponse) -> web.WebSocketResponse:
     try:
         first = await ws.receive(timeout=10.0)
     except TimeoutError:
@@ -159,7 +170,16 @@ async def wrap_socket(request: web.Request) -> web.StreamResponse:
         if not isinstance(hello, dict) or hello.get("type") != "hello":
             raise BadRequest("invalid_hello", "the first frame must be {\"type\": \"hello\", ...}")
         spec, replace = _register_spec(hello)
+        token_hash = hello.get("session_token_sha256")
+        if token_hash is not None and not is_token_hash(token_hash):
+            raise BadRequest("invalid_hello", "session_token_sha256 must be 64 lower-case hex digits")
         session = await svc.registry.register(spec, replace=replace)
+        if token_hash is not None:
+            # Every (re)connect: the child's token is the identity, whatever the id.
+            await svc.identities.bind(session.id, token_hash)
+        else:
+            # No token in this child: an earlier occupant's token must not speak for it.
+            await svc.identities.unbind(session.id)
     except TeleptyError as exc:
         await ws.send_json({"type": "error", **exc.to_dict()})
         await ws.close(code=4000 + exc.status, message=exc.code.encode())

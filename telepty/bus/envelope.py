@@ -1,25 +1,75 @@
-"""Bus envelopes (BUS_EVENT_SCHEMA.md, version 2): building the daemon's own events.
+"""Bus envelopes (BUS_EVENT_SCHEMA.md, version 2): the daemon's own, and publishers'.
 
-``kind`` is canonical; ``type`` is mirrored for consumers written against v1.
+``kind`` is canonical; ``type`` is mirrored for consumers written against v1 and
+accepted as the kind on input. Validation is a pure function of the published object
+so that HTTP and WebSocket ingest reject exactly the same things with the same codes.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 from telepty.clock import utc_now
+from telepty.errors import BadRequest
 
 ENVELOPE_VERSION = 2
+TURN_REQUEST = "turn_request"
+
+KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+MESSAGE_ID_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
+MAX_FIELD_CHARS = 256
+
+# Control frames on the bus socket (ack, error, live, gap) use this prefix. They are
+# never logged, so a publisher may not use it: a subscriber must be able to tell the
+# daemon's answers from events.
+CONTROL_PREFIX = "bus."
+
+# What the daemon itself emits (BUS_EVENT_SCHEMA.md). A publisher cannot forge one:
+# an orchestrator waiting for ``inject_written`` must be able to trust that it came
+# from the daemon that wrote the prompt.
+DAEMON_KINDS = frozenset({
+    "session_register",
+    "session.replaced",
+    "session.idle",
+    "session_health",
+    "session_upstream_stalled",
+    "inject_written",
+    "message_routed",
+    "delivery.failed",
+    "keys_sent",
+    "handoff.created",
+    "handoff.claimed",
+    "handoff.executing",
+    "handoff.completed",
+    "thread.opened",
+    "thread.closed",
+})
+
+# Envelope fields, in the order the daemon writes them.
+ENVELOPE_FIELDS = ("version", "message_id", "kind", "type", "source", "source_host", "target", "ts")
+_RESERVED_BODY_FIELDS = frozenset({"version", "message_id", "kind", "type", "source_host", "ts", "seq"})
+
+
+def new_message_id(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4()}"
 
 
 def make_event(
     kind: str, *, source_host: str, target: str | None = None, source: str = "daemon",
     **fields: Any,
 ) -> dict[str, Any]:
+    """One of the daemon's own events. A body field may not reuse an envelope name: a
+    ``message_id`` in the body would replace the event's own id (and the log would
+    drop the event as a duplicate of whatever message it was about)."""
+    clash = _RESERVED_BODY_FIELDS.intersection(fields)
+    if clash:
+        raise ValueError(f"event body fields {sorted(clash)} would overwrite the envelope")
     env: dict[str, Any] = {
         "version": ENVELOPE_VERSION,
-        "message_id": f"{kind}-{uuid.uuid4()}",
+        "message_id": new_message_id(kind),
         "kind": kind,
         "type": kind,
         "source": source,
@@ -29,3 +79,95 @@ def make_event(
     }
     env.update(fields)
     return env
+
+
+def normalize_envelope(raw: object, *, machine_id: str, default_source: str) -> dict[str, Any]:
+    """A published object → a complete v2 envelope, or ``BadRequest`` naming the field.
+
+    The daemon fills what a publisher left out (``version``, ``message_id``, ``ts``,
+    ``source``, ``source_host``) and never rewrites what it gave, except that ``type``
+    always mirrors ``kind`` and a ``seq`` is dropped (the log assigns seqs).
+    """
+    if not isinstance(raw, dict):
+        raise BadRequest("invalid_event", f"an event must be a JSON object, got {_what(raw)}")
+    kind = _kind(raw)
+    message_id = _optional_str(raw, "message_id")
+    if message_id is not None and not MESSAGE_ID_RE.match(message_id):
+        raise BadRequest(
+            "invalid_field", "message_id must be 1-200 printable ASCII characters without spaces"
+        )
+    target = _optional_str(raw, "target")
+    version = raw.get("version")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= 1000
+    ):
+        raise BadRequest("invalid_field", f"version must be a positive integer, got {version!r}")
+    ts = _optional_str(raw, "ts")
+    if ts is not None:
+        try:
+            datetime.fromisoformat(ts)
+        except ValueError:
+            raise BadRequest("invalid_field", f"ts must be an ISO-8601 timestamp, got {ts!r}") from None
+    payload = raw.get("payload")
+    if payload is not None and not isinstance(payload, dict):
+        raise BadRequest("invalid_field", f"payload must be a JSON object, got {_what(payload)}")
+    env: dict[str, Any] = {
+        "version": ENVELOPE_VERSION if version is None else version,
+        "message_id": message_id or new_message_id(kind),
+        "kind": kind,
+        "type": kind,
+        "source": _optional_str(raw, "source") or default_source,
+        "source_host": _optional_str(raw, "source_host") or machine_id,
+        "target": target,
+        "ts": ts or utc_now(),
+    }
+    for key, value in raw.items():
+        if key not in env and key != "seq":
+            env[key] = value
+    return env
+
+
+def _kind(raw: dict[str, Any]) -> str:
+    kind, legacy = raw.get("kind"), raw.get("type")
+    for name, value in (("kind", kind), ("type", legacy)):
+        if value is not None and not isinstance(value, str):
+            raise BadRequest("invalid_field", f"{name} must be a string, got {_what(value)}")
+    if kind is None and legacy is None:
+        raise BadRequest("missing_field", "kind is required (the legacy name type is also accepted)")
+    if kind is not None and legacy is not None and kind != legacy:
+        raise BadRequest(
+            "conflicting_kind", f"kind {kind!r} and legacy type {legacy!r} disagree; send kind only"
+        )
+    value = kind if kind is not None else legacy
+    assert value is not None
+    if not KIND_RE.match(value):
+        raise BadRequest(
+            "invalid_kind",
+            f"kind must be 1-64 characters of A-Z a-z 0-9 _ . : - starting with a letter or digit, "
+            f"got {value!r}",
+        )
+    if value.startswith(CONTROL_PREFIX):
+        raise BadRequest("reserved_kind", f"kinds starting with {CONTROL_PREFIX!r} are the "
+                         "bus socket's control frames and cannot be published")
+    if value in DAEMON_KINDS:
+        raise BadRequest("reserved_kind", f"{value!r} is emitted by the daemon itself and "
+                         "cannot be published")
+    return value
+
+
+def _optional_str(raw: dict[str, Any], name: str) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest("invalid_field", f"{name} must be a string or null, got {_what(value)}")
+    if not value or len(value) > MAX_FIELD_CHARS:
+        raise BadRequest("invalid_field", f"{name} must be 1-{MAX_FIELD_CHARS} characters")
+    return value
+
+
+def _what(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)

@@ -2,70 +2,225 @@
 
 Appending before fan-out is what lets a subscriber that reconnects with ``since``
 miss nothing: whatever a live subscriber saw is already in the log.
+
+Publishes are group-committed: whatever queued up while the database was busy goes
+in as one transaction, and is then fanned out in ``seq`` order. So subscribers always
+see seqs ascending (a cursor can trust "everything up to here"), and publishers pay
+one commit per batch instead of one each.
+
+Publishers never wait on subscribers: fan-out is a ``put_nowait`` into each
+subscriber's bounded queue, and a subscriber whose queue is full is cut loose with a
+reason rather than slowing anyone else down. It can come back with ``since``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from telepty.bus.envelope import make_event
-from telepty.store.events import EventRepo
+from telepty.store.events import EventRepo, dumps_event
 
 log = logging.getLogger("telepty.bus")
 
 SUBSCRIBER_QUEUE = 1000
+MAX_BATCH = 512
+
+SUBSCRIBER_OVERFLOW = "subscriber_overflow"
+BUS_CLOSED = "daemon_stopping"
+
+
+class LoggedEvent(dict[str, Any]):
+    """An event as it left the log: the envelope with its ``seq`` (a plain mapping, as
+    subscribers always got), plus its JSON serialised once for every subscriber —
+    fan-out to fifty sockets must not mean fifty serialisations."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, envelope: dict[str, Any], text: str) -> None:
+        super().__init__(envelope)
+        self.text = text
+
+    @property
+    def seq(self) -> int:
+        return int(self["seq"])
+
+    @property
+    def kind(self) -> str:
+        return str(self["kind"])
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        return self
+
+
+Listener = Callable[[LoggedEvent], None]
 
 
 class Subscription:
-    def __init__(self, kinds: frozenset[str]) -> None:
+    """One subscriber's bounded queue of live events.
+
+    ``dropped`` is set when the bus lets go of it (overflow, or the daemon stopping),
+    with ``drop_reason`` saying which; a consumer watches it alongside the queue,
+    because a full queue is exactly when it is too busy to look.
+    """
+
+    def __init__(self, kinds: frozenset[str] = frozenset(), maxsize: int = SUBSCRIBER_QUEUE) -> None:
         self.kinds = kinds
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
-        self.overflowed = False
+        self.queue: asyncio.Queue[LoggedEvent] = asyncio.Queue(max(1, maxsize))
+        self.dropped = asyncio.Event()
+        self.drop_reason: str | None = None
+
+    @property
+    def overflowed(self) -> bool:
+        return self.drop_reason == SUBSCRIBER_OVERFLOW
 
     def wants(self, kind: str) -> bool:
         return not self.kinds or kind in self.kinds
 
+    def drop(self, reason: str) -> None:
+        if self.drop_reason is None:
+            self.drop_reason = reason
+            self.dropped.set()
+
 
 class EventBus:
-    def __init__(self, events: EventRepo, machine_id: str) -> None:
+    def __init__(
+        self, events: EventRepo, machine_id: str, *, subscriber_queue: int = SUBSCRIBER_QUEUE
+    ) -> None:
         self.events = events
         self.machine_id = machine_id
+        self.subscriber_queue = subscriber_queue
         self._subs: set[Subscription] = set()
+        self._listeners: list[Listener] = []
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[tuple[int, bool]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        # Counters for /metrics: events accepted into the log, events handed to
+        # subscribers, and subscribers cut loose for falling behind.
+        self.events_in = 0
+        self.events_out = 0
+        self.subscribers_dropped = 0
+
+    # -- publishing --------------------------------------------------------------------
 
     async def emit(self, kind: str, *, target: str | None = None, **fields: Any) -> int:
-        """Record and fan out one event the daemon itself raises."""
+        """Record and fan out one event the daemon itself raises; returns its seq."""
         env = make_event(kind, source_host=self.machine_id, target=target, **fields)
         seq, _ = await self.publish(env)
         return seq
 
     async def publish(self, envelope: dict[str, Any]) -> tuple[int, bool]:
-        seq, inserted = await self.events.append(envelope)
-        if inserted:
-            out = dict(envelope, seq=seq)
-            for sub in list(self._subs):
-                if not sub.wants(out["kind"]):
-                    continue
+        """Append a complete envelope, then fan it out; returns ``(seq, inserted)``.
+
+        A ``message_id`` already in the log is not appended or fanned out again: the
+        first event's seq comes back with ``inserted`` False.
+        """
+        fut: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
+        self._pending.append((envelope, fut))
+        if self._flusher is None or self._flusher.done():
+            # A task of its own, so a publisher cancelled mid-await cannot strand the
+            # batch it happened to be carrying.
+            self._flusher = asyncio.create_task(self._flush(), name="telepty-bus-flush")
+        return await fut
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[:MAX_BATCH]
+            del self._pending[:MAX_BATCH]
+            rows: list[tuple[dict[str, Any], str]] = []
+            futs: list[asyncio.Future[tuple[int, bool]]] = []
+            for env, fut in batch:
                 try:
-                    sub.queue.put_nowait(out)
-                except asyncio.QueueFull:
-                    # A subscriber that cannot keep up is cut loose; it reconnects
-                    # with ``since`` and replays from the log instead of stalling us.
-                    sub.overflowed = True
-                    self._subs.discard(sub)
-                    log.warning("bus subscriber overflowed; disconnecting it")
-        return seq, inserted
+                    rows.append((env, dumps_event(env)))
+                    futs.append(fut)
+                except Exception as exc:  # an envelope that cannot be JSON at all
+                    if not fut.done():
+                        fut.set_exception(exc)
+            if not rows:
+                continue
+            try:
+                results = await self.events.append_many(rows)
+            except Exception as exc:
+                log.exception("could not append %d event(s) to the log", len(rows))
+                for fut in futs:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (env, _), fut, result in zip(rows, futs, results, strict=True):
+                if result.inserted:
+                    self.events_in += 1
+                    self._fan_out(result.seq, env)
+                if not fut.done():
+                    fut.set_result((result.seq, result.inserted))
+
+    def _fan_out(self, seq: int, envelope: dict[str, Any]) -> None:
+        kind = envelope["kind"]
+        wanting = [s for s in self._subs if s.wants(kind)]
+        if not wanting and not self._listeners:
+            return
+        out = dict(envelope, seq=seq)
+        event = LoggedEvent(out, dumps_event(out))
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("bus listener failed on %s seq=%d", kind, seq)
+        for sub in wanting:
+            try:
+                sub.queue.put_nowait(event)
+                self.events_out += 1
+            except asyncio.QueueFull:
+                # Cut loose instead of stalling everyone; it resumes with ``since``.
+                self._subs.discard(sub)
+                self.subscribers_dropped += 1
+                sub.drop(SUBSCRIBER_OVERFLOW)
+                log.warning("bus subscriber overflowed at seq=%d; disconnecting it", seq)
+
+    # -- subscribing -------------------------------------------------------------------
 
     def subscribe(self, kinds: frozenset[str] = frozenset()) -> Subscription:
-        sub = Subscription(kinds)
-        self._subs.add(sub)
+        sub = Subscription(kinds, self.subscriber_queue)
+        self.attach(sub)
         return sub
+
+    def attach(self, sub: Subscription) -> None:
+        """Start feeding a subscription built earlier (the bus socket builds one before
+        replaying the log, and attaches it only once it has caught up)."""
+        if self._closed:
+            sub.drop(BUS_CLOSED)
+            return
+        self._subs.add(sub)
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
 
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subs)
+
+    def stats(self) -> dict[str, int]:
+        """For /metrics (counters since this daemon started)."""
+        return {
+            "events_in": self.events_in,
+            "events_out": self.events_out,
+            "subscribers": len(self._subs),
+            "subscribers_dropped": self.subscribers_dropped,
+        }
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` synchronously with every new event, before subscribers get it.
+
+        For the daemon's own reactions to its events (the auto-router's
+        ``message_routed``); a listener must not block and should hand real work to a task.
+        """
+        self._listeners.append(listener)
+
     def close(self) -> None:
+        """Let every subscriber go (the daemon is stopping); publishing still logs."""
+        self._closed = True
         for sub in list(self._subs):
-            sub.queue.put_nowait(None) if not sub.queue.full() else None
+            sub.drop(BUS_CLOSED)
         self._subs.clear()

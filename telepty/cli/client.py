@@ -87,6 +87,9 @@ class Client:
         token = self.token
         if token:
             req.add_header("x-telepty-token", token)
+        if self.config.session_token:
+            # Inside a wrapped/spawned session: prove which session is asking (SPEC §6).
+            req.add_header("x-telepty-session-token", self.config.session_token)
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:

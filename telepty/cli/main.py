@@ -11,11 +11,20 @@ import sys
 from collections.abc import Sequence
 
 from telepty import __version__
-from telepty.cli import daemon_cmd, inject_cmd, panes_cmd, sessions_cmd, terminal_cmd
+from telepty.cli import (
+    agents_cmd,
+    bus_cmd,
+    daemon_cmd,
+    inject_cmd,
+    keys_cmd,
+    panes_cmd,
+    sessions_cmd,
+    terminal_cmd,
+)
 from telepty.cli.client import CliError
 from telepty.config import Config, ConfigError
 
-GROUPS = (daemon_cmd, sessions_cmd, terminal_cmd, panes_cmd, inject_cmd)
+GROUPS = (daemon_cmd, sessions_cmd, terminal_cmd, panes_cmd, inject_cmd, bus_cmd, keys_cmd, agents_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,13 @@
-"""``telepty list`` and ``telepty kill``."""
+"""``telepty list``, ``screen``, ``kill``, ``rename`` and ``clean``.
+
+``kill`` and ``rename`` take exact session ids only, never aliases: alias resolution
+once killed a sibling session in the Node.js telepty (SPEC §8).
+"""
 
 from __future__ import annotations
 
 import argparse
+from urllib.parse import quote
 
 from telepty.cli.client import Client
 from telepty.cli.output import emit_json, human_seconds, print_table
@@ -28,6 +33,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_kill)
+
+    p = sub.add_parser("rename", help="give a session a new id (exact ids only, never an alias)",
+                       description="Rename session OLD (its exact id) to NEW. Refused while deliveries to "
+                       "it are pending or its wrapper is disconnected.")
+    p.add_argument("old", metavar="OLD")
+    p.add_argument("new", metavar="NEW")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rename)
+
+    p = sub.add_parser("clean", help="forget exited sessions",
+                       description="Remove exited sessions from the daemon's records (running and "
+                       "disconnected ones are never touched).")
+    p.add_argument("--exited", action="store_true",
+                   help="remove exited sessions (the default, and the only kind clean removes)")
+    p.add_argument("--older-than", metavar="D",
+                   help="only those idle longer than D (90s, 15m, 2h, 7d, 1w)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_clean)
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
@@ -59,6 +83,32 @@ def cmd_kill(args: argparse.Namespace, config: Config) -> int:
         emit_json(result)
     else:
         print(f"killed {result['session_id']}")
+    return 0
+
+
+def cmd_rename(args: argparse.Namespace, config: Config) -> int:
+    result = Client(config).request("POST", f"/api/sessions/{quote(args.old, safe='')}/rename",
+                                    {"new_id": args.new})
+    if args.json:
+        emit_json(result)
+    else:
+        print(f"renamed {result['old_id']} → {result['new_id']}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace, config: Config) -> int:
+    body: dict[str, object] = {"exited": True, "dry_run": args.dry_run}
+    if args.older_than is not None:
+        body["older_than"] = args.older_than
+    result = Client(config).request("POST", "/api/sessions/clean", body)
+    if args.json:
+        emit_json(result)
+        return 0
+    verb = "would remove" if result["dry_run"] else "removed"
+    if not result["removed"]:
+        print("nothing to clean")
+    for sid in result["removed"]:
+        print(f"{verb} {sid}")
     return 0
 
 

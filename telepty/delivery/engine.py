@@ -12,6 +12,11 @@ Rules it keeps, and why:
   screen, so it fails as ``interrupted`` instead of being pasted a second time.
 - A worker never dies of a delivery's failure: unexpected errors fail that delivery
   (``write_failed``) and the queue moves on.
+- Raw keys (``submit_keys``) are deliveries too, in the same queue. One exception to
+  strict FIFO: keys may go ahead of a prompt that waits *because of the screen*
+  (``blocked_dialog``, ``composer_has_text``), since answering that dialog or clearing
+  that composer is what the prompt is waiting for; the prompt is then tried again at
+  once instead of at its next retry time.
 """
 
 from __future__ import annotations
@@ -27,12 +32,17 @@ from enum import Enum
 from functools import partial
 from typing import Any
 
+import orjson
+
 from telepty.clock import from_iso, monotonic, to_iso, utc_now
 from telepty.config import Config
 from telepty.delivery.model import (
+    BLOCKED_DIALOG,
     BUSY,
     CANCELLED,
+    COMPOSER_HAS_TEXT,
     INTERRUPTED,
+    NO_TRANSPORT,
     PANE_DEAD,
     PRE_PASTE_STAGES,
     RETRY_EXHAUSTED,
@@ -44,6 +54,7 @@ from telepty.delivery.model import (
     WRITE_FAILED,
     Delivery,
     DeliveryError,
+    DeliveryKind,
     DeliveryStatus,
     Origin,
 )
@@ -61,6 +72,8 @@ log = logging.getLogger("telepty.delivery")
 Emit = Callable[..., Awaitable[Any]]
 
 INTERRUPTED_DETAIL = "daemon stopped while pasting; not retried to avoid a double paste"
+# A prompt retrying for one of these reasons lets a keys delivery go first (see above).
+KEYS_MAY_OVERTAKE = frozenset({BLOCKED_DIALOG, COMPOSER_HAS_TEXT})
 
 
 class _EngineState(Enum):
@@ -105,6 +118,8 @@ class DeliveryEngine:
         self._retry_at: dict[str, float] = {}  # delivery id → monotonic time of next attempt
         self._wakeups: dict[str, asyncio.Event] = {}  # interrupts a retry wait (cancel)
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        # Told of every delivery as it becomes final (metrics); synchronous and must not raise.
+        self.on_final: list[Callable[[Delivery], None]] = []
 
     # -- accepting ------------------------------------------------------------------------
 
@@ -160,6 +175,70 @@ class DeliveryEngine:
         # Stopped: the record is persisted as queued; the next start() picks it up.
         return self._snapshot(d)
 
+    async def submit_keys(
+        self,
+        keys: list[Any],
+        *,
+        target: str,
+        origin: Origin | str,
+        force: bool = False,
+        quiet_ms: int | None = None,
+        idempotency_key: str | None = None,
+        verified_sender: str | None = None,
+    ) -> Delivery:
+        """Accept raw keys (already validated) for ``target``; the same records and queue."""
+        if idempotency_key is not None:
+            existing = await self.repo.by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return self._snapshot(self._active.get(existing.id, existing))
+        session = self.registry.resolve(target)
+        d = Delivery(
+            session_id=session.id,
+            target=target,
+            prompt=orjson.dumps(keys),
+            origin=Origin(origin),
+            kind=DeliveryKind.KEYS,
+            sender=verified_sender,
+            verified_sender=verified_sender,
+            force=force,
+            raw=True,
+            quiet_ms=quiet_ms,
+            idempotency_key=idempotency_key,
+        )
+        stored = await self.repo.insert(d)
+        if stored is not d:
+            return self._snapshot(self._active.get(stored.id, stored))
+        log.info("keys accepted id=%s session=%s keys=%s", d.id, d.session_id, keys)
+        if self._state is _EngineState.RUNNING:
+            self._active[d.id] = d
+            if not self._overtake(d):
+                self._push(d)
+        elif self._state is _EngineState.STARTING:
+            self._active[d.id] = d
+            self._held.append(d)
+        return self._snapshot(d)
+
+    def _overtake(self, keys: Delivery) -> bool:
+        """Put ``keys`` in front of a head prompt that waits on the screen; True if done."""
+        queue = self._queues.get(keys.session_id)
+        if not queue:
+            return False
+        head = self._active.get(queue[0])
+        if (
+            head is None
+            or head.kind is not DeliveryKind.PROMPT
+            or head.status is not DeliveryStatus.RETRYING
+            or head.reason not in KEYS_MAY_OVERTAKE
+        ):
+            return False
+        queue.appendleft(keys.id)
+        self._retry_at[head.id] = monotonic()  # try it again right after the keys
+        wake = self._wakeups.get(head.id)
+        if wake is not None:
+            wake.set()  # the worker leaves the wait and finds the keys at the head
+        log.info("keys id=%s go ahead of id=%s (%s)", keys.id, head.id, head.reason)
+        return True
+
     def _spoofed(self, sender: str | None, verified: str | None) -> bool:
         """A verified caller whose ``from`` names someone other than itself."""
         if verified is None or sender is None or sender == verified:
@@ -178,6 +257,11 @@ class DeliveryEngine:
         if stored is None:
             raise NotFound("delivery_not_found", f"no delivery with id {delivery_id!r}")
         return stored
+
+    def pending(self, session_id: str) -> list[Delivery]:
+        """This session's unfinished deliveries in the order they will be tried."""
+        queue = self._queues.get(session_id, ())
+        return [self._snapshot(self._active[i]) for i in queue if i in self._active]
 
     async def list(
         self, *, session: str | None = None, status: str | None = None, limit: int = 50
@@ -322,7 +406,8 @@ class DeliveryEngine:
         queue = self._queues[session_id]
         try:
             while queue:
-                d = self._active.get(queue[0])
+                head_id = queue[0]
+                d = self._active.get(head_id)
                 if d is not None and not d.final:
                     try:
                         await self._drive(d)
@@ -331,7 +416,9 @@ class DeliveryEngine:
                         # database); the row stays unfinished and resumes on restart.
                         log.exception("delivery worker error id=%s session=%s", d.id, session_id)
                         self._active.pop(d.id, None)
-                queue.popleft()
+                if d is not None and not d.final and d.id in self._active and queue[0] != head_id:
+                    continue  # keys went ahead of it (_overtake); it stays queued behind them
+                queue.remove(head_id)
         finally:
             if self._workers.get(session_id) is asyncio.current_task():
                 del self._workers[session_id]
@@ -345,6 +432,9 @@ class DeliveryEngine:
                 await self._wait_for_retry(d)
                 if d.final:  # cancelled while waiting
                     return
+                queue = self._queues.get(d.session_id)
+                if queue and queue[0] != d.id:
+                    return  # keys were put ahead of it; the worker comes back to it
             retry = await self._attempt(d)
             if retry is None or d.final:
                 return
@@ -370,10 +460,14 @@ class DeliveryEngine:
         d.updated_at = now
         self._retry_at.pop(d.id, None)
         await self.repo.update(d)
+        keys = d.kind is DeliveryKind.KEYS
         try:
             session = self._session(d)
             transport = self.resolver(session)
-            await transport.check_ready()
+            if keys:
+                await transport.check_ready(for_keys=True)  # type: ignore[call-arg]
+            else:
+                await transport.check_ready()
             if not d.force:
                 await self._enter_stage(d, STAGE_QUIET_GUARD)
                 quiet_ms = d.quiet_ms if d.quiet_ms is not None else self.config.quiet_ms
@@ -382,12 +476,22 @@ class DeliveryEngine:
                     return None
                 if not quiet:
                     return _RetryNeeded(BUSY, f"the target was not quiet for {quiet_ms} ms")
-            outcome = await transport.deliver(
-                d.prompt,
-                no_enter=d.no_enter,
-                profile=self.profiles.profile_for(session.agent),
-                on_stage=partial(self._enter_stage, d),
-            )
+            if keys:
+                send_keys = getattr(transport, "send_keys", None)
+                if send_keys is None:
+                    raise DeliveryError(NO_TRANSPORT, f"{transport.name} cannot send raw keys",
+                                        stage=STAGE_CHECK_READY)
+                outcome = await send_keys(d.keys, on_stage=partial(self._enter_stage, d))
+            else:
+                # A transport that found the agent in the process tree knows the better
+                # profile (an "other" session running claude); otherwise the session's.
+                profile = getattr(transport, "profile", None) or self.profiles.profile_for(session.agent)
+                outcome = await transport.deliver(
+                    d.prompt,
+                    no_enter=d.no_enter,
+                    profile=profile,
+                    on_stage=partial(self._enter_stage, d),
+                )
         except _CancelledBeforePaste:
             return None
         except DeliveryError as exc:
@@ -441,7 +545,8 @@ class DeliveryEngine:
         d.next_attempt_at = to_iso(time.time() + delay)
         d.updated_at = utc_now()
         self._retry_at[d.id] = monotonic() + delay
-        self._wakeups.setdefault(d.id, asyncio.Event())
+        # A fresh wait: a wake-up from an earlier one (keys went ahead) must not cut it short.
+        self._wakeups.setdefault(d.id, asyncio.Event()).clear()
         await self.repo.update(d)
         log.info(
             "delivery retrying id=%s reason=%s attempts=%d in=%.3fs",
@@ -472,9 +577,13 @@ class DeliveryEngine:
         await self.repo.update(d)
         self._finish(d)
         log.info(
-            "delivered id=%s session=%s attempts=%d confirmed=%s",
-            d.id, d.session_id, d.attempts, d.confirmed,
+            "delivered id=%s session=%s kind=%s attempts=%d confirmed=%s",
+            d.id, d.session_id, d.kind, d.attempts, d.confirmed,
         )
+        if d.kind is DeliveryKind.KEYS:
+            await self._emit("keys_sent", target=d.session_id, session_id=d.session_id,
+                             delivery_id=d.id, keys=d.keys, source_type=str(d.origin))
+            return
         await self._emit(
             "inject_written",
             target=d.session_id,
@@ -528,6 +637,11 @@ class DeliveryEngine:
         for fut in self._waiters.get(d.id, ()):
             if not fut.done():
                 fut.set_result(None)
+        for hook in self.on_final:
+            try:
+                hook(d)
+            except Exception:
+                log.exception("on_final hook failed for delivery %s", d.id)
 
     async def _emit(self, kind: str, **fields: Any) -> None:
         """Events report outcomes; failing to publish one must not undo the outcome."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from telepty.clock import utc_now
 
 
@@ -28,6 +30,11 @@ class DeliveryStatus(StrEnum):
 FINAL: frozenset[DeliveryStatus] = frozenset(
     {DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED}
 )
+
+
+class DeliveryKind(StrEnum):
+    PROMPT = "prompt"  # text pasted and submitted
+    KEYS = "keys"  # raw key names / text typed unbracketed (the payload is their JSON)
 
 
 class Origin(StrEnum):
@@ -51,7 +58,12 @@ WRITE_FAILED = "write_failed"
 INTERRUPTED = "interrupted"
 CANCELLED = "cancelled"
 AGENT_EXITED = "agent_exited"
-NOT_SUBMITTED = "not_submitted"
+NOT_SUBMITTED = "not_submitted"  # still in the composer after submit (and rescue)
+UNCONFIRMED = "unconfirmed"  # submit key sent; the screen explained nothing afterwards
+BLOCKED_DIALOG = "blocked_dialog"  # a permission/trust dialog is up: a paste would answer it
+PANE_IN_MODE = "pane_in_mode"  # copy/view mode that would not leave
+SCREEN_UNKNOWN = "screen_unknown"  # no composer in sight: nothing could be confirmed
+COMPOSER_HAS_TEXT = "composer_has_text"  # someone else's text sits in the input box
 TMUX_CMD_FAILED = "tmux_cmd_failed"
 NO_TRANSPORT = "no_transport"
 
@@ -100,6 +112,7 @@ class Delivery:
     started_at: str | None = None
     finished_at: str | None = None
     seq: int = 0  # assigned by the store on insert
+    kind: DeliveryKind = DeliveryKind.PROMPT
 
     def __post_init__(self) -> None:
         if not self.updated_at:
@@ -110,6 +123,14 @@ class Delivery:
         return self.status in FINAL
 
     @property
+    def keys(self) -> list[Any]:
+        """A keys delivery's key sequence (names, or {"text": ...} items)."""
+        if self.kind is not DeliveryKind.KEYS:
+            return []
+        value = orjson.loads(self.prompt)
+        return value if isinstance(value, list) else []
+
+    @property
     def prompt_sha256(self) -> str:
         return hashlib.sha256(self.prompt).hexdigest()
 
@@ -117,6 +138,7 @@ class Delivery:
         """JSON-safe view; the prompt itself only on request, since it may be sensitive."""
         out: dict[str, Any] = {
             "delivery_id": self.id,
+            "kind": str(self.kind),
             "session_id": self.session_id,
             "target": self.target,
             "from": self.sender,
@@ -147,7 +169,9 @@ class Delivery:
             "prompt_bytes": len(self.prompt),
             "prompt_sha256": self.prompt_sha256,
         }
-        if include_prompt:
+        if self.kind is DeliveryKind.KEYS:
+            out["keys"] = self.keys
+        elif include_prompt:
             out["prompt"] = self.prompt.decode("utf-8", errors="replace")
         return out
 

@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from telepty.config import ConfigError
+from telepty.delivery.keys import is_key_name
 
 DEFAULT_PROFILE = "default"
+MAX_RESCUE_STEPS = 2  # a rescue is a nudge, not a retry loop: more would risk a double submit
+DEFAULT_CONFIRM_MS = 1500
 
 _PATTERN_KEYS = (
     "busy_patterns", "idle_patterns", "composer_patterns", "dialog_patterns", "placeholder_patterns",
@@ -36,6 +39,12 @@ class SubmitProfile:
     dialog_patterns: tuple[str, ...] = ()
     placeholder_patterns: tuple[str, ...] = ()
     rescue: tuple[tuple[str, ...], ...] = ()  # each step: tmux key names
+    confirm_ms: int = DEFAULT_CONFIRM_MS  # how long the screen may take to show a submission
+
+    @property
+    def reads_screen(self) -> bool:
+        """Can this profile tell a submitted prompt from a stuck one? (It knows the composer.)"""
+        return bool(self.composer_patterns)
 
     def to_public(self) -> dict[str, Any]:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -115,24 +124,35 @@ def _merge(tables: dict[str, dict[str, Any]], layer: Mapping[str, Any], source: 
 
 def _check(source: str, name: str, key: str, value: object) -> None:
     where = f"{source}: [{name}] {key}"
-    if key == "settle_ms":
+    if key in ("settle_ms", "confirm_ms"):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 60_000:
             raise ConfigError(f"{where} must be an integer from 0 to 60000")
     elif key == "submit_bytes":
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string such as \"\\r\"")
     elif key == "rescue":
-        if not isinstance(value, list) or not all(_str_list(step) for step in value):
+        if not isinstance(value, list) or not all(_str_list(step) and step for step in value):
             raise ConfigError(f'{where} must be a list of key lists, e.g. [["Escape", "Enter"]]')
+        if len(value) > MAX_RESCUE_STEPS:
+            raise ConfigError(f"{where} has {len(value)} steps; at most {MAX_RESCUE_STEPS} are allowed")
+        _check_key_names(where, [k for step in value for k in step])
     else:
         if not _str_list(value):
             raise ConfigError(f"{where} must be a list of strings")
+        if key == "submit_keys":
+            _check_key_names(where, value)  # type: ignore[arg-type]
         if key in _PATTERN_KEYS:
             for pattern in value:  # type: ignore[union-attr]
                 try:
                     re.compile(pattern)
                 except re.error as exc:
                     raise ConfigError(f"{where}: bad regex {pattern!r}: {exc}") from exc
+
+
+def _check_key_names(where: str, keys: list[str]) -> None:
+    bad = [k for k in keys if not is_key_name(k)]
+    if bad:
+        raise ConfigError(f"{where}: unknown key name(s) {', '.join(map(repr, bad))}")
 
 
 def _str_list(value: object) -> bool:
@@ -146,7 +166,7 @@ def _build(name: str, values: Mapping[str, Any]) -> SubmitProfile:
             kwargs[key] = value.encode("utf-8")
         elif key == "rescue":
             kwargs[key] = tuple(tuple(step) for step in value)
-        elif key == "settle_ms":
+        elif key in ("settle_ms", "confirm_ms"):
             kwargs[key] = value
         else:
             kwargs[key] = tuple(value)

@@ -38,7 +38,13 @@ class Transport(Protocol):
     name: str  # "paste_buffer" | "wrapper" | "pty"
 
     async def check_ready(self) -> None:
-        """Raise DeliveryError (pane_dead, session_disconnected, session_exited, …) if not."""
+        """Raise DeliveryError (pane_dead, session_disconnected, session_exited, …) if not.
+
+        The real transports also take ``for_keys=True`` (dialogs do not block keys), set
+        ``self.profile`` to the profile of the agent they found, and offer
+        ``send_keys(keys, on_stage=…)`` and ``explain()``; the engine looks for those
+        with ``getattr`` so a minimal transport (a test fake) needs none of them.
+        """
         ...
 
     async def is_quiet(self, quiet_ms: int) -> bool:
@@ -53,9 +59,11 @@ class Transport(Protocol):
         profile: SubmitProfile,
         on_stage: StageCallback,
     ) -> DeliveryOutcome:
-        """Paste, settle, submit, confirm. Must ``await on_stage("paste")`` before the
-        first byte can reach the target (the engine persists it: that is what makes a
-        restart safe); later stages may be reported too."""
+        """Paste, settle, submit, confirm (``telepty.delivery.confirm``). Must ``await
+        on_stage("paste")`` before the first byte can reach the target (the engine
+        persists it: that is what makes a restart safe); later stages may be reported
+        too. A prompt still in the composer after the rescue steps is a non-retryable
+        ``not_submitted``, never an outcome."""
         ...
 
 

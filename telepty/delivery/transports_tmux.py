@@ -2,27 +2,52 @@
 
 The prompt travels tmux's stdin into a uniquely named buffer and is pasted with
 ``paste-buffer -p -d``, so tmux frames bracketed paste itself when the app asked for
-it, and the text never appears on any command line.
+it, and the text never appears on any command line. Whether it was then submitted is
+decided by looking at the pane (``telepty.delivery.confirm``).
+
+Readiness, before anything is written: the pane exists and is alive; it is not in
+copy/view mode (left with tmux's own ``copy-mode -q``, then looked at again, since a
+pane in a mode lets the paste through but eats the Enter); the agent still runs under
+the pane's shell; no dialog is up. The pane is looked at once more right before the
+paste, because the quiet guard in between takes time.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import Sequence
+from typing import Any
 
+from telepty.delivery.confirm import submit_prompt
+from telepty.delivery.keys import describe
 from telepty.delivery.model import (
     PANE_DEAD,
+    PANE_IN_MODE,
     STAGE_CHECK_READY,
     STAGE_QUIET_GUARD,
     TMUX_CMD_FAILED,
     TMUX_UNAVAILABLE,
     DeliveryError,
 )
-from telepty.delivery.profiles import SubmitProfile
-from telepty.delivery.transport import DeliveryOutcome
+from telepty.delivery.profiles import SubmitProfile, SubmitProfiles, load_profiles
+from telepty.delivery.readiness import (
+    AgentCheck,
+    check_agent,
+    check_screen_quiet,
+    check_screen_ready,
+    explain,
+    require_agent,
+)
+from telepty.delivery.screen import read_screen, trim
+from telepty.delivery.transport import CONFIRMED_UNVERIFIED, DeliveryOutcome, StageCallback
+from telepty.sessions.model import Session
 from telepty.tmux import TmuxError, TmuxServer
+from telepty.tmux.server import PaneInfo
 
 GUARD_TAIL_LINES = 8
+KEY_GAP_S = 0.03  # between key events, so Escape+Enter is not read as Alt+Enter
+STAGE_KEYS = "keys"
 
 
 def _classified(exc: TmuxError, *, before_paste: bool) -> DeliveryError:
@@ -32,58 +57,167 @@ def _classified(exc: TmuxError, *, before_paste: bool) -> DeliveryError:
     return DeliveryError(exc.code, exc.detail, stage=exc.stage, retryable=retryable)
 
 
-class PasteBufferTransport:
-    name = "paste_buffer"
+class PaneTerminal:
+    """``TerminalIO`` over one tmux pane."""
 
     def __init__(self, tmux: TmuxServer, pane_id: str) -> None:
         self.tmux = tmux
         self.pane_id = pane_id
+        self.screens = 0
 
-    async def check_ready(self) -> None:
+    async def screen(self) -> list[str]:
+        try:
+            text = await self.tmux.capture_tail(self.pane_id, 0, stage="capture")
+        except TmuxError as exc:
+            raise _classified(exc, before_paste=True) from None
+        self.screens += 1
+        return text.split("\n")
+
+    async def paste(self, data: bytes) -> None:
+        name = f"telepty-{secrets.token_hex(8)}"
+        try:
+            try:
+                await self.tmux.load_buffer(name, data)
+                await self.tmux.paste_buffer(name, self.pane_id)
+            except BaseException:
+                await self.tmux.delete_buffer(name)
+                raise
+        except TmuxError as exc:
+            raise _classified(exc, before_paste=False) from None
+
+    async def press(self, keys: Sequence[Any]) -> None:
+        try:
+            for i, key in enumerate(keys):
+                if i:
+                    await asyncio.sleep(KEY_GAP_S)
+                if isinstance(key, dict):
+                    await self.tmux.send_keys(self.pane_id, key["text"], literal=True)
+                else:
+                    await self.tmux.send_keys(self.pane_id, key)
+        except TmuxError as exc:
+            raise _classified(exc, before_paste=False) from None
+
+
+class PasteBufferTransport:
+    name = "paste_buffer"
+
+    def __init__(self, tmux: TmuxServer, pane_id: str, session: Session | None = None,
+                 profiles: SubmitProfiles | None = None) -> None:
+        self.tmux = tmux
+        self.pane_id = pane_id
+        self.session = session
+        self.profiles = profiles or load_profiles(None)
+        self.term = PaneTerminal(tmux, pane_id)
+        self.agent: AgentCheck | None = None
+        self.profile: SubmitProfile | None = None
+        self.left_mode = False
+        self._command: str | None = None
+        self._for_keys = False
+
+    # -- readiness ------------------------------------------------------------------------
+
+    async def _pane(self, stage: str) -> PaneInfo:
         if not self.tmux.available():
-            raise DeliveryError(TMUX_UNAVAILABLE, "tmux is not installed or not on PATH",
-                                stage=STAGE_CHECK_READY)
+            raise DeliveryError(TMUX_UNAVAILABLE, "tmux is not installed or not on PATH", stage=stage)
+        try:
+            info = await self.tmux.pane_info(self.pane_id)
+            if info is not None and not info.pane_dead and info.pane_in_mode:
+                await self.tmux.exit_mode(self.pane_id, stage=stage)
+                self.left_mode = True
+                info = await self.tmux.pane_info(self.pane_id)
+        except TmuxError as exc:
+            raise _classified(exc, before_paste=True) from None
+        if info is None or info.pane_dead:
+            raise DeliveryError(PANE_DEAD, f"pane {self.pane_id} no longer exists", stage=stage)
+        if info.pane_in_mode:
+            raise DeliveryError(PANE_IN_MODE, f"pane {self.pane_id} stays in copy/view mode",
+                                stage=stage, retryable=True)
+        return info
+
+    async def check_ready(self, *, for_keys: bool = False) -> None:
+        self._for_keys = for_keys
+        info = await self._pane(STAGE_CHECK_READY)
+        kind = self.session.agent if self.session is not None else "other"
+        self.agent = await check_agent(kind, info.pane_pid)
+        self._command = info.pane_current_command
+        require_agent(self.agent, f"pane {self.pane_id}")
+        self.profile = self.profiles.profile_for(self.agent.profile_kind)
+        reading = read_screen(await self.term.screen(), self.profile)
+        check_screen_ready(reading, self.profile, for_keys=for_keys)
+
+    async def _recheck(self) -> None:
+        """Right before writing: still alive, out of any mode, the same agent in front."""
+        info = await self._pane("capture_before")
+        if self.agent is not None and info.pane_current_command != self._command:
+            # Something else is in the foreground now: look at the tree again.
+            self.agent = await check_agent(self.agent.kind, info.pane_pid)
+            self._command = info.pane_current_command
+            require_agent(self.agent, f"pane {self.pane_id}")
+
+    async def is_quiet(self, quiet_ms: int) -> bool:
+        """Two captures of the pane tail ``quiet_ms`` apart must be identical, and no busy
+        pattern (or someone's half-typed text) on it."""
+        try:
+            before = await self.tmux.capture_tail(self.pane_id, 0, stage=STAGE_QUIET_GUARD)
+            await asyncio.sleep(quiet_ms / 1000.0)
+            after = await self.tmux.capture_tail(self.pane_id, 0, stage=STAGE_QUIET_GUARD)
+        except TmuxError as exc:
+            raise _classified(exc, before_paste=True) from None
+        lines = after.split("\n")
+        if before.split("\n")[-GUARD_TAIL_LINES:] != lines[-GUARD_TAIL_LINES:]:
+            return False
+        if self.profile is not None:
+            check_screen_quiet(read_screen(lines, self.profile), for_keys=self._for_keys)
+        return True
+
+    # -- writing --------------------------------------------------------------------------
+
+    def _evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"transport": self.name, "pane": self.pane_id}
+        if self.left_mode:
+            out["left_copy_mode"] = True
+        if self.agent is not None:
+            out["agent"] = self.agent.to_public()
+        return out
+
+    async def deliver(
+        self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback,
+    ) -> DeliveryOutcome:
+        await self._recheck()
+        return await submit_prompt(self.term, prompt, self.profile or profile, no_enter=no_enter,
+                                   on_stage=on_stage, evidence=self._evidence())
+
+    async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
+        await self._recheck()
+        before = trim(await self.term.screen())
+        await on_stage(STAGE_KEYS)
+        try:
+            await self.term.press(keys)
+        except DeliveryError as exc:
+            exc.retryable = False
+            raise
+        await asyncio.sleep(KEY_GAP_S)
+        try:
+            after = trim(await self.term.screen())
+        except DeliveryError:
+            after = []  # the keys are sent; a failed look afterwards must not resend them
+        return DeliveryOutcome(CONFIRMED_UNVERIFIED, {
+            **self._evidence(), "keys": describe(keys),
+            "tail_before": "\n".join(before[-12:]), "tail_after": "\n".join(after[-12:]),
+        })
+
+    async def explain(self, tail: int = 20) -> dict[str, Any]:
+        """What readiness would see now; changes nothing (a pane in copy mode stays in it)."""
         try:
             info = await self.tmux.pane_info(self.pane_id)
         except TmuxError as exc:
             raise _classified(exc, before_paste=True) from None
         if info is None or info.pane_dead:
-            raise DeliveryError(PANE_DEAD, f"pane {self.pane_id} no longer exists",
-                                stage=STAGE_CHECK_READY)
-
-    async def is_quiet(self, quiet_ms: int) -> bool:
-        """Two captures of the pane tail ``quiet_ms`` apart must be identical."""
-        try:
-            before = await self.tmux.capture_tail(self.pane_id, GUARD_TAIL_LINES,
-                                                  stage=STAGE_QUIET_GUARD)
-            await asyncio.sleep(quiet_ms / 1000.0)
-            after = await self.tmux.capture_tail(self.pane_id, GUARD_TAIL_LINES,
-                                                 stage=STAGE_QUIET_GUARD)
-        except TmuxError as exc:
-            raise _classified(exc, before_paste=True) from None
-        return before == after
-
-    async def deliver(
-        self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile,
-        on_stage: Callable[[str], Awaitable[None]],
-    ) -> DeliveryOutcome:
-        await on_stage("paste")
-        try:
-            result = await self.tmux.paste(
-                self.pane_id, prompt, submit_keys=profile.submit_keys,
-                settle_s=profile.settle_ms / 1000.0, no_enter=no_enter,
-            )
-        except TmuxError as exc:
-            before = exc.stage in {"capture_before", "load_buffer"}
-            raise _classified(exc, before_paste=before) from None
-        return DeliveryOutcome(
-            confirmed="unverified",
-            detail={
-                "transport": self.name,
-                "pane": self.pane_id,
-                "tail_before": result.tail_before,
-                "tail_after": result.tail_after,
-                "left_copy_mode": result.left_mode,
-                "timings_ms": {k: round(v * 1000, 2) for k, v in result.timings.items()},
-            },
-        )
+            raise DeliveryError(PANE_DEAD, f"pane {self.pane_id} no longer exists", stage="explain")
+        kind = self.session.agent if self.session is not None else "other"
+        agent = await check_agent(kind, info.pane_pid)
+        lines = await self.term.screen()
+        return explain(session=self.session, transport=self.name, tail=tail, profiles=self.profiles,
+                       agent=agent, lines=lines,
+                       extra={"pane": self.pane_id, "pane_in_mode": info.pane_in_mode,
+                              "pane_current_command": info.pane_current_command})

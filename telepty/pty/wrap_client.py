@@ -54,6 +54,7 @@ from telepty.config import Config
 from telepty.pty.env import child_env
 from telepty.pty.spawned import PtyClosedError, SpawnedPty
 from telepty.pty.terminal import get_winsize, raw_mode
+from telepty.sessions.identity import new_session_token, token_sha256
 
 log = logging.getLogger("telepty.wrap")
 
@@ -606,6 +607,7 @@ class HelloMeta:
     tmux_pane: str | None = None
     tmux_socket: str | None = None
     replace: bool = False
+    session_token_sha256: str | None = None  # the child's TELEPTY_SESSION_TOKEN, hashed
 
     def frame(self, cols: int, rows: int) -> dict[str, Any]:
         hello: dict[str, Any] = {
@@ -617,7 +619,7 @@ class HelloMeta:
             "cols": cols,
             "rows": rows,
         }
-        for key in ("session_id", "agent", "tmux_pane", "tmux_socket"):
+        for key in ("session_id", "agent", "tmux_pane", "tmux_socket", "session_token_sha256"):
             value = getattr(self, key)
             if value is not None:
                 hello[key] = value
@@ -857,6 +859,12 @@ class DaemonLink:
                 self.notice(REPLACED_NOTICE)
             self.stop()
             return
+        if kind == "renamed":
+            new_id = msg.get("session_id")
+            if isinstance(new_id, str) and new_id:
+                log.info("renamed to %s", new_id)
+                self.meta.session_id = new_id  # every later hello registers the new id
+            return
         if kind in {"quiet", "paste", "write"} or "id" in msg:
             task = asyncio.ensure_future(self._answer(msg, generation))
             self._request_tasks.add(task)
@@ -994,6 +1002,7 @@ class Wrapper:
         self._stdin_reading = False
         self._stdin_eof = False
         self._paused_timer: asyncio.TimerHandle | None = None
+        self.session_token = ""
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -1007,7 +1016,13 @@ class Wrapper:
                     f"(id {holder.get('id')}, pid {holder.get('pid')}); use --replace to take it over\n"
                 )
                 return 1
-        extra = {"TELEPTY_SESSION_ID": opts.session_id} if opts.session_id else {}
+        # The child's identity exists before the child does: the token is made here and
+        # only its hash goes to the daemon (in every hello), so it is in the child's
+        # environment from its first instruction whether or not the daemon is up yet.
+        self.session_token = new_session_token()
+        extra = {"TELEPTY_SESSION_TOKEN": self.session_token}
+        if opts.session_id:
+            extra["TELEPTY_SESSION_ID"] = opts.session_id
         cols, rows = self.terminal.size()
         cwd = os.getcwd()
         try:
@@ -1039,6 +1054,7 @@ class Wrapper:
         meta = HelloMeta(
             command=shlex.join(self.opts.argv), cwd=cwd, pid=pty.pid, session_id=self.opts.session_id,
             agent=self.opts.agent, tmux_pane=pane, tmux_socket=socket_path, replace=self.opts.replace,
+            session_token_sha256=token_sha256(self.session_token),
         )
         self.link = DaemonLink(
             self.config, meta, self.requests, timings=self.opts.timings, size=self.terminal.size,

@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from telepty.clock import to_iso, utc_now
-from telepty.errors import Conflict, NotFound
+from telepty.clock import from_iso, to_iso, utc_now
+from telepty.errors import BadRequest, Conflict, NotFound
 from telepty.sessions.liveness import pid_alive
-from telepty.sessions.model import Session, SessionState, SessionType
+from telepty.sessions.model import Session, SessionState, SessionType, validate_session_id
 from telepty.sessions.naming import default_session_id
 from telepty.store.sessions import SessionRepo
 
@@ -26,6 +26,7 @@ log = logging.getLogger("telepty.sessions")
 Emit = Callable[..., Awaitable[int]]
 PaneProbe = Callable[[Session], Awaitable[bool]]
 ReplacedHook = Callable[[Session], Awaitable[None]]
+RenamedHook = Callable[[str, str], Awaitable[None]]  # (old id, new id)
 
 
 @dataclass
@@ -69,6 +70,9 @@ class SessionRegistry:
         # (a wrapper's socket, a spawned PTY) can be told and let go.
         self.on_replaced: list[ReplacedHook] = []
         self.on_removed: list[ReplacedHook] = []
+        # Told after a rename, so whatever keys state by session id (terminals, tokens)
+        # moves along with it.
+        self.on_renamed: list[RenamedHook] = []
 
     # -- start-up ----------------------------------------------------------------
 
@@ -316,6 +320,74 @@ class SessionRegistry:
         for hook in self.on_removed:
             await hook(s)
         return s
+
+    async def rename(self, old_id: str, new_id: str) -> Session:
+        """Give the session with the exact id ``old_id`` the id (and alias) ``new_id``.
+
+        Exact ids only, like every destructive operation. ``new_id`` must be unused,
+        neither a session's id nor a live session's alias: taking over a name that
+        already routes somewhere would silently redirect someone else's prompts. The
+        record is changed in place so every holder of it sees the new id.
+        """
+        async with self._lock:
+            s = self.check_rename(old_id, new_id)
+            s.id = new_id
+            s.alias = new_id
+            s.updated_at = utc_now()
+            s.meta = dict(s.meta, renamed_from=old_id)
+            self._sessions[new_id] = s
+            del self._sessions[old_id]
+            # New row first: a crash in between leaves a duplicate, never a lost session.
+            await self.repo.upsert(s)
+            await self.repo.delete(old_id)
+        log.info("session renamed old=%s new=%s", old_id, new_id)
+        for hook in self.on_renamed:
+            await hook(old_id, new_id)
+        # Subscribers learn the new id the way they learn any id: a registration (with
+        # where it came from), rather than a new event kind they would not know.
+        await self.emit(
+            "session_register", target=s.id, session_id=s.id, session_type=str(s.type),
+            command=s.command, cwd=s.cwd, agent=s.agent, renamed_from=old_id,
+        )
+        return s
+
+    def check_rename(self, old_id: str, new_id: str) -> Session:
+        """The session ``rename`` would change, or the error it would raise."""
+        validate_session_id(new_id, "new_id")
+        s = self.require(old_id)
+        if new_id == old_id:
+            raise BadRequest("invalid_field", f"session {old_id!r} already has that id")
+        if new_id in self._sessions:
+            raise Conflict("session_exists", f"a session with id {new_id!r} exists "
+                           f"({self._sessions[new_id].state}); remove it first (telepty clean)")
+        holder = next((x for x in self._sessions.values() if x.alias == new_id and x.live), None)
+        if holder is not None:
+            raise Conflict("session_exists", f"{new_id!r} is the alias of live session {holder.id!r}")
+        return s
+
+    def cleanable(
+        self, *, older_than_s: float | None = None, now_epoch: float | None = None
+    ) -> list[Session]:
+        """Exited sessions (idle longer than ``older_than_s``, when given), oldest first.
+
+        Only exited ones: removing a running or disconnected session would cut an
+        agent off from its prompts (and kill a spawned one).
+        """
+        now = time.time() if now_epoch is None else now_epoch
+        out: list[Session] = []
+        for s in self._sessions.values():
+            if s.state is not SessionState.EXITED:
+                continue
+            if older_than_s is not None:
+                last = s.last_activity_at or s.updated_at or s.created_at
+                try:
+                    age = now - from_iso(last)
+                except ValueError:
+                    age = float("inf")
+                if age < older_than_s:
+                    continue
+            out.append(s)
+        return sorted(out, key=lambda s: (s.last_activity_at or s.updated_at, s.id))
 
     async def check_liveness(self) -> list[Session]:
         """Mark sessions whose process or pane is gone as exited; returns those."""

@@ -14,6 +14,7 @@ import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from telepty.clock import utc_now
 from telepty.config import Config
@@ -21,10 +22,14 @@ from telepty.errors import BadRequest, Conflict
 from telepty.pty.env import child_env
 from telepty.pty.spawned import SpawnedPty
 from telepty.sessions.agents import detect_agent
+from telepty.sessions.identity import new_session_token, token_sha256
 from telepty.sessions.model import Session, SessionState, SessionType
 from telepty.sessions.naming import default_session_id
 from telepty.sessions.registry import SessionRegistry
 from telepty.sessions.wrapper_link import WrapperLink
+
+if TYPE_CHECKING:
+    from telepty.sessions.identity import SessionIdentities
 
 log = logging.getLogger("telepty.terminals")
 
@@ -64,8 +69,11 @@ class Terminals:
         self.spawned: dict[str, SpawnedPty] = {}
         self.links: dict[str, WrapperLink] = {}
         self._watchers: set[asyncio.Task[None]] = set()
+        # Issues each spawned child its TELEPTY_SESSION_TOKEN (None: children get none).
+        self.identities: SessionIdentities | None = None
         registry.on_removed.append(self._let_go)
         registry.on_replaced.append(self._let_go)
+        registry.on_renamed.append(self._renamed)
 
     # -- spawned ------------------------------------------------------------------
 
@@ -79,8 +87,13 @@ class Terminals:
         )
         if (existing := self.registry.find_live(session_id)) is not None:
             raise Conflict("session_exists", f"session {session_id!r} is live (id {existing.id})")
-        env = child_env(base_env if base_env is not None else os.environ,
-                        {**spec.env, "TELEPTY_SESSION_ID": session_id})
+        # The caller's env may not choose the identity: ours is applied last.
+        extra = {k: v for k, v in spec.env.items() if k != "TELEPTY_SESSION_TOKEN"}
+        extra["TELEPTY_SESSION_ID"] = session_id
+        token = new_session_token() if self.identities is not None else None
+        if token is not None:
+            extra["TELEPTY_SESSION_TOKEN"] = token
+        env = child_env(base_env if base_env is not None else os.environ, extra)
         try:
             pty = await SpawnedPty.start(
                 spec.argv, cwd=spec.cwd, env=env, cols=spec.cols, rows=spec.rows,
@@ -100,18 +113,32 @@ class Terminals:
             await pty.terminate(0.2)
             pty.close()
             raise
+        if self.identities is not None and token is not None:
+            # Bound only once the id is surely ours (a racing spawn of the same id loses
+            # at add() above); an agent CLI takes far longer to start than this takes.
+            await self.identities.bind(session_id, token_sha256(token))
         self.spawned[session_id] = pty
-        pty.on_output.append(lambda _data: self.registry.touch(session_id))
+        pty.on_output.append(lambda _data: self._touch_spawned(pty))
         task = asyncio.ensure_future(self._watch_exit(session_id, pty))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
         return session
 
+    def _spawned_id(self, pty: SpawnedPty) -> str | None:
+        """The id ``pty`` is known under now (a rename may have changed it)."""
+        return next((sid for sid, p in self.spawned.items() if p is pty), None)
+
+    def _touch_spawned(self, pty: SpawnedPty) -> None:
+        session_id = self._spawned_id(pty)
+        if session_id is not None:
+            self.registry.touch(session_id)
+
     async def _watch_exit(self, session_id: str, pty: SpawnedPty) -> None:
         await pty.exited.wait()
-        if self.spawned.get(session_id) is pty:
+        current = self._spawned_id(pty)
+        if current is not None:
             await self.registry.set_state(
-                session_id, SessionState.EXITED, exit_code=pty.exit_code, reason="process_exited"
+                current, SessionState.EXITED, exit_code=pty.exit_code, reason="process_exited"
             )
 
     # -- wrapped ------------------------------------------------------------------
@@ -131,6 +158,17 @@ class Terminals:
                 await self.registry.set_state(link.session_id, SessionState.DISCONNECTED)
 
     # -- common -------------------------------------------------------------------
+
+    async def _renamed(self, old_id: str, new_id: str) -> None:
+        """Keep the PTY / wrapper link reachable under the session's new id."""
+        pty = self.spawned.pop(old_id, None)
+        if pty is not None:
+            self.spawned[new_id] = pty
+        link = self.links.pop(old_id, None)
+        if link is not None:
+            link.session_id = new_id
+            self.links[new_id] = link
+            await link.renamed(new_id)
 
     def recent_output(self, session_id: str, max_bytes: int | None = None) -> bytes | None:
         source = self.spawned.get(session_id) or self.links.get(session_id)

@@ -4,8 +4,12 @@ Protocol (``WS /api/wrap``; JSON text frames, binary frames are terminal output)
 
 wrapper → daemon
   ``hello``      first frame: session_id?, command, cwd, pid, tmux_pane?, tmux_socket?,
-                 agent?, replace, cols, rows. Answered by ``welcome`` {session_id,
-                 session, session_token} or ``error`` {error, detail} and a close.
+                 agent?, replace, cols, rows, session_token_sha256?. Answered by
+                 ``welcome`` {session_id, session} or ``error`` {error, detail} and a close.
+                 ``session_token_sha256`` is the hash of the TELEPTY_SESSION_TOKEN the
+                 wrapper generated and put in the child's environment before starting
+                 it; the token itself never crosses this socket. Sent on every
+                 (re)connect, so the identity survives a daemon restart.
   binary         every byte the child printed, in order (buffered while disconnected
                  and flushed on connect, so early output is not lost).
   ``heartbeat``  every second: bytes_out (read from the child), bytes_mirrored (sent on
@@ -20,6 +24,8 @@ daemon → wrapper (each with an ``id`` the result echoes)
   ``write``      {data}: raw bytes (keys for permission menus), never bracketed.
   ``detach``     {reason}: stop talking to the daemon (deleted/replaced); the agent
                  keeps running for the person using it.
+  ``renamed``    {session_id}: the session now has this id (``telepty rename``); use it
+                 in every later hello. No result is expected.
 """
 
 from __future__ import annotations
@@ -133,6 +139,15 @@ class WrapperLink:
 
     async def write(self, data: bytes) -> dict[str, Any]:
         return await self.request("write", timeout_s=10.0, data=_b64(data))
+
+    async def renamed(self, session_id: str) -> None:
+        """Tell the wrapper its new id, so a reconnect re-registers under it."""
+        self.session_id = session_id
+        if not self.ws.closed:
+            try:
+                await self.ws.send_json({"type": "renamed", "session_id": session_id})
+            except (ConnectionError, RuntimeError):
+                pass
 
     async def detach(self, reason: str) -> None:
         if not self.ws.closed:

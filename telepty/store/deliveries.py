@@ -7,14 +7,14 @@ from typing import Any
 
 import orjson
 
-from telepty.delivery.model import FINAL, Delivery, DeliveryStatus, Origin
+from telepty.delivery.model import FINAL, Delivery, DeliveryKind, DeliveryStatus, Origin
 from telepty.store.db import Database
 
 _COLUMNS = (
     "id", "session_id", "target", "prompt", "sender", "verified_sender", "spoofed", "reply_to",
     "thread_id", "reply_expected", "no_enter", "force", "raw", "quiet_ms", "origin", "status",
     "reason", "detail", "stage", "evidence", "attempts", "confirmed", "idempotency_key",
-    "created_at", "updated_at", "next_attempt_at", "started_at", "finished_at", "seq",
+    "created_at", "updated_at", "next_attempt_at", "started_at", "finished_at", "seq", "kind",
 )
 # What an attempt may change; who, what and where were fixed when the prompt was accepted.
 _MUTABLE = (
@@ -56,6 +56,7 @@ def _row_to_delivery(row: sqlite3.Row) -> Delivery:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         seq=row["seq"],
+        kind=DeliveryKind(row["kind"]),
     )
 
 
@@ -65,7 +66,7 @@ def _value(d: Delivery, column: str) -> Any:
         return orjson.dumps(value, default=str).decode()
     if isinstance(value, bool):
         return int(value)
-    if column in ("origin", "status"):
+    if column in ("origin", "status", "kind"):
         return str(value)
     return value
 

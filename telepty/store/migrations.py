@@ -79,6 +79,91 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE deliveries ADD COLUMN stage TEXT;
     ALTER TABLE deliveries ADD COLUMN evidence TEXT NOT NULL DEFAULT '{}'
     """,
+    # 4: handoffs and threads, persisted (the Node.js telepty lost both on every restart);
+    # a thread's message count is read from deliveries.thread_id, hence that index
+    """
+    CREATE TABLE handoffs (
+        seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+        id                TEXT NOT NULL UNIQUE,
+        status            TEXT NOT NULL
+                          CHECK (status IN ('created', 'claimed', 'executing', 'completed')),
+        source_session_id TEXT,
+        deliberation_id   TEXT,
+        auto_execute      INTEGER NOT NULL DEFAULT 0,
+        tasks             TEXT NOT NULL DEFAULT '[]',
+        task_count        INTEGER NOT NULL DEFAULT 0,
+        payload           TEXT,
+        claimed_by        TEXT,
+        result            TEXT,
+        created_at        TEXT NOT NULL,
+        updated_at        TEXT NOT NULL,
+        claimed_at        TEXT,
+        executing_at      TEXT,
+        completed_at      TEXT
+    );
+    CREATE INDEX handoffs_status ON handoffs (status, seq);
+
+    CREATE TABLE threads (
+        seq                     INTEGER PRIMARY KEY AUTOINCREMENT,
+        id                      TEXT NOT NULL UNIQUE,
+        topic                   TEXT NOT NULL,
+        status                  TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+        orchestrator_session_id TEXT,
+        participant_session_ids TEXT NOT NULL DEFAULT '[]',
+        created_at              TEXT NOT NULL,
+        updated_at              TEXT NOT NULL,
+        closed_at               TEXT
+    );
+    CREATE INDEX threads_status ON threads (status, seq);
+    CREATE INDEX deliveries_thread ON deliveries (thread_id) WHERE thread_id IS NOT NULL
+    """,
+    # 5: a delivery is a prompt (pasted and submitted) or raw keys (typed unbracketed, for
+    # menus a paste would cancel); a keys delivery keeps its key list as JSON in prompt
+    """
+    ALTER TABLE deliveries ADD COLUMN kind TEXT NOT NULL DEFAULT 'prompt'
+    """,
+    # 6 (issue 8): sender identity and the injection audit log. Session tokens are kept
+    # only as sha256 hashes; the audit log holds a prompt's hash and length, and its text
+    # only when TELEPTY_AUDIT_CONTENT=1; last_received remembers, per session, the last
+    # prompt that named a reply_to, so `telepty reply` knows where to answer
+    """
+    CREATE TABLE session_tokens (
+        session_id   TEXT PRIMARY KEY,
+        token_sha256 TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    CREATE TABLE last_received (
+        session_id  TEXT PRIMARY KEY,
+        delivery_id TEXT NOT NULL,
+        reply_to    TEXT NOT NULL,
+        sender      TEXT,
+        thread_id   TEXT,
+        received_at TEXT NOT NULL
+    );
+    CREATE TABLE injects (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        at              TEXT NOT NULL,
+        delivery_id     TEXT NOT NULL UNIQUE,
+        kind            TEXT NOT NULL,
+        origin          TEXT NOT NULL,
+        via             TEXT,
+        batch_id        TEXT,
+        target          TEXT NOT NULL,
+        session_id      TEXT NOT NULL,
+        sender          TEXT,
+        verified_sender TEXT,
+        spoofed         INTEGER NOT NULL DEFAULT 0,
+        reply_to        TEXT,
+        thread_id       TEXT,
+        prompt_sha256   TEXT NOT NULL,
+        prompt_bytes    INTEGER NOT NULL,
+        prompt          BLOB
+    );
+    CREATE INDEX injects_at ON injects (at);
+    CREATE INDEX injects_session ON injects (session_id, seq);
+    CREATE INDEX injects_sender ON injects (sender, seq);
+    CREATE INDEX injects_verified ON injects (verified_sender, seq)
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -171,3 +171,23 @@ def test_cli_screen_shows_spawned_output(daemon: DaemonProcess, tmp_path) -> Non
     wait_until_sync(shown, message="screen output")
     r = daemon.cli("screen", "nope")
     assert r.returncode == 1 and "session_not_found" in r.stderr
+
+
+def test_sigterm_with_open_websockets_exits_promptly(daemon: DaemonProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    status, _ = daemon.request("POST", "/api/sessions/spawn", {
+        "session_id": "held", "command": "sh", "args": ["-c", "read x"], "cwd": str(tmp_path)})
+    assert status == 201
+    # a raw WebSocket handshake held open, as an attach client would
+    host, port = daemon.url.rsplit("/", 1)[-1].split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"GET /api/sessions/held/attach HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert b"101" in sock.recv(4096).split(b"\r\n")[0]
+    try:
+        rc = daemon.stop(timeout=5)  # killed (rc -9) if it hangs past 5 s
+        assert rc == 0
+    finally:
+        sock.close()

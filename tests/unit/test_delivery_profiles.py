@@ -18,7 +18,7 @@ def test_shipped_profiles() -> None:
     assert settle == {"claude": 600, "codex": 300, "gemini": 400, "aider": 200, "default": 300}
     claude = p.profile_for("claude")
     assert claude.submit_keys == ("Enter",) and claude.submit_bytes == b"\r"
-    assert claude.rescue == (("Enter",),)
+    assert claude.rescue == (("Enter",), ("Escape", "Enter"))  # Escape closes a picker
     assert any(re.search(pat, "[Pasted text #1 +42 lines]") for pat in claude.placeholder_patterns)
     assert claude.dialog_patterns and claude.busy_patterns
 

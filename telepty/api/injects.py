@@ -1,0 +1,84 @@
+"""``GET /api/injects``: the audit log of every injection (see :mod:`telepty.store.audit`).
+
+Times are accepted the way people and scripts write them: an ISO-8601 instant
+(``2025-01-31T12:00:00Z``), epoch seconds, or a duration meaning "that long ago"
+(``90s``, ``15m``, ``2h``, ``7d``, ``1w``), so ``telepty injects --since 1h`` needs no
+date arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import datetime
+
+from aiohttp import web
+
+from telepty.api.body import json_response, query_int
+from telepty.api.keys import SERVICES
+from telepty.clock import to_iso
+from telepty.errors import BadRequest
+from telepty.store.audit import DEFAULT_LIMIT, MAX_LIMIT
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+MAX_NAME = 200
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+def parse_duration(text: str, name: str) -> float:
+    """``"15m"`` → 900.0 seconds; a bare number is seconds."""
+    m = _DURATION_RE.match(text)
+    if m is None:
+        raise BadRequest("invalid_query", f"{name} must be a duration like 90s, 15m, 2h, 7d or 1w, "
+                         f"got {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def parse_instant(text: str, name: str, now: float | None = None) -> str:
+    """An ISO-8601 instant, epoch seconds or a duration ago → the log's ISO format."""
+    value = text.strip()
+    now = time.time() if now is None else now
+    m = _DURATION_RE.match(value)
+    if m is not None and m.group(2):
+        return to_iso(now - parse_duration(value, name))
+    try:
+        epoch = float(value)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(epoch) and epoch >= 0:
+            return to_iso(epoch)
+        raise BadRequest("invalid_query", f"{name} must not be negative, got {text!r}")
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest("invalid_query", f"{name} must be an ISO-8601 time (2025-01-31T12:00:00Z), "
+                         f"epoch seconds, or a duration ago (15m, 2h, 7d); got {text!r}") from None
+    if dt.tzinfo is None:
+        raise BadRequest("invalid_query", f"{name} needs a time zone (append Z for UTC), got {text!r}")
+    return to_iso(dt.timestamp())
+
+
+def _name(request: web.Request, key: str) -> str | None:
+    """A sender or target as recorded (a ``from`` may be any name, not only a session id)."""
+    value = request.query.get(key) or None
+    if value is not None and (len(value) > MAX_NAME or not value.isprintable()):
+        raise BadRequest("invalid_query", f"{key} must be 1-{MAX_NAME} printable characters")
+    return value
+
+
+async def list_injects(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    q = request.query
+    since = parse_instant(q["since"], "since") if q.get("since") else None
+    until = parse_instant(q["until"], "until") if q.get("until") else None
+    rows = await svc.audit.query(
+        since=since, until=until, to=_name(request, "to"), sender=_name(request, "from"),
+        limit=query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+    )
+    return json_response(rows)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/injects", list_injects)

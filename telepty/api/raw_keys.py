@@ -1,0 +1,86 @@
+"""Raw keys and explain: ``POST /api/sessions/{id}/keys``, ``GET /api/sessions/{id}/explain``.
+
+Keys are deliveries like prompts (same queue, same records, same Idempotency-Key),
+typed unbracketed: ``{"keys": ["Down", "Enter"]}`` answers a permission menu that a
+paste would cancel. Explain shows what the daemon sees on a session's screen and why it
+counts it idle, busy, blocked or unknown, plus what is waiting in its queue and why.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from telepty.api.body import json_object, json_response, query_int
+from telepty.api.deliveries import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY, _failure_status, _origin
+from telepty.api.identity import request_sender
+from telepty.api.keys import SERVICES
+from telepty.delivery.keys import parse_keys
+from telepty.delivery.model import DeliveryError, DeliveryStatus
+from telepty.delivery.request import _bool, _quiet_ms, _timeout
+from telepty.errors import BadRequest, Conflict, Unavailable
+
+_KEYS_FIELDS = {"keys", "force", "quiet_ms", "wait", "timeout"}
+
+
+async def send_keys(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    body = await json_object(request)
+    unknown = sorted(set(body) - _KEYS_FIELDS)
+    if unknown:
+        raise BadRequest("invalid_field", f"unknown field(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(_KEYS_FIELDS))}")
+    keys = parse_keys(body.get("keys"))
+    force, wait = _bool(body, "force"), _bool(body, "wait")
+    quiet_ms, timeout = _quiet_ms(body), _timeout(body)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+        raise BadRequest("invalid_header", f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} chars")
+    target = request.match_info["id"]
+    session = svc.registry.resolve(target)
+    if session.tmux_pane and not svc.tmux.server(session.tmux_socket).available():
+        raise Unavailable("tmux_unavailable", f"session {session.id!r} lives in a tmux pane, "
+                          f"but tmux ({svc.config.tmux_bin}) is not installed or not on PATH")
+    sender = request_sender(request)  # recorded: who pressed keys in someone's session
+    delivery = await svc.deliveries.submit_keys(
+        keys, target=target, origin=_origin(request), force=force, quiet_ms=quiet_ms,
+        idempotency_key=key, verified_sender=sender.verified,
+    )
+    if not wait:
+        return json_response({"delivery_id": delivery.id, "status": str(delivery.status),
+                              "session_id": delivery.session_id, "kind": str(delivery.kind)},
+                             status=202)
+    delivery = await svc.deliveries.wait(delivery.id, timeout)
+    out = delivery.to_public()
+    if not delivery.final:
+        return json_response(out, status=202)
+    if delivery.status is DeliveryStatus.DELIVERED:
+        return json_response(out, status=200)
+    out["error"] = delivery.reason or str(delivery.status)
+    return json_response(out, status=_failure_status(delivery.reason))
+
+
+async def explain(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    session = svc.registry.resolve(request.match_info["id"])
+    lines = query_int(request, "lines", 20, 1, 1000)
+    pending = [
+        {k: d.to_public()[k] for k in ("delivery_id", "kind", "status", "reason", "detail",
+                                         "stage", "attempts", "next_attempt_at")}
+        for d in svc.deliveries.pending(session.id)
+    ]
+    try:
+        transport = svc.deliveries.resolver(session)
+        describe = getattr(transport, "explain", None)
+        if describe is None:
+            raise Conflict("no_screen", f"the {transport.name} transport cannot show its screen")
+        out = await describe(tail=lines)
+    except DeliveryError as exc:
+        raise Conflict(exc.reason, exc.detail) from None
+    out["session_state"] = str(session.state)
+    out["pending"] = pending
+    return json_response(out)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/sessions/{id}/keys", send_keys)
+    app.router.add_get("/api/sessions/{id}/explain", explain)

@@ -1,0 +1,119 @@
+"""``POST /api/reply`` and ``GET /api/identity``: answering without knowing who asked.
+
+An agent that received a prompt should not have to parse a footer to find its
+sender. ``telepty reply "…"`` asks the daemon, which knows both ends: the session
+the caller runs in (its session token) and the ``reply_to`` of the last prompt that
+session received (see :mod:`telepty.sessions.identity`). The reply is an ordinary
+delivery from that session to that ``reply_to``, in the same thread.
+
+A session without a token (a registered tmux pane) can still reply by naming itself
+(``session_id``); such a reply is recorded as unverified, like any claimed ``from``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from telepty.api.body import json_object, json_response, opt
+from telepty.api.deliveries import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY, _failure_status, _origin
+from telepty.api.identity import request_sender, with_footer
+from telepty.api.keys import SERVICES
+from telepty.delivery.model import DeliveryStatus
+from telepty.delivery.request import parse_inject
+from telepty.errors import BadRequest, NotFound, Unavailable
+from telepty.sessions.model import validate_session_id
+from telepty.store.audit import audit_context
+
+NO_SESSION_IDENTITY = "no_session_identity"
+NOTHING_TO_REPLY_TO = "nothing_to_reply_to"
+
+
+async def identity(request: web.Request) -> web.Response:
+    """Which session the presented session token belongs to (``telepty whoami``)."""
+    svc = request.app[SERVICES]
+    sender = request_sender(request)
+    if sender.verified is None:
+        raise BadRequest(NO_SESSION_IDENTITY, "this request carries no valid session token "
+                         "(x-telepty-session-token); run it inside a wrapped or spawned session")
+    session = svc.registry.require(sender.verified)
+    last = await svc.identities.last_received(session.id)
+    return json_response({
+        "session_id": session.id,
+        "alias": session.alias,
+        "type": str(session.type),
+        "agent": session.agent,
+        "state": str(session.state),
+        "verified": True,
+        "reply_to": last.reply_to if last else None,
+    })
+
+
+async def reply(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    body = await json_object(request)
+    if body.get("from") is not None:
+        raise BadRequest("invalid_field", "a reply is always from the replying session; do not set from")
+    sender = request_sender(request)
+    claimed = opt(body, "session_id", str)
+    if claimed is not None:
+        validate_session_id(claimed)
+    if sender.verified is not None and claimed is not None:
+        named = svc.registry.find_live(claimed)
+        if named is None or named.id != sender.verified:
+            raise BadRequest("session_mismatch", f"session_id is {claimed!r}, but the session token "
+                             f"presented belongs to {sender.verified!r}")
+    me = sender.verified
+    if me is None and claimed is not None:
+        me = svc.registry.resolve(claimed).id
+    if me is None:
+        raise BadRequest(NO_SESSION_IDENTITY, "telepty reply answers for the session it runs in, and "
+                         "this request names none: run it inside a wrapped or spawned session "
+                         "(TELEPTY_SESSION_TOKEN) or pass session_id")
+    last = await svc.identities.last_received(me)
+    if last is None:
+        raise NotFound(NOTHING_TO_REPLY_TO, f"session {me!r} has not received a prompt with a reply_to "
+                       "yet, so there is no one to reply to; use telepty inject TARGET instead")
+    fields: dict[str, Any] = {k: v for k, v in body.items() if k != "session_id"}
+    fields["from"] = me
+    if fields.get("thread_id") is None and last.thread_id is not None:
+        fields["thread_id"] = last.thread_id
+    req = parse_inject(fields, max_prompt_bytes=svc.config.max_prompt_bytes)
+    req = replace(with_footer(req, svc.config.max_prompt_bytes, sender.verified),
+                  warnings=req.warnings + sender.warnings)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+        raise BadRequest("invalid_header", f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} chars")
+    target = svc.registry.resolve(last.reply_to)
+    if target.tmux_pane and not svc.tmux.server(target.tmux_socket).available():
+        raise Unavailable("tmux_unavailable", f"session {target.id!r} lives in a tmux pane, "
+                          f"but tmux ({svc.config.tmux_bin}) is not installed or not on PATH")
+    origin = _origin(request)
+    with audit_context("reply"):
+        delivery = await svc.deliveries.submit(
+            req, target=last.reply_to, origin=origin, idempotency_key=key, verified_sender=sender.verified,
+        )
+    extra = {"in_reply_to": last.delivery_id, "reply_to": last.reply_to}
+    if req.wait:
+        delivery = await svc.deliveries.wait(delivery.id, req.timeout)
+        out = {**delivery.to_public(), **extra}
+        if req.warnings:
+            out["warnings"] = list(req.warnings)
+        if not delivery.final:
+            return json_response(out, status=202)
+        if delivery.status is DeliveryStatus.DELIVERED:
+            return json_response(out, status=200)
+        out["error"] = delivery.reason or str(delivery.status)
+        return json_response(out, status=_failure_status(delivery.reason))
+    out = {"delivery_id": delivery.id, "status": str(delivery.status), "session_id": delivery.session_id,
+           "from": delivery.sender, "verified_sender": delivery.verified_sender, **extra}
+    if req.warnings:
+        out["warnings"] = list(req.warnings)
+    return json_response(out, status=202)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/identity", identity)
+    app.router.add_post("/api/reply", reply)

@@ -1,0 +1,116 @@
+"""Thread routes: parse → store → publish → render.
+
+A thread is a named conversation among sessions; messages join it by carrying its id
+as ``thread_id`` on an inject, and ``message_count`` counts exactly those deliveries.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from telepty.api.body import json_object, json_response, opt, query_int, req
+from telepty.api.handoffs import NAME_RE, name_field
+from telepty.api.keys import SERVICES
+from telepty.errors import BadRequest, Conflict, NotFound
+from telepty.store.threads import Thread, ThreadStatus
+
+log = logging.getLogger("telepty.api.threads")
+
+MAX_TOPIC = 1000
+MAX_PARTICIPANTS = 500
+
+
+def parse_thread(data: dict[str, Any]) -> Thread:
+    topic = req(data, "topic", str)
+    if not topic.strip():
+        raise BadRequest("invalid_field", "topic must not be empty")
+    if len(topic) > MAX_TOPIC:
+        raise BadRequest("invalid_field", f"topic may be at most {MAX_TOPIC} characters")
+    participants = opt(data, "participant_session_ids", list, [])
+    if len(participants) > MAX_PARTICIPANTS:
+        raise BadRequest("invalid_field", f"at most {MAX_PARTICIPANTS} participant_session_ids")
+    for p in participants:
+        if not isinstance(p, str) or not NAME_RE.match(p):
+            raise BadRequest(
+                "invalid_field", f"participant_session_ids must be session ids (strings), got {p!r}"
+            )
+    t = Thread(
+        topic=topic,
+        orchestrator_session_id=name_field(data, "orchestrator_session_id"),
+        participant_session_ids=list(dict.fromkeys(participants)),  # keep order, drop repeats
+    )
+    chosen = name_field(data, "thread_id")
+    if chosen is not None:
+        t.id = chosen
+    return t
+
+
+async def _publish(request: web.Request, kind: str, fields: dict[str, Any]) -> None:
+    """The change is already stored; a bus failure is logged, not turned into an error."""
+    try:
+        await request.app[SERVICES].bus.emit(kind, **fields)
+    except Exception:
+        log.exception("could not publish %s for thread %s", kind, fields.get("thread_id"))
+
+
+async def open_thread(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    t = parse_thread(await json_object(request))
+    if not await svc.threads.insert(t):
+        raise Conflict("thread_exists", f"a thread with id {t.id!r} already exists")
+    # Deliveries may already carry this id (a caller-chosen one): count them now.
+    stored = await svc.threads.get(t.id) or t
+    await _publish(request, "thread.opened", {
+        "thread_id": stored.id,
+        "topic": stored.topic,
+        "orchestrator_session_id": stored.orchestrator_session_id,
+        "participant_session_ids": stored.participant_session_ids,
+    })
+    return json_response(stored.to_public(), status=201)
+
+
+async def list_threads(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    raw = request.query.get("status") or None
+    status = None
+    if raw is not None:
+        try:
+            status = ThreadStatus(raw)
+        except ValueError:
+            raise BadRequest("invalid_query", f"status must be open or closed, got {raw!r}") from None
+    limit = query_int(request, "limit", 100, 1, 1000)
+    return json_response([t.to_public() for t in await svc.threads.list(status=status, limit=limit)])
+
+
+async def get_thread(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    t = await svc.threads.get(request.match_info["id"])
+    if t is None:
+        raise NotFound("thread_not_found", f"no thread with id {request.match_info['id']!r}")
+    return json_response(t.to_public())
+
+
+async def close_thread(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    thread_id = request.match_info["id"]
+    await json_object(request)  # no fields yet, but a malformed body is still refused
+    closing = await svc.threads.close(thread_id)
+    if closing.thread is None:
+        raise NotFound("thread_not_found", f"no thread with id {thread_id!r}")
+    if not closing.applied:
+        raise Conflict("illegal_transition", f"thread {thread_id} is already closed")
+    t = closing.thread
+    await _publish(request, "thread.closed", {
+        "thread_id": t.id, "topic": t.topic, "message_count": t.message_count,
+    })
+    return json_response(t.to_public())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/threads", open_thread)
+    app.router.add_get("/api/threads", list_threads)
+    app.router.add_get("/api/threads/{id}", get_thread)
+    app.router.add_post("/api/threads/{id}/close", close_thread)

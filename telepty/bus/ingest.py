@@ -1,0 +1,58 @@
+"""Accepting a published event: validate → log and fan out → route.
+
+HTTP publish and the bus socket both come through ``BusIngest.accept``, so they reject
+the same input with the same codes, and a rejected event (malformed, or a turn_request
+whose prompt fails its SHA-1) is never logged, never fanned out, never delivered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from telepty.bus.envelope import TURN_REQUEST, normalize_envelope
+from telepty.bus.hub import EventBus
+from telepty.bus.router import RouteOutcome, TurnRouter, parse_turn_request
+
+
+@dataclass(frozen=True)
+class Receipt:
+    seq: int
+    message_id: str
+    kind: str
+    duplicate: bool  # the message_id was already in the log; nothing new was fanned out
+    route: RouteOutcome | None = None
+
+    def to_public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ok": True,
+            "seq": self.seq,
+            "message_id": self.message_id,
+            "kind": self.kind,
+            "duplicate": self.duplicate,
+        }
+        if self.route is not None:
+            out["route"] = self.route.to_public()
+        return out
+
+
+class BusIngest:
+    def __init__(self, bus: EventBus, router: TurnRouter, *, max_prompt_bytes: int) -> None:
+        self.bus = bus
+        self.router = router
+        self.max_prompt_bytes = max_prompt_bytes
+
+    async def accept(self, raw: object, *, transport: str) -> Receipt:
+        """Raises ``BadRequest``/``TooLarge`` for input that changes nothing."""
+        env = normalize_envelope(raw, machine_id=self.bus.machine_id, default_source=f"bus:{transport}")
+        turn = None
+        if env["kind"] == TURN_REQUEST:
+            turn = parse_turn_request(env, max_prompt_bytes=self.max_prompt_bytes)
+        seq, inserted = await self.bus.publish(env)
+        route = None
+        if turn is not None:
+            # Routed again on a duplicate too: the delivery's idempotency key makes that
+            # return the first delivery, and lets a retry succeed where the first
+            # routing failed before any delivery existed (target not registered yet).
+            route = await self.router.route(turn, env)
+        return Receipt(seq, env["message_id"], env["kind"], not inserted, route)

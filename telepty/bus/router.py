@@ -1,0 +1,266 @@
+"""The auto-router: a ``turn_request`` on the bus becomes a delivery into a session.
+
+Flow (SPEC §5): strip ``@host`` from the target → another machine goes to the relay
+(or fails ``relay_unavailable`` while there is none) → resolve id/alias locally →
+one delivery of ``payload.prompt`` with origin ``bus_auto_route``. The engine reports
+the outcome (``inject_written`` / ``delivery.failed``); the router adds
+``message_routed`` once the prompt is in, and ``delivery.failed`` itself for what
+fails before a delivery exists (unknown session, tmux missing, remote host).
+
+The delivery's idempotency key is ``bus:<message_id>``, so a turn_request published
+twice — or published again after its first routing failed — is delivered at most once.
+
+``message_routed`` is driven by the engine's ``inject_written`` (a bus listener), not
+by a waiter per delivery: a delivery resumed after a daemon restart still gets its
+``message_routed``, because the delivery record carries the message id in its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from telepty.bus.envelope import TURN_REQUEST
+from telepty.bus.hub import EventBus, LoggedEvent
+from telepty.bus.reply_guide import with_reply_footer
+from telepty.delivery.engine import DeliveryEngine
+from telepty.delivery.model import Origin
+from telepty.delivery.request import InjectRequest, parse_inject
+from telepty.errors import BadRequest, NotFound, TeleptyError
+from telepty.sessions.model import SESSION_ID_RE, Session
+from telepty.sessions.registry import SessionRegistry
+
+log = logging.getLogger("telepty.bus.router")
+
+IDEMPOTENCY_PREFIX = "bus:"
+RELAY_UNAVAILABLE = "relay_unavailable"
+SESSION_NOT_FOUND = "session_not_found"
+TMUX_UNAVAILABLE = "tmux_unavailable"
+STAGE_ROUTE = "route"
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,253}$")  # a name, an IPv4 or an IPv6 address
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """A validated turn_request: where it goes and what to type there."""
+
+    message_id: str
+    target: str  # as published, ``@host`` included
+    session: str  # the id or alias part
+    host: str | None  # the ``@host`` part, if any
+    request: InjectRequest  # prompt (footer included) and delivery options
+    deliberation_session_id: str | None
+
+
+@dataclass(frozen=True)
+class RouteOutcome:
+    status: str  # "accepted" | "failed"
+    delivery_id: str | None = None
+    session_id: str | None = None
+    delivery_status: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+    def to_public(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def parse_turn_request(env: dict[str, Any], *, max_prompt_bytes: int) -> TurnRequest:
+    """Validate a turn_request envelope before it is logged: a malformed or tampered one
+    is refused (400) and leaves no trace, rather than being logged and failing later."""
+    target = env.get("target")
+    if not isinstance(target, str) or not target:
+        raise BadRequest("missing_field", "a turn_request needs target (a session id or alias, "
+                         "optionally with @host)")
+    session, _, host = target.rpartition("@") if "@" in target else (target, "", "")
+    if not SESSION_ID_RE.match(session) or ("@" in target and not _HOST_RE.match(host)):
+        raise BadRequest("invalid_target", f"target must be SESSION or SESSION@HOST with SESSION "
+                         f"of 1-64 characters A-Z a-z 0-9 . _ -, got {target!r}")
+    payload = env.get("payload")
+    if not isinstance(payload, dict):
+        raise BadRequest("missing_field", "a turn_request needs payload.prompt")
+    prompt = payload.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise BadRequest("missing_field", "payload.prompt is required and must be a non-empty string")
+    _check_sha1(payload, prompt)
+
+    def pick(name: str) -> Any:
+        value = env.get(name)
+        return payload.get(name) if value is None else value
+
+    body: dict[str, Any] = {
+        "from": pick("from") if pick("from") is not None else env.get("source"),
+        "reply_to": pick("reply_to"),
+        "thread_id": pick("thread_id"),
+        "reply_expected": pick("reply_expected"),
+        "no_enter": payload.get("no_enter"),
+        "force": payload.get("force"),
+        "raw": payload.get("raw"),
+        "quiet_ms": payload.get("quiet_ms"),
+    }
+    # Validate the options (types, control characters, size) exactly as an inject would.
+    checked = parse_inject({**body, "prompt": prompt}, max_prompt_bytes=max_prompt_bytes)
+    final_prompt = with_reply_footer(
+        prompt, reply_to=checked.reply_to, reply_expected=checked.reply_expected
+    )
+    request = parse_inject({**body, "prompt": final_prompt}, max_prompt_bytes=max_prompt_bytes)
+    deliberation = env.get("session_id")
+    return TurnRequest(
+        message_id=env["message_id"],
+        target=target,
+        session=session,
+        host=host or None,
+        request=request,
+        deliberation_session_id=deliberation if isinstance(deliberation, str) else None,
+    )
+
+
+def _check_sha1(payload: dict[str, Any], prompt: str) -> None:
+    claimed = payload.get("prompt_sha1")
+    if claimed is None:
+        return
+    if not isinstance(claimed, str) or not _SHA1_RE.match(claimed):
+        raise BadRequest("invalid_field", "payload.prompt_sha1 must be 40 hexadecimal characters")
+    actual = hashlib.sha1(prompt.encode("utf-8", errors="surrogatepass")).hexdigest()
+    if claimed.lower() != actual:
+        raise BadRequest(
+            "prompt_sha1_mismatch",
+            f"payload.prompt_sha1 is {claimed.lower()} but the prompt's SHA-1 is {actual}: the prompt "
+            "was altered or truncated on the way; nothing was delivered",
+        )
+
+
+class RemoteRelay(Protocol):
+    """The seam for cross-machine delivery (``target: id@host``); the relay module
+    implements it. Until one is wired, remote targets fail ``relay_unavailable``."""
+
+    async def forward_turn(self, turn: TurnRequest, envelope: dict[str, Any]) -> RouteOutcome: ...
+
+
+class TurnRouter:
+    def __init__(
+        self,
+        bus: EventBus,
+        engine: DeliveryEngine,
+        registry: SessionRegistry,
+        *,
+        machine_id: str,
+        transport_ready: Callable[[Session], str | None] = lambda _s: None,
+        relay: RemoteRelay | None = None,
+    ) -> None:
+        self.bus = bus
+        self.engine = engine
+        self.registry = registry
+        self.machine_id = machine_id
+        # Returns a reason code when the session's transport cannot work at all
+        # (tmux not installed), so nothing is accepted that cannot be delivered.
+        self.transport_ready = transport_ready
+        self.relay = relay
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        bus.add_listener(self._on_event)
+
+    def is_local(self, host: str | None) -> bool:
+        if host is None:
+            return True
+        h = host.lower()
+        return h == self.machine_id.lower() or h in LOOPBACK_NAMES
+
+    async def route(self, turn: TurnRequest, envelope: dict[str, Any]) -> RouteOutcome:
+        if not self.is_local(turn.host):
+            if self.relay is not None:
+                return await self.relay.forward_turn(turn, envelope)
+            return await self._failed(
+                turn, RELAY_UNAVAILABLE,
+                f"{turn.target!r} is on host {turn.host!r}, not this machine ({self.machine_id!r}), "
+                "and this daemon has no relay to forward it",
+            )
+        try:
+            session = self.registry.resolve(turn.session)
+        except NotFound as exc:
+            return await self._failed(turn, SESSION_NOT_FOUND, exc.detail)
+        problem = self.transport_ready(session)
+        if problem is not None:
+            return await self._failed(
+                turn, problem, f"session {session.id!r} cannot be reached: {problem}", session.id
+            )
+        try:
+            d = await self.engine.submit(
+                turn.request, target=turn.session, origin=Origin.BUS_AUTO_ROUTE,
+                idempotency_key=IDEMPOTENCY_PREFIX + turn.message_id,
+            )
+        except TeleptyError as exc:
+            return await self._failed(turn, exc.code, exc.detail, session.id)
+        log.info("turn_request routed message_id=%s delivery=%s session=%s",
+                 turn.message_id, d.id, d.session_id)
+        return RouteOutcome("accepted", delivery_id=d.id, session_id=d.session_id,
+                            delivery_status=str(d.status))
+
+    async def _failed(
+        self, turn: TurnRequest, reason: str, detail: str, session_id: str | None = None
+    ) -> RouteOutcome:
+        log.warning("turn_request not routed message_id=%s target=%s reason=%s",
+                    turn.message_id, turn.target, reason)
+        await self.bus.emit(
+            "delivery.failed",
+            target=turn.target,
+            delivery_id=None,
+            session_id=session_id,
+            request_message_id=turn.message_id,
+            reason=reason,
+            detail=detail,
+            stage=STAGE_ROUTE,
+            attempts=0,
+            source_type=str(Origin.BUS_AUTO_ROUTE),
+        )
+        return RouteOutcome("failed", session_id=session_id, reason=reason, detail=detail)
+
+    # -- message_routed ----------------------------------------------------------------
+
+    def _on_event(self, event: LoggedEvent) -> None:
+        env = event.envelope
+        if self._closed or event.kind != "inject_written":
+            return
+        if env.get("source_type") != str(Origin.BUS_AUTO_ROUTE):
+            return
+        inject_id = env.get("inject_id")
+        if isinstance(inject_id, str):
+            task = asyncio.create_task(self._announce_routed(inject_id), name="telepty-bus-routed")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _announce_routed(self, delivery_id: str) -> None:
+        try:
+            d = await self.engine.get(delivery_id)
+            key = d.idempotency_key or ""
+            if not key.startswith(IDEMPOTENCY_PREFIX):
+                return
+            message_id = key[len(IDEMPOTENCY_PREFIX):]
+            turn = await self.bus.events.by_message_id(message_id)
+            deliberation = turn.get("session_id") if turn and turn.get("kind") == TURN_REQUEST else None
+            await self.bus.emit(
+                "message_routed",
+                target=d.session_id,
+                request_message_id=message_id,
+                to=d.session_id,
+                reply_to=d.reply_to,
+                inject_id=d.id,
+                thread_id=d.thread_id,
+                deliberation_session_id=deliberation if isinstance(deliberation, str) else None,
+                **{"from": d.sender},
+            )
+        except Exception:
+            log.exception("could not announce message_routed for delivery %s", delivery_id)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

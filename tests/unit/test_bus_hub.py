@@ -1,0 +1,158 @@
+"""The bus core against a real SQLite log: order, idempotency, isolation, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from telepty.bus.hub import BUS_CLOSED, SUBSCRIBER_OVERFLOW, EventBus, LoggedEvent
+from telepty.clock import to_iso
+from telepty.store.db import Database
+from telepty.store.events import EventRepo
+
+
+@pytest.fixture
+async def bus(tmp_path: Path) -> AsyncIterator[EventBus]:
+    db = Database(tmp_path / "t.db")
+    await db.open()
+    yield EventBus(EventRepo(db), "m1", subscriber_queue=8)
+    await db.close()
+
+
+def drain(q: asyncio.Queue[LoggedEvent]) -> list[LoggedEvent]:
+    out = []
+    while not q.empty():
+        out.append(q.get_nowait())
+    return out
+
+
+async def test_concurrent_publishers_get_distinct_ascending_seqs(bus: EventBus) -> None:
+    sub = bus.subscribe()
+    bus.subscriber_queue = 10_000
+    big = bus.subscribe()
+    seqs = await asyncio.gather(*(bus.emit("tick", n=i) for i in range(300)))
+    assert sorted(seqs) == list(range(1, 301))
+    seen = drain(big.queue)
+    assert [e.seq for e in seen] == list(range(1, 301))  # strictly ascending, no gaps
+    assert {e.envelope["n"] for e in seen} == set(range(300))
+    assert sub.overflowed and sub.drop_reason == SUBSCRIBER_OVERFLOW  # 8 slots, 300 events
+    logged = await bus.events.since(0, 1000)
+    assert [e["seq"] for e in logged] == list(range(1, 301))
+
+
+async def test_the_log_has_the_event_before_any_subscriber_does(bus: EventBus) -> None:
+    seen_in_log: list[bool] = []
+
+    def listener(event: LoggedEvent) -> None:
+        conn = sqlite3.connect(bus.events.db.path)
+        try:
+            row = conn.execute("SELECT seq FROM events WHERE seq = ?", (event.seq,)).fetchone()
+        finally:
+            conn.close()
+        seen_in_log.append(row is not None)
+
+    bus.add_listener(listener)
+    await bus.emit("a")
+    await bus.emit("b")
+    assert seen_in_log == [True, True]
+
+
+async def test_a_repeated_message_id_is_logged_and_fanned_out_once(bus: EventBus) -> None:
+    sub = bus.subscribe()
+    env = {"version": 2, "message_id": "m-1", "kind": "k", "type": "k", "source": "t",
+           "source_host": "m1", "target": None, "ts": "2026-01-01T00:00:00.000Z"}
+    results = await asyncio.gather(*(bus.publish(dict(env)) for _ in range(5)))
+    assert results[0] == (1, True)
+    assert results[1:] == [(1, False)] * 4
+    assert [e.seq for e in drain(sub.queue)] == [1]
+    assert (await bus.events.bounds()) == (1, 1, 1)
+
+
+async def test_kinds_filter_what_a_subscriber_gets(bus: EventBus) -> None:
+    only_b = bus.subscribe(frozenset({"b"}))
+    for kind in ("a", "b", "c", "b"):
+        await bus.emit(kind)
+    assert [(e.seq, e.kind) for e in drain(only_b.queue)] == [(2, "b"), (4, "b")]
+
+
+async def test_a_slow_subscriber_is_cut_loose_without_slowing_anyone(bus: EventBus) -> None:
+    slow = bus.subscribe()  # never read: 8 slots
+    bus.subscriber_queue = 1000
+    fast = bus.subscribe()
+    got: list[int] = []
+
+    async def read_fast() -> None:
+        while len(got) < 50:
+            got.append((await fast.queue.get()).seq)
+
+    reader = asyncio.create_task(read_fast())
+    t0 = time.monotonic()
+    for i in range(50):
+        await bus.emit("e", n=i)
+    await asyncio.wait_for(reader, 5)
+    assert got == list(range(1, 51))
+    assert slow.dropped.is_set() and slow.drop_reason == SUBSCRIBER_OVERFLOW
+    assert slow.queue.qsize() == 8  # what it had when it was cut loose: seqs 1..8
+    assert [e.seq for e in drain(slow.queue)] == list(range(1, 9))
+    assert bus.subscriber_count == 1 and bus.stats()["subscribers_dropped"] == 1
+    assert time.monotonic() - t0 < 5
+
+
+async def test_close_lets_every_subscriber_go_and_refuses_new_ones(bus: EventBus) -> None:
+    a = bus.subscribe()
+    bus.close()
+    assert a.drop_reason == BUS_CLOSED
+    late = bus.subscribe()
+    assert late.drop_reason == BUS_CLOSED and bus.subscriber_count == 0
+    assert await bus.emit("still.logged") == 1  # the log keeps working while the daemon stops
+
+
+async def test_an_unserialisable_field_becomes_text_instead_of_losing_the_event(bus: EventBus) -> None:
+    seq = await bus.emit("odd", where=Path("/tmp/x"), when={1: "non-str key"})
+    (env,) = await bus.events.since(seq - 1, 1)
+    assert env["where"] == "/tmp/x" and env["when"] == {"1": "non-str key"}
+
+
+async def test_a_failing_listener_does_not_stop_fan_out(bus: EventBus) -> None:
+    def broken(_e: LoggedEvent) -> None:
+        raise RuntimeError("boom")
+
+    bus.add_listener(broken)
+    sub = bus.subscribe()
+    await bus.emit("a")
+    assert [e.kind for e in drain(sub.queue)] == ["a"]
+
+
+# -- retention --------------------------------------------------------------------
+
+
+async def test_trim_keeps_the_newest_n(bus: EventBus) -> None:
+    for i in range(10):
+        await bus.emit("e", n=i)
+    assert await bus.events.trim(keep_newest=3, accepted_before=None) == 7
+    assert [e["seq"] for e in await bus.events.since(0, 100)] == [8, 9, 10]
+    assert await bus.events.trim(keep_newest=3, accepted_before=None) == 0
+    assert await bus.emit("after") == 11  # seqs never go back, even after a trim
+
+
+async def test_trim_by_age_uses_when_the_daemon_accepted_the_event(bus: EventBus) -> None:
+    # A publisher's ts far in the past does not make the event old for retention.
+    env = {"version": 2, "message_id": "old-ts", "kind": "k", "type": "k", "source": "t",
+           "source_host": "m1", "target": None, "ts": "1999-01-01T00:00:00Z"}
+    await bus.publish(env)
+
+    def backdate(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO events (message_id, kind, ts, envelope) VALUES "
+                     "('aged', 'k', ?, '{\"kind\":\"k\",\"message_id\":\"aged\"}')",
+                     (to_iso(time.time() - 3600),))
+
+    await bus.events.db.run(backdate)
+    cutoff = to_iso(time.time() - 60)
+    assert await bus.events.trim(keep_newest=0, accepted_before=cutoff) == 1
+    assert [e["message_id"] for e in await bus.events.since(0, 10)] == ["old-ts"]
+    assert (await bus.events.by_message_id("aged")) is None
