@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 
 from telepty.cli.client import Client, CliError
-from telepty.cli.inject_cmd import read_prompt, spinner
+from telepty.cli.inject_cmd import read_prompt, report_delivery, spinner
 from telepty.cli.output import emit_json, print_table
 from telepty.config import Config
 
@@ -282,22 +282,7 @@ def cmd_reply(args: argparse.Namespace, config: Config) -> int:
     if session is not None:
         body["session_id"] = session
     result = _post(Client(config), "/api/reply", body, args, "replying")
-    if args.json:
-        emit_json(result)
-    status = result.get("status")
-    if not args.json:
-        line = f"{result['delivery_id']} {status} → {result.get('reply_to') or result.get('target')}"
-        if result.get("reason"):
-            line += f" ({result['reason']}{': ' + result['detail'] if result.get('detail') else ''})"
-        print(line)
-        for w in result.get("warnings", []):
-            print(f"warning: {w}", file=sys.stderr)
-    if status in {"failed", "cancelled"}:
-        return 1
-    if args.wait and status not in FINAL:
-        print(f"telepty: still {status} after {args.timeout:.0f}s", file=sys.stderr)
-        return 4
-    return 0
+    return report_delivery(result, args, f" → {result.get('reply_to') or result.get('target')}")
 
 
 def cmd_injects(args: argparse.Namespace, config: Config) -> int:

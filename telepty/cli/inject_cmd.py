@@ -107,11 +107,16 @@ def cmd_inject(args: argparse.Namespace, config: Config) -> int:
             result = _request_final(client, args.target, body, headers, args.timeout)
     else:
         result = client.request("POST", f"/api/sessions/{args.target}/inject", body, headers=headers)
+    return report_delivery(result, args)
+
+
+def report_delivery(result: dict[str, Any], args: argparse.Namespace, suffix: str = "") -> int:
+    """Print one delivery's outcome and turn it into the exit code scripts rely on."""
     if args.json:
         emit_json(result)
     status = result.get("status")
     if not args.json:
-        line = f"{result['delivery_id']} {status}"
+        line = f"{result['delivery_id']} {status}{suffix}"
         if result.get("reason"):
             line += f" ({result['reason']}{': ' + result['detail'] if result.get('detail') else ''})"
         print(line)
