@@ -21,8 +21,6 @@ from telepty.cli.inject_cmd import read_prompt, report_delivery, spinner
 from telepty.cli.output import emit_json, print_table
 from telepty.config import Config
 
-FINAL = {"delivered", "failed", "cancelled"}
-
 # -- init --print-snippet ------------------------------------------------------------
 
 SNIPPET_FILES = {"claude": "CLAUDE.md", "agents": "AGENTS.md", "gemini": "GEMINI.md"}
