@@ -318,3 +318,51 @@ async def test_tmux_missing_is_503_for_pane_targets(aiohttp_client, config: Conf
     status, body = await inject(client, "p9", prompt="hello")
     assert status == 503 and body["error"] == "tmux_unavailable"
     assert await _count(client) == 0
+
+
+# -- everyday programs, not just the stand-in agent -------------------------------------
+
+
+async def _pane_running(session, shell: str):  # type: ignore[no-untyped-def]
+    pane = session.new_window(window_name="prog", window_shell=shell).active_pane
+    sock = session.server.cmd("display-message", "-p", "#{socket_path}").stdout[0]
+    return pane, sock
+
+
+async def test_bash_readline_runs_the_injected_line_verbatim(client, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pane, sock = await _pane_running(session, "env PS1='$ ' bash --norc --noprofile -i")
+    await wait_until(lambda: "$" in "\n".join(pane.capture_pane()), message="bash prompt")
+    resp = await client.post("/api/sessions/register", json={
+        "type": "pane", "session_id": "sh", "tmux_pane": pane.pane_id, "tmux_socket": sock,
+        "command": "bash"})
+    assert resp.status == 201
+    out = tmp_path / "bash-out.txt"
+    text = "it's \"quoted\"\ttab — ünïcode $HOME"
+    # the shell expands $(…)/$HOME only where the prompt asks it to: here, inside single quotes, never
+    prompt = f"printf '%s' '{text.replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}' > {out}"
+    status, body = await inject(client, "sh", prompt=prompt, wait=True)
+    assert status == 200, body
+    await wait_until(lambda: out.exists() and out.read_text() == text, message="bash wrote the text")
+
+
+async def test_python_input_loop_receives_each_prompt(client, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shlex
+    import sys
+
+    out = tmp_path / "py-out.txt"
+    script = ("import sys\n"
+              "while True:\n"
+              "    line = input('py> ')\n"
+              f"    open({str(out)!r}, 'a', encoding='utf-8').write(line + '\\n')\n")
+    pane, sock = await _pane_running(session, shlex.join([sys.executable, "-c", script]))
+    await wait_until(lambda: "py>" in "\n".join(pane.capture_pane()), message="python prompt")
+    resp = await client.post("/api/sessions/register", json={
+        "type": "pane", "session_id": "py", "tmux_pane": pane.pane_id, "tmux_socket": sock,
+        "command": "python3"})
+    assert resp.status == 201
+    prompts = ["first line", "한국어 and emoji 🚀", "$(not run) `nor this`", "tab\there"]
+    for p in prompts:
+        status, body = await inject(client, "py", prompt=p, wait=True)
+        assert status == 200, body
+    await wait_until(lambda: out.exists() and out.read_text().splitlines() == prompts,
+                     message="python read every prompt")
