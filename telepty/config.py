@@ -23,6 +23,7 @@ DEFAULT_BUS_RETENTION_SECONDS = 7 * 24 * 3600.0
 DEFAULT_FANOUT_MAX = 100
 DEFAULT_AUDIT_RETENTION_COUNT = 100_000
 DEFAULT_AUDIT_RETENTION_SECONDS = 30 * 24 * 3600.0
+DEFAULT_HOP_LIMIT = 3
 
 
 class ConfigError(ValueError):
@@ -165,6 +166,7 @@ class Config:
     bus_retention_seconds: float = DEFAULT_BUS_RETENTION_SECONDS
     bus_trim_interval: float = 60.0
     bus_subscriber_queue: int = 1000  # live events a bus subscriber may fall behind by
+    hop_limit: int = DEFAULT_HOP_LIMIT  # TELEPTY_HOP_LIMIT: relays a prompt may pass through
 
     @property
     def db_path(self) -> Path:
@@ -236,4 +238,5 @@ class Config:
                 else None
             ),
             **_bus_settings(e),
+            hop_limit=_int("TELEPTY_HOP_LIMIT", e.get("TELEPTY_HOP_LIMIT"), DEFAULT_HOP_LIMIT),
         )

@@ -45,6 +45,8 @@ from telepty.delivery.engine import DeliveryEngine
 from telepty.delivery.profiles import SubmitProfiles, load_profiles
 from telepty.delivery.transports_resolver import TransportResolver
 from telepty.metrics import DaemonMetrics
+from telepty.relay import routes as relay_routes
+from telepty.relay.service import Relay
 from telepty.sessions.identity import SessionIdentities
 from telepty.sessions.lifecycle import SessionLifecycle
 from telepty.sessions.model import Session
@@ -81,6 +83,7 @@ class Services:
     lifecycle: SessionLifecycle
     identities: SessionIdentities  # session tokens (hashes) and each session's last reply_to
     audit: InjectAuditRepo  # every accepted injection, hashed
+    relay: Relay  # id@host targets: peers, relayed deliveries (telepty.relay)
     started_at: str = field(default_factory=utc_now)
     bound_port: int | None = None
     capabilities: list[str] = field(default_factory=lambda: list(meta_routes.CAPABILITIES))
@@ -125,10 +128,14 @@ def create_app(config: Config) -> web.Application:
     audit = InjectAuditRepo(db, keep_content=config.audit_content, max_rows=config.audit_retention_count,
                             max_age_s=config.audit_retention_seconds)
     profiles = load_profiles(config.profiles_path, settle_ms_override=config.settle_ms)
-    engine = DeliveryEngine(
-        AuditingDeliveryRepo(db, audit), registry, TransportResolver(terminals, tmux, profiles), bus.emit,
-        profiles, config
+    relay = Relay(config, emit=bus.emit)
+    engine = DeliveryEngine(  # id@host targets become relay pseudo-sessions (telepty.relay.service)
+        AuditingDeliveryRepo(db, audit), relay.registry(registry),
+        relay.transports(TransportResolver(terminals, tmux, profiles)), relay.emitter(bus), profiles,
+        config
     )
+    relay.engine = engine
+    engine.on_final.append(relay.forget)
     metrics = DaemonMetrics()
     engine.on_final.append(metrics.observe_delivery)
     engine.on_final.append(identities.note_final)
@@ -138,7 +145,8 @@ def create_app(config: Config) -> web.Application:
     svc = Services(config=config, db=db, registry=registry, bus=bus, token=token,
                    terminals=terminals, tmux=tmux, deliveries=engine, profiles=profiles,
                    handoffs=HandoffRepo(db), threads=ThreadRepo(db), stats=StatsRepo(db),
-                   metrics=metrics, lifecycle=session_lifecycle, identities=identities, audit=audit)
+                   metrics=metrics, lifecycle=session_lifecycle, identities=identities, audit=audit,
+                   relay=relay)
 
     policy = TrustPolicy.from_config(config, token)
     app = web.Application(
@@ -157,6 +165,7 @@ def create_app(config: Config) -> web.Application:
         svc.spawn(session_lifecycle.run_health(), "session-health")
         yield
         await engine.stop()
+        await relay.close()
         await identities.flush()
         for task in svc.background:
             task.cancel()
@@ -189,6 +198,7 @@ def create_app(config: Config) -> web.Application:
     handoff_routes.add_routes(app)
     thread_routes.add_routes(app)
     metrics_routes.add_routes(app)
+    relay_routes.add_routes(app)
     return app
 
 

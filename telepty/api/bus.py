@@ -318,7 +318,7 @@ def install(app: web.Application) -> None:
     svc.bus.subscriber_queue = svc.config.bus_subscriber_queue
     router = TurnRouter(
         svc.bus, svc.deliveries, svc.registry, machine_id=svc.config.machine_id,
-        transport_ready=_transport_problem(app),
+        transport_ready=_transport_problem(app), relay=svc.relay,
     )
     app[BUS_INGEST] = BusIngest(svc.bus, router, max_prompt_bytes=svc.config.max_prompt_bytes)
     app[BUS_SOCKETS] = set()

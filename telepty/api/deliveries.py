@@ -16,6 +16,8 @@ from telepty.api.keys import SERVICES
 from telepty.delivery.model import DeliveryStatus, Origin
 from telepty.delivery.request import parse_inject
 from telepty.errors import BadRequest, Unavailable
+from telepty.relay.peers import split_target
+from telepty.relay.service import HOP_HEADER, incoming_hop
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 200
@@ -38,22 +40,33 @@ async def inject(request: web.Request) -> web.Response:
     body = await json_object(request)
     req = parse_inject(body, max_prompt_bytes=svc.config.max_prompt_bytes)
     sender = request_sender(request)  # the session token, if the caller runs in a session
-    req = replace(with_footer(req, svc.config.max_prompt_bytes, sender.verified),
-                  warnings=req.warnings + sender.warnings)
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
         raise BadRequest("invalid_header", f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} chars")
     target = request.match_info["id"]
-    session = svc.registry.resolve(target)
-    if session.tmux_pane and not svc.tmux.server(session.tmux_socket).available():
-        # Refused before a record exists: nothing was accepted, nothing is lost.
-        raise Unavailable("tmux_unavailable", f"session {session.id!r} lives in a tmux pane, "
-                          f"but tmux ({svc.config.tmux_bin}) is not installed or not on PATH")
+    hop = incoming_hop(request.headers.get(HOP_HEADER))
+    # id@host on another machine: 508 hop_limit / 404 unknown_peer before any record exists.
+    remote = await svc.relay.check_remote(target, hop)
     origin = _origin(request)
+    if remote is None:
+        target = split_target(target)[0]  # id@<this machine> is plain id
+        req = replace(with_footer(req, svc.config.max_prompt_bytes, sender.verified),
+                      warnings=req.warnings + sender.warnings)
+        session = svc.registry.resolve(target)
+        if session.tmux_pane and not svc.tmux.server(session.tmux_socket).available():
+            # Refused before a record exists: nothing was accepted, nothing is lost.
+            raise Unavailable("tmux_unavailable", f"session {session.id!r} lives in a tmux pane, "
+                              f"but tmux ({svc.config.tmux_bin}) is not installed or not on PATH")
+    else:
+        # The peer adds the reply footer; the local record is the relay's (origin relay).
+        req = replace(req, warnings=req.warnings + sender.warnings)
+        origin = Origin.RELAY
     check_claim(request, req.sender, sender)  # strict mode: 403 sender_spoofed, nothing stored
     delivery = await svc.deliveries.submit(
         req, target=target, origin=origin, idempotency_key=key, verified_sender=sender.verified,
     )
+    if remote is not None:
+        svc.relay.note_hop(delivery.id, hop + 1)
     if req.wait:
         delivery = await svc.deliveries.wait(delivery.id, req.timeout)
         out = delivery.to_public()

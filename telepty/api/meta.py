@@ -39,6 +39,7 @@ CAPABILITIES = (
     "mcp",
     "session-rename",
     "session-clean",
+    "relay",
 )
 
 

@@ -77,7 +77,24 @@ async def list_sessions(request: web.Request) -> web.Response:
         state=q.get("state") or None,
         include_exited=include_exited,
     )
-    return json_response([_public(request, s) for s in sessions])
+    scope = q.get("scope", "local")
+    if scope not in {"local", "all"}:
+        raise BadRequest("invalid_query", f"scope must be local or all, got {scope!r}")
+    if scope == "local":
+        return json_response([_public(request, s) for s in sessions])
+    # scope=all: this machine's sessions and every peer's (telepty.relay); a peer that
+    # does not answer is listed as unreachable, never an error for the whole list.
+    mine = svc.config.machine_id
+    out = [{**_public(request, s), "host": mine, "address": s.id} for s in sessions]
+    forwarded = {k: q[k] for k in ("type", "agent", "project", "state", "all") if q.get(k)}
+    peers = await svc.relay.peer_sessions(forwarded)
+    for peer in peers:
+        remote = peer.pop("sessions")
+        peer["count"] = len(remote)
+        for rs in remote:
+            if isinstance(rs, dict) and isinstance(rs.get("id"), str):
+                out.append({**rs, "host": peer["name"], "address": f"{rs['id']}@{peer['name']}"})
+    return json_response({"scope": "all", "machine_id": mine, "sessions": out, "peers": peers})
 
 
 async def get_session(request: web.Request) -> web.Response:

@@ -228,8 +228,8 @@ class TurnRouter:
         env = event.envelope
         if self._closed or event.kind != "inject_written":
             return
-        if env.get("source_type") != str(Origin.BUS_AUTO_ROUTE):
-            return
+        if env.get("source_type") not in (str(Origin.BUS_AUTO_ROUTE), str(Origin.RELAY)):
+            return  # (a relayed turn_request is announced too: its key says which message)
         inject_id = env.get("inject_id")
         if isinstance(inject_id, str):
             task = asyncio.create_task(self._announce_routed(inject_id), name="telepty-bus-routed")

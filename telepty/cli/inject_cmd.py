@@ -25,7 +25,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         description="Deliver PROMPT (or stdin with '-') into TARGET (an id or alias), "
         "whole, at a quiet moment, then submit it.",
     )
-    p.add_argument("target", help="session id or alias")
+    p.add_argument("target", help="session id or alias; ID@HOST for a session on a peer")
     p.add_argument("prompt", help="the prompt text, or - to read it from stdin")
     p.add_argument("--from", dest="sender", help="who is sending (a session id)")
     p.add_argument("--reply-to", help="where replies should go (default: --from)")

@@ -14,17 +14,22 @@ from telepty import __version__
 from telepty.cli import (
     agents_cmd,
     bus_cmd,
+    completion_cmd,
     daemon_cmd,
+    doctor_cmd,
     inject_cmd,
     keys_cmd,
     panes_cmd,
+    peers_cmd,
+    service_cmd,
     sessions_cmd,
     terminal_cmd,
 )
 from telepty.cli.client import CliError
 from telepty.config import Config, ConfigError
 
-GROUPS = (daemon_cmd, sessions_cmd, terminal_cmd, panes_cmd, inject_cmd, bus_cmd, keys_cmd, agents_cmd)
+GROUPS = (daemon_cmd, sessions_cmd, terminal_cmd, panes_cmd, inject_cmd, bus_cmd, keys_cmd, agents_cmd,
+          peers_cmd, doctor_cmd, service_cmd, completion_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

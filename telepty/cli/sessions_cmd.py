@@ -7,6 +7,8 @@ once killed a sibling session in the Node.js telepty (SPEC §8).
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 from urllib.parse import quote
 
 from telepty.cli.client import Client
@@ -17,7 +19,8 @@ from telepty.config import Config
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("list", aliases=["ls"], help="list sessions")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--all", action="store_true", help="include exited sessions")
+    p.add_argument("--all", action="store_true",
+                   help="include exited sessions and the sessions of every peer in peers.json")
     p.add_argument("--type", choices=["spawned", "wrapped", "pane"])
     p.add_argument("--agent")
     p.add_argument("--project")
@@ -55,12 +58,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
-    sessions = Client(config).request(
+    answer = Client(config).request(
         "GET",
         "/api/sessions",
         query={"type": args.type, "agent": args.agent, "project": args.project,
-               "all": "1" if args.all else "0"},
+               "all": "1" if args.all else "0", "scope": "all" if args.all else None},
     )
+    if isinstance(answer, dict):  # scope=all: local and peer sessions
+        return _list_everywhere(answer, args.json)
+    sessions = answer
     if args.json:
         emit_json(sessions)
         return 0
@@ -74,6 +80,27 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
         for s in sessions
     ]
     print_table(rows, ["ID", "TYPE", "AGENT", "STATE", "PANE", "IDLE", "CLIENTS", "PROJECT", "COMMAND"])
+    return 0
+
+
+def _list_everywhere(answer: dict[str, Any], as_json: bool) -> int:
+    sessions = answer.get("sessions") or []
+    peers = answer.get("peers") or []
+    for p in peers:
+        if not p.get("reachable"):
+            print(f"telepty: peer {p['name']} ({p['url']}) unreachable: {p.get('error')}", file=sys.stderr)
+    if as_json:
+        emit_json(sessions)  # the same shape as a local list, each with host and address
+        return 0
+    if not sessions:
+        print("no sessions")
+        return 0
+    rows = [
+        (s["address"], s["host"], s["type"], s["agent"], s["state"], human_seconds(s.get("idle_seconds")),
+         s.get("locator", {}).get("project_id", ""), s["command"][:40])
+        for s in sessions
+    ]
+    print_table(rows, ["ADDRESS", "HOST", "TYPE", "AGENT", "STATE", "IDLE", "PROJECT", "COMMAND"])
     return 0
 
 

@@ -74,6 +74,9 @@ Emit = Callable[..., Awaitable[Any]]
 INTERRUPTED_DETAIL = "daemon stopped while pasting; not retried to avoid a double paste"
 # A prompt retrying for one of these reasons lets a keys delivery go first (see above).
 KEYS_MAY_OVERTAKE = frozenset({BLOCKED_DIALOG, COMPOSER_HAS_TEXT})
+# Retry reasons that stay the final reason once the schedule runs out (a relayed
+# delivery to a peer that never came back fails ``peer_unreachable``).
+KEEP_REASON_WHEN_EXHAUSTED = frozenset({"peer_unreachable"})
 
 
 class _EngineState(Enum):
@@ -441,7 +444,7 @@ class DeliveryEngine:
             delay = self.schedule.delay_for(d.attempts - 1)
             if delay is None:
                 await self._fail(
-                    d, RETRY_EXHAUSTED,
+                    d, retry.reason if retry.reason in KEEP_REASON_WHEN_EXHAUSTED else RETRY_EXHAUSTED,
                     f"gave up after {d.attempts} attempts; last: {retry.reason}: {retry.detail}",
                 )
                 return
@@ -464,6 +467,9 @@ class DeliveryEngine:
         try:
             session = self._session(d)
             transport = self.resolver(session)
+            bind = getattr(transport, "bind_delivery", None)
+            if bind is not None:
+                bind(d)  # a transport that needs the whole record (the relay: sender, force, id)
             if keys:
                 await transport.check_ready(for_keys=True)  # type: ignore[call-arg]
             else:

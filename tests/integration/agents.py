@@ -22,7 +22,10 @@ class AgentFiles:
     def submissions(self) -> list[str]:
         if not self.out.exists():
             return []
-        return [json.loads(line)["text"] for line in self.out.read_text().splitlines() if line]
+        data = self.out.read_text()
+        # A line is complete only once its newline is written; a big one may be mid-write.
+        complete = data[: data.rfind("\n") + 1]
+        return [json.loads(line)["text"] for line in complete.splitlines() if line]
 
     def raw_bytes(self) -> bytes:
         return self.raw.read_bytes() if self.raw.exists() else b""

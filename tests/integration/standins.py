@@ -37,7 +37,9 @@ class StandInPane:
     def log(self) -> list[dict[str, Any]]:
         if not self.out.exists():
             return []
-        return [json.loads(line) for line in self.out.read_text().splitlines() if line.strip()]
+        data = self.out.read_text()
+        complete = data[: data.rfind("\n") + 1]  # a last line without its newline is mid-write
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     def submissions(self) -> list[str]:
         return [e["text"] for e in self.log() if "n" in e]

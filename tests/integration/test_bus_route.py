@@ -171,13 +171,14 @@ async def test_local_host_suffix_is_stripped_and_remote_hosts_fail_relay_unavail
     assert resp["route"]["status"] == "accepted"
     remote = turn_request("p1@other-box", "for another machine", message_id="turn-remote")
     resp = await (await client.post("/api/bus/publish", json=remote)).json()
-    assert resp["route"] == {"status": "failed", "reason": "relay_unavailable",
+    # With the relay wired (issue 9) a host that is no known peer fails unknown_peer.
+    assert resp["route"] == {"status": "failed", "reason": "unknown_peer",
                              "detail": resp["route"]["detail"]}
     assert "other-box" in resp["route"]["detail"]
     (failed,) = await frames.wait_for("delivery.failed")
     assert (failed["reason"], failed["request_message_id"], failed["target"], failed["delivery_id"],
             failed["stage"], failed["source_type"]) == (
-        "relay_unavailable", "turn-remote", "p1@other-box", None, "route", "bus_auto_route")
+        "unknown_peer", "turn-remote", "p1@other-box", None, "route", "bus_auto_route")
     await wait_until(lambda: ap.files.submissions() == ["for this machine"], 15, message="local one")
     assert len(await deliveries(client)) == 1
     await frames.close()

@@ -41,7 +41,7 @@ def test_kill_9_with_queue_resumes_exactly_once(daemon_factory, session, tmp_pat
 
     records = wait_until_sync(all_final, 20, message="all deliveries final after restart")
     assert [r["status"] for r in records] == ["delivered"] * 5
-    assert records[0]["attempts"] >= 3  # its count survived the crash
+    assert records[0]["attempts"] >= 2  # its pre-crash count survived the restart
     wait_until_sync(lambda: len(ap.files.submissions()) == 5, 10, message="five submissions")
     assert ap.files.submissions() == prompts  # each once, in order
     d2.stop()

@@ -1,0 +1,160 @@
+"""``telepty doctor``: is this machine ready to deliver prompts? One ✓/✗ line per check.
+
+Every ✗ carries a fix hint; the exit code is non-zero when any check fails, so a
+script (or a person's first hour) can tell at a glance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import stat
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from urllib.parse import quote
+
+from telepty.cli.client import Client, CliError
+from telepty.cli.output import emit_json
+from telepty.config import Config
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("doctor", help="check the daemon, tmux, the home directory and sessions",
+                       description="Run health checks; each prints ✓ or ✗ with a fix hint. "
+                       "Exits 1 if any check fails.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
+
+
+def check_daemon(client: Client) -> tuple[Check, bool]:
+    try:
+        meta = client.request("GET", "/api/meta")
+    except CliError as exc:
+        return Check("daemon", False, str(exc),
+                     "start it with `telepty daemon` (or `telepty service install`)"), False
+    detail = f"telepty {meta.get('version')} at {client.url} (pid {meta.get('pid')})"
+    return Check("daemon", True, detail), True
+
+
+def check_tmux(config: Config) -> Check:
+    path = shutil.which(config.tmux_bin)
+    if path is None:
+        return Check("tmux", False, f"{config.tmux_bin!r} not found on PATH",
+                     "install tmux (apt install tmux / brew install tmux) or set TELEPTY_TMUX_BIN")
+    try:
+        out = subprocess.run([path, "-V"], capture_output=True, text=True, timeout=5)
+        version = (out.stdout or out.stderr).strip() or "unknown version"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("tmux", False, f"{path} -V failed: {exc}", "reinstall tmux")
+    return Check("tmux", True, f"{version} ({path})")
+
+
+def check_home(config: Config) -> Check:
+    home = config.home
+    hint = f"create it and make it writable: mkdir -p {home} && chmod 700 {home}"
+    if not home.is_dir():
+        return Check("home", False, f"TELEPTY_HOME {home} does not exist", hint)
+    try:
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check("home", False, f"TELEPTY_HOME {home} is not writable: {exc.strerror}", hint)
+    return Check("home", True, f"TELEPTY_HOME {home} is writable")
+
+
+def check_token(config: Config) -> Check:
+    path = config.token_path
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return Check("token", False, f"token file {path} does not exist",
+                     "start the daemon once (`telepty daemon`); it creates the token")
+    except OSError as exc:
+        return Check("token", False, f"cannot read {path}: {exc.strerror}", f"check permissions of {path}")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode != 0o600:
+        return Check("token", False, f"token file {path} has mode {mode:04o}, expected 0600",
+                     f"chmod 600 {path}")
+    return Check("token", True, f"token file {path} has mode 0600")
+
+
+def check_peers(config: Config) -> Check | None:
+    path = config.peers_path
+    if not path.exists():
+        return None
+    hint = f'fix {path}: a JSON object {{"name": {{"url": "http://host:3848", "token": "..."}}}}'
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return Check("peers", False, f"cannot read {path}: {exc}", hint)
+    if not isinstance(data, dict):
+        return Check("peers", False, f"{path} is not a JSON object", hint)
+    return Check("peers", True, f"{path} lists {len(data)} peer(s)")
+
+
+def check_sessions(client: Client) -> list[Check]:
+    try:
+        sessions = client.request("GET", "/api/sessions")
+    except CliError as exc:
+        return [Check("sessions", False, f"cannot list sessions: {exc}", "see `telepty status`")]
+    live = [s for s in sessions if s.get("state") == "running"]
+    checks = [Check("sessions", True, f"{len(live)} live session(s) of {len(sessions)} registered")]
+    for s in live:
+        sid = s.get("id", "?")
+        try:
+            info = client.request("GET", f"/api/sessions/{quote(sid, safe='')}/explain",
+                                  query={"lines": 1})
+        except CliError as exc:
+            checks.append(Check(f"session {sid}", False, f"cannot inspect: {exc}",
+                                f"see `telepty explain {sid}`; `telepty clean` forgets exited sessions"))
+            continue
+        transport = info.get("transport", "?")
+        if "bracketed" not in info:
+            detail = f"{transport}: bracketed paste unknown (tmux frames pastes when the app asks)"
+            checks.append(Check(f"session {sid}", True, detail))
+        elif info["bracketed"]:
+            checks.append(Check(f"session {sid}", True, f"{transport}: bracketed paste on"))
+        else:
+            checks.append(Check(f"session {sid}", False, f"{transport}: bracketed paste off",
+                                "multi-line prompts may submit early; is the agent at its prompt?"))
+    return checks
+
+
+def run_checks(config: Config) -> list[Check]:
+    token = check_token(config)  # before any request: nothing may touch the file first
+    client = Client(config, timeout=3.0)
+    daemon, up = check_daemon(client)
+    checks = [daemon, check_tmux(config), check_home(config), token]
+    peers = check_peers(config)
+    if peers is not None:
+        checks.append(peers)
+    if up:
+        checks.extend(check_sessions(client))
+    return checks
+
+
+def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
+    checks = run_checks(config)
+    failed = sum(1 for c in checks if not c.ok)
+    if args.json:
+        emit_json({"ok": failed == 0, "checks": [asdict(c) for c in checks]})
+    else:
+        for c in checks:
+            print(f"{'✓' if c.ok else '✗'} {c.name}: {c.detail}")
+            if not c.ok and c.hint:
+                print(f"    fix: {c.hint}")
+        print(f"{len(checks) - failed} ok, {failed} failed")
+    return 1 if failed else 0
+
+
+__all__ = ["add_parsers", "run_checks"]
