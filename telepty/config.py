@@ -69,6 +69,13 @@ def _seconds(name: str, value: str | None, default: float) -> float:
     return seconds
 
 
+def _positive(name: str, value: str | None, default: int) -> int:
+    number = _int(name, value, default)
+    if number < 1:
+        raise ConfigError(f"{name} must be at least 1, got {number}")
+    return number
+
+
 def parse_retry_schedule(value: str) -> tuple[float, ...]:
     """Parse ``"30,180,600"`` or ``"[0.3, 0.6]"`` into seconds."""
     text = value.strip().strip("[]")
@@ -159,6 +166,7 @@ class Config:
     liveness_interval: float = 2.0
     log_level: str = "WARNING"
     tmux_bin: str = "tmux"
+    max_body_bytes: int = 4 * 1024 * 1024  # a 1 MiB prompt, JSON-escaped, fits with room to spare
     settle_ms: int | None = None  # overrides every profile's settle delay (tests, tuning)
     # The bus log keeps at most this many events (0 = no count bound) ...
     bus_retention_count: int = DEFAULT_BUS_RETENTION_COUNT
@@ -232,6 +240,8 @@ class Config:
             idle_seconds=_seconds("TELEPTY_IDLE_SECONDS", e.get("TELEPTY_IDLE_SECONDS"), 60.0),
             log_level=(e.get("TELEPTY_LOG_LEVEL") or "WARNING").upper(),
             tmux_bin=e.get("TELEPTY_TMUX_BIN") or "tmux",
+            max_body_bytes=_positive("TELEPTY_MAX_BODY_BYTES", e.get("TELEPTY_MAX_BODY_BYTES"),
+                                     4 * 1024 * 1024),
             settle_ms=(
                 _int("TELEPTY_SETTLE_MS", e["TELEPTY_SETTLE_MS"], 0)
                 if e.get("TELEPTY_SETTLE_MS")

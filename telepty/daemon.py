@@ -151,7 +151,7 @@ def create_app(config: Config) -> web.Application:
     policy = TrustPolicy.from_config(config, token)
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(policy)],
-        client_max_size=4 * 1024 * 1024,
+        client_max_size=config.max_body_bytes,
     )
     app[SERVICES] = svc
 

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from telepty.api.keys import SERVICES
 from telepty.errors import BadRequest, TooLarge
 
 T = TypeVar("T")
@@ -14,7 +15,15 @@ T = TypeVar("T")
 MAX_BODY = 4 * 1024 * 1024  # a 1 MiB prompt, JSON-escaped, fits with room to spare
 
 
-async def json_object(request: web.Request, *, max_bytes: int = MAX_BODY) -> dict[str, Any]:
+def body_limit(request: web.Request) -> int:
+    """The daemon's configured cap (TELEPTY_MAX_BODY_BYTES), or the default outside it."""
+    svc = request.app.get(SERVICES)
+    return svc.config.max_body_bytes if svc is not None else MAX_BODY
+
+
+async def json_object(request: web.Request, *, max_bytes: int | None = None) -> dict[str, Any]:
+    if max_bytes is None:
+        max_bytes = body_limit(request)
     if request.content_length is not None and request.content_length > max_bytes:
         raise TooLarge("too_large", f"request body over {max_bytes} bytes")
     try:

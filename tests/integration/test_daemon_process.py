@@ -191,3 +191,13 @@ def test_sigterm_with_open_websockets_exits_promptly(daemon: DaemonProcess, tmp_
         assert rc == 0
     finally:
         sock.close()
+
+
+def test_request_body_cap_is_configurable(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    d = daemon_factory(TELEPTY_MAX_BODY_BYTES="2000").start()
+    small = {"session_id": "cap1", "command": "claude", "cwd": "/p/" + "x" * 500}
+    assert d.request("POST", "/api/sessions/register", small)[0] == 201
+    big = {"session_id": "cap2", "command": "claude", "cwd": "/p/" + "x" * 3000}
+    status, body = d.request("POST", "/api/sessions/register", big)
+    assert status == 413 and body["error"] == "too_large"
+    assert [s["id"] for s in d.request("GET", "/api/sessions")[1]] == ["cap1"]

@@ -86,3 +86,10 @@ def test_naming() -> None:
     assert default_session_id("claude --x", "/a/myproj", "claude", taken.__contains__) == "claude-myproj-2"
     assert default_session_id("/usr/bin/bash -l", "", "other", lambda _: False) == "bash-1"
     assert slug("my proj!!") == "my-proj"
+
+
+def test_body_cap_setting() -> None:
+    assert Config.from_env({}).max_body_bytes == 4 * 1024 * 1024
+    assert Config.from_env({"TELEPTY_MAX_BODY_BYTES": "2000"}).max_body_bytes == 2000
+    with pytest.raises(ConfigError):
+        Config.from_env({"TELEPTY_MAX_BODY_BYTES": "0"})
