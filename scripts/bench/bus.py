@@ -19,42 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import orjson
-
-
-def pct(samples: list[float], p: float) -> float:
-    s = sorted(samples)
-    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
-    return s[k]
-
-
-def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEPTY_")}
-    env.update(TELEPTY_HOME=str(home), TELEPTY_LOG_LEVEL="WARNING", TELEPTY_MACHINE_ID="bench",
-               TELEPTY_BUS_SUBSCRIBER_QUEUE="100000")
-    proc = subprocess.Popen([sys.executable, "-m", "telepty", "daemon", "--port", "0"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            info = json.loads((home / "daemon.json").read_text())
-            if info["pid"] == proc.pid:
-                return proc, info["url"], (home / "token").read_text().strip()
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("daemon did not start")
+from benchlib import pct, start_daemon
 
 
 async def http_sequential(http: aiohttp.ClientSession, url: str, n: int) -> tuple[float, list[float]]:
@@ -167,7 +139,8 @@ async def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="telepty-bench-bus-"))
-    proc, url, token = start_daemon(tmp / "home")
+    proc, url, token = start_daemon(tmp / "home", TELEPTY_MACHINE_ID="bench",
+                                     TELEPTY_BUS_SUBSCRIBER_QUEUE="100000")
     ws_url = "ws" + url[len("http"):] + "/api/bus"
     rows: list[tuple[str, float, list[float]]] = []
     try:

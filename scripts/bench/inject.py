@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -28,17 +26,12 @@ import time
 from pathlib import Path
 
 import aiohttp
+from benchlib import pct, start_daemon
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from telepty.tmux import TmuxServer  # noqa: E402
-
-
-def pct(samples: list[float], p: float) -> float:
-    s = sorted(samples)
-    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
-    return s[k]
 
 
 async def run(*argv: str, stdin: bytes | None = None) -> None:
@@ -90,22 +83,6 @@ async def api_inject(url: str, token: str, target: str, prompt: str, n: int) -> 
     return out[1:]
 
 
-def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEPTY_")}
-    env.update(TELEPTY_HOME=str(home), TELEPTY_SETTLE_MS="0", TELEPTY_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen([sys.executable, "-m", "telepty", "daemon", "--port", "0"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            info = json.loads((home / "daemon.json").read_text())
-            if info["pid"] == proc.pid:
-                return proc, info["url"], (home / "token").read_text().strip()
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("daemon did not start")
 
 
 async def main() -> None:
@@ -125,7 +102,7 @@ async def main() -> None:
         "tmux", "-S", sock, "display-message", "-p", "-t", "bench", "#{pane_id}",
         stdout=subprocess.PIPE)
     pane = (await proc.communicate())[0].decode().strip()
-    proc, url, token = start_daemon(tmp / "home")
+    proc, url, token = start_daemon(tmp / "home", TELEPTY_SETTLE_MS="0")
     try:
         rows: list[tuple[str, list[float]]] = []
         rows.append(("raw floor (3 forked tmux cmds)", await raw_floor(sock, pane, payload, args.n)))

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from benchlib import pct, start_daemon
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = ROOT / "tests" / "programs"
@@ -64,12 +64,6 @@ class Row:
     canaries_hit: int = 0
 
 
-def pct(samples: list[float], p: float) -> float:
-    s = sorted(samples)
-    if not s:
-        return float("nan")
-    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
-    return s[k]
 
 
 async def tmux(sock: str, *args: str) -> str:
@@ -81,23 +75,6 @@ async def tmux(sock: str, *args: str) -> str:
     return out.decode()
 
 
-def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEPTY_")}
-    env.update(TELEPTY_HOME=str(home), TELEPTY_LOG_LEVEL="WARNING", TELEPTY_QUIET_MS="100",
-               TELEPTY_RETRY_SCHEDULE=",".join(["0.1"] * 100))
-    proc = subprocess.Popen([sys.executable, "-m", "telepty", "daemon", "--port", "0"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            info = json.loads((home / "daemon.json").read_text())
-            if info["pid"] == proc.pid:
-                return proc, info["url"], (home / "token").read_text().strip()
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("daemon did not start")
 
 
 async def screen(sock: str, pane: str) -> str:
@@ -136,7 +113,8 @@ async def run_row(row: Row, n: int, sock: str, tmp: Path, index: int) -> None:
                            f"bash -c {shlex.quote(standin_cmd(row, out, []))}")).strip()
     marker = "Ask Codex" if row.agent == "codex" else "for shortcuts"
     await until(lambda: _contains(sock, pane, marker), 10, f"{row.name} ready")
-    proc, url, token = start_daemon(home)
+    proc, url, token = start_daemon(home, TELEPTY_QUIET_MS="100",
+                                     TELEPTY_RETRY_SCHEDULE=",".join(["0.1"] * 100))
     try:
         async with aiohttp.ClientSession(headers={"x-telepty-token": token}) as http:
             resp = await http.post(f"{url}/api/sessions/register", json={
