@@ -7,11 +7,17 @@ VENV="$ROOT/.venv"
 PY="${PYTHON:-python3}"
 EXTRA="${1:-}"
 
-if ! command -v tmux >/dev/null 2>&1; then
-  echo "setup: installing tmux with apt-get" >&2
+# tmux is what telepty drives; curl is what the README's tutorial (and its test) use.
+MISSING=""
+for tool in tmux curl; do
+  command -v "$tool" >/dev/null 2>&1 || MISSING="$MISSING $tool"
+done
+if [ -n "$MISSING" ]; then
+  echo "setup: installing$MISSING with apt-get" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tmux >/dev/null
+  # shellcheck disable=SC2086  # one word per package
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -1,7 +1,9 @@
 """``telepty doctor``: is this machine ready to deliver prompts? One ✓/✗ line per check.
 
 Every ✗ carries a fix hint; the exit code is non-zero when any check fails, so a
-script (or a person's first hour) can tell at a glance.
+script (or a person's first hour) can tell at a glance. Each peer in ``peers.json``
+gets its own line: reachable (with its version, machine id and round-trip time), not
+answering, or answering but refusing the token we hold for it.
 """
 
 from __future__ import annotations
@@ -12,12 +14,18 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import quote
 
 from telepty.cli.client import Client, CliError
 from telepty.cli.output import emit_json
 from telepty.config import Config
+from telepty.relay.peers import Peer, load_peers
 
 
 @dataclass
@@ -29,7 +37,7 @@ class Check:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("doctor", help="check the daemon, tmux, the home directory and sessions",
+    p = sub.add_parser("doctor", help="check the daemon, tmux, the home directory, peers and sessions",
                        description="Run health checks; each prints ✓ or ✗ with a fix hint. "
                        "Exits 1 if any check fails.")
     p.add_argument("--json", action="store_true")
@@ -99,7 +107,96 @@ def check_peers(config: Config) -> Check | None:
         return Check("peers", False, f"cannot read {path}: {exc}", hint)
     if not isinstance(data, dict):
         return Check("peers", False, f"{path} is not a JSON object", hint)
+    usable = load_peers(path)
+    unusable = [str(name) for name in data if str(name).lower() not in usable]
+    if unusable:
+        return Check("peers", False, f"{path}: entries without a usable http(s) url: {', '.join(unusable)}",
+                     hint)
     return Check("peers", True, f"{path} lists {len(data)} peer(s)")
+
+
+PEER_HINT_UNREACHABLE = (
+    "is the peer's daemon running (`telepty status` there) and listening beyond loopback "
+    "(`telepty daemon --host 0.0.0.0`, or its Tailscale IP)? is Tailscale up on both machines "
+    "(`tailscale status`)? is the url in peers.json right?"
+)
+
+
+def peer_hint_token(name: str, path: str) -> str:
+    return (f"put the peer's token (its $TELEPTY_HOME/token) into {path} as "
+            f'"{name}": {{"url": ..., "token": "..."}}')
+
+
+def peer_check(peer: dict[str, Any], peers_file: str) -> Check:
+    """One line for one entry of ``GET /api/peers`` (or the CLI's own probe, same shape)."""
+    name = str(peer.get("name", "?"))
+    url = peer.get("url", "?")
+    rtt = f", {peer['rtt_ms']:.1f} ms" if isinstance(peer.get("rtt_ms"), int | float) else ""
+    if not peer.get("reachable"):
+        error = peer.get("error") or "no answer"
+        return Check(f"peer {name}", False, f"{url} unreachable: {error}", PEER_HINT_UNREACHABLE)
+    version = f"telepty {peer.get('version') or '?'}"
+    if peer.get("authorized") is False:
+        error = peer.get("error") or "refused"
+        return Check(f"peer {name}", False, f"{url} answers ({version}) but refuses our token: {error}",
+                     peer_hint_token(name, peers_file))
+    machine = f", machine {peer['machine_id']}" if peer.get("machine_id") else ""
+    return Check(f"peer {name}", True, f"{url} reachable ({version}{machine}{rtt})")
+
+
+def probe_peer(peer: Peer, timeout: float = 3.0) -> dict[str, Any]:
+    """What ``GET /api/peers`` says about one peer, found out by the CLI itself (daemon down)."""
+    out: dict[str, Any] = {**peer.public(), "reachable": False}
+
+    def get(path: str, token: str | None) -> tuple[int, Any]:
+        req = urllib.request.Request(peer.url + path, headers={"Accept": "application/json"})
+        if token:
+            req.add_header("x-telepty-token", token)  # the PEER's token, never ours
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+    started = time.monotonic()
+    try:
+        status, health = get("/api/health", None)
+        out["rtt_ms"] = round((time.monotonic() - started) * 1000, 1)
+        if status != 200 or not isinstance(health, dict):
+            out["error"] = f"health answered HTTP {status}"
+            return out
+        out["reachable"] = True
+        out["version"] = health.get("version")
+        status, meta = get("/api/meta", peer.token)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        out["reachable"] = False
+        out["error"] = f"peer_unreachable: {getattr(exc, 'reason', exc)}"
+        return out
+    out["authorized"] = status == 200 and isinstance(meta, dict)
+    if out["authorized"]:
+        out["machine_id"] = meta.get("machine_id")
+    else:
+        out["error"] = "peer_unauthorized" if status in (401, 403) else f"meta answered HTTP {status}"
+    return out
+
+
+def check_peer_reachability(config: Config, client: Client | None) -> list[Check]:
+    """A ✓/✗ per configured peer: asked of the daemon (``GET /api/peers``) when it is up,
+    else probed from here, since the question is the same: does this machine reach it?"""
+    path = str(config.peers_path)
+    if client is not None:
+        try:
+            answer = client.request("GET", "/api/peers", timeout=15.0)
+        except CliError as exc:
+            return [Check("peer reachability", False, f"cannot ask the daemon about peers: {exc}",
+                          "see `telepty peers`")]
+        return [peer_check(p, str(answer.get("peers_file") or path)) for p in answer.get("peers") or []]
+    peers = list(load_peers(config.peers_path).values())
+    if not peers:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(peers))) as pool:
+        results = list(pool.map(probe_peer, peers))
+    return [peer_check(p, path) for p in results]
 
 
 def check_sessions(client: Client) -> list[Check]:
@@ -138,6 +235,7 @@ def run_checks(config: Config) -> list[Check]:
     peers = check_peers(config)
     if peers is not None:
         checks.append(peers)
+        checks.extend(check_peer_reachability(config, client if up else None))
     if up:
         checks.extend(check_sessions(client))
     return checks

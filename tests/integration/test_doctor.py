@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
 
 from tests.helpers import DaemonProcess, daemon_env, run_cli, wait_until_sync
 from tests.integration.agents import start_agent_pane
@@ -60,6 +65,92 @@ def test_doctor_flags_token_mode_peers_file_and_missing_tmux(daemon: DaemonProce
     assert not checks["peers"]["ok"] and "peers.json" in checks["peers"]["detail"]
     assert not checks["tmux"]["ok"] and "TELEPTY_TMUX_BIN" in checks["tmux"]["hint"]
     (daemon.home / "token").chmod(0o600)
-    (daemon.home / "peers.json").write_text('{"box": {"url": "http://10.0.0.2:3848"}}')
+    (daemon.home / "peers.json").write_text(json.dumps({"box": {"url": _dead_url()}}))
     checks = _checks(daemon.cli("doctor", "--json").stdout)
     assert checks["token"]["ok"] and checks["peers"]["ok"]
+
+
+@pytest.fixture
+def peer_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """Second (third) real daemons, each with its own home and machine id."""
+    started: list[DaemonProcess] = []
+
+    def make(name: str, **env: str) -> DaemonProcess:
+        home = tmp_path / f"home-{name}"
+        home.mkdir()
+        d = DaemonProcess(home=home, env=daemon_env(home, TELEPTY_MACHINE_ID=name, **env)).start()
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.proc is not None and d.proc.poll() is None:
+            d.stop()
+
+
+def _dead_url() -> str:
+    """A loopback address nothing listens on: refused at once, no timeout to wait for."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_doctor_checks_each_peer_reachable_or_not(daemon: DaemonProcess, peer_daemon) -> None:  # type: ignore[no-untyped-def]
+    desk = peer_daemon("desk")
+    (daemon.home / "peers.json").write_text(json.dumps({
+        "desk": {"url": desk.url, "token": desk.token}, "gone": {"url": _dead_url()}}))
+    res = daemon.cli("doctor", "--json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    checks = _checks(res.stdout)
+    version = __import__("telepty").__version__
+    assert checks["peers"]["ok"]
+    ok = checks["peer desk"]
+    assert ok["ok"] and f"telepty {version}" in ok["detail"] and "machine desk" in ok["detail"]
+    assert ok["detail"].startswith(f"{desk.url} reachable") and " ms)" in ok["detail"]
+    bad = checks["peer gone"]
+    assert not bad["ok"] and "unreachable" in bad["detail"] and "peer_unreachable" in bad["detail"]
+    assert "Tailscale" in bad["hint"] and "telepty status" in bad["hint"]
+    # Only the dead peer failed: everything else is green.
+    assert [name for name, c in checks.items() if not c["ok"]] == ["peer gone"]
+
+    human = daemon.cli("doctor")
+    assert human.returncode == 1
+    lines = human.stdout.splitlines()
+    assert any(line.startswith(f"✓ peer desk: {desk.url} reachable (telepty {version}") for line in lines)
+    i = next(i for i, line in enumerate(lines) if line.startswith("✗ peer gone: "))
+    assert lines[i + 1].startswith("    fix: ") and "Tailscale" in lines[i + 1]
+    assert lines[-1].endswith("1 failed")
+
+    # The dead peer gone from peers.json: all green again.
+    (daemon.home / "peers.json").write_text(json.dumps({"desk": {"url": desk.url}}))
+    res = daemon.cli("doctor")
+    assert res.returncode == 0, res.stdout
+    assert "✓ peer desk: " in res.stdout
+
+
+def test_doctor_flags_a_peer_that_refuses_our_token(daemon: DaemonProcess, peer_daemon) -> None:  # type: ignore[no-untyped-def]
+    strict = peer_daemon("strict", TELEPTY_REQUIRE_TOKEN="1")
+    (daemon.home / "peers.json").write_text(json.dumps({"strict": {"url": strict.url, "token": "wrong"}}))
+    res = daemon.cli("doctor", "--json")
+    assert res.returncode == 1
+    check = _checks(res.stdout)["peer strict"]
+    assert not check["ok"]
+    assert "answers (telepty " in check["detail"] and "peer_unauthorized" in check["detail"]
+    assert "token" in check["hint"] and str(daemon.home / "peers.json") in check["hint"]
+    right = {"strict": {"url": strict.url, "token": strict.token}}
+    (daemon.home / "peers.json").write_text(json.dumps(right))
+    assert _checks(daemon.cli("doctor", "--json").stdout)["peer strict"]["ok"]
+
+
+def test_doctor_probes_peers_itself_when_the_daemon_is_down(home: Path, peer_daemon) -> None:  # type: ignore[no-untyped-def]
+    desk = peer_daemon("desk")
+    (home / "peers.json").write_text(json.dumps({
+        "desk": {"url": desk.url, "token": desk.token}, "gone": {"url": _dead_url()},
+        "broken": {"token": "no url"}}))
+    env = daemon_env(home, TELEPTY_URL=_dead_url())
+    checks = _checks(run_cli("doctor", "--json", env=env).stdout)
+    assert not checks["daemon"]["ok"]
+    assert not checks["peers"]["ok"] and "broken" in checks["peers"]["detail"]
+    assert checks["peer desk"]["ok"] and "machine desk" in checks["peer desk"]["detail"]
+    assert not checks["peer gone"]["ok"] and "unreachable" in checks["peer gone"]["detail"]
+    assert "peer broken" not in checks
