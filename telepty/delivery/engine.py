@@ -12,6 +12,10 @@ Rules it keeps, and why:
   screen, so it fails as ``interrupted`` instead of being pasted a second time.
 - A worker never dies of a delivery's failure: unexpected errors fail that delivery
   (``write_failed``) and the queue moves on.
+- After a delivery was ``interrupted`` mid-paste, its text may still sit in the agent's
+  input. The next prompt to that session waits (``composer_has_text``) until the screen
+  no longer shows it or a person has sent keys, so the two are never submitted merged
+  (``telepty.delivery.leftover``).
 - Raw keys (``submit_keys``) are deliveries too, in the same queue. One exception to
   strict FIFO: keys may go ahead of a prompt that waits *because of the screen*
   (``blocked_dialog``, ``composer_has_text``), since answering that dialog or clearing
@@ -36,11 +40,13 @@ import orjson
 
 from telepty.clock import from_iso, monotonic, to_iso, utc_now
 from telepty.config import Config
+from telepty.delivery.leftover import shows_leftover
 from telepty.delivery.model import (
     BLOCKED_DIALOG,
     BUSY,
     CANCELLED,
     COMPOSER_HAS_TEXT,
+    IDEMPOTENT_STAGES,
     INTERRUPTED,
     NO_TRANSPORT,
     PANE_DEAD,
@@ -77,6 +83,8 @@ KEYS_MAY_OVERTAKE = frozenset({BLOCKED_DIALOG, COMPOSER_HAS_TEXT})
 # Retry reasons that stay the final reason once the schedule runs out (a relayed
 # delivery to a peer that never came back fails ``peer_unreachable``).
 KEEP_REASON_WHEN_EXHAUSTED = frozenset({"peer_unreachable"})
+# How often a retry wait looks whether its session is still there (see _wait_for_retry).
+GONE_CHECK_S = 1.0
 
 
 class _EngineState(Enum):
@@ -121,6 +129,8 @@ class DeliveryEngine:
         self._retry_at: dict[str, float] = {}  # delivery id → monotonic time of next attempt
         self._wakeups: dict[str, asyncio.Event] = {}  # interrupts a retry wait (cancel)
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        # session id → the delivery interrupted mid-paste whose text may still be there
+        self._leftover: dict[str, Delivery] = {}
         # Told of every delivery as it becomes final (metrics); synchronous and must not raise.
         self.on_final: list[Callable[[Delivery], None]] = []
 
@@ -339,17 +349,23 @@ class DeliveryEngine:
             return
         self._state = _EngineState.STARTING
         try:
+            for d in await self.repo.interrupted_leftovers():
+                self._leftover[d.session_id] = d
             for d in await self.repo.unfinished():
                 if self._state is not _EngineState.STARTING:
                     break  # stop() was called meanwhile; the rows stay for the next start
                 if d.id in self._active:
                     continue
-                if d.status is DeliveryStatus.DELIVERING and d.stage not in PRE_PASTE_STAGES:
+                if (d.status is DeliveryStatus.DELIVERING and d.stage not in PRE_PASTE_STAGES
+                        and d.stage not in IDEMPOTENT_STAGES):
                     log.warning("delivery interrupted id=%s stage=%s", d.id, d.stage)
                     await self._fail(d, INTERRUPTED, INTERRUPTED_DETAIL)
+                    if d.kind is DeliveryKind.PROMPT:
+                        self._leftover[d.session_id] = d
                     continue
                 if d.status is DeliveryStatus.DELIVERING:
-                    d.status = DeliveryStatus.QUEUED  # it never got as far as the paste
+                    # It never got as far as the paste, or its write is safe to repeat.
+                    d.status = DeliveryStatus.QUEUED
                     d.updated_at = utc_now()
                     await self.repo.update(d)
                 if d.status is DeliveryStatus.RETRYING:
@@ -387,6 +403,7 @@ class DeliveryEngine:
         self._held.clear()
         self._retry_at.clear()
         self._wakeups.clear()
+        self._leftover.clear()
         for waiters in self._waiters.values():
             for fut in waiters:
                 if not fut.done():
@@ -474,6 +491,7 @@ class DeliveryEngine:
                 await transport.check_ready(for_keys=True)  # type: ignore[call-arg]
             else:
                 await transport.check_ready()
+                await self._check_leftover(d, transport)
             if not d.force:
                 await self._enter_stage(d, STAGE_QUIET_GUARD)
                 quiet_ms = d.quiet_ms if d.quiet_ms is not None else self.config.quiet_ms
@@ -516,6 +534,26 @@ class DeliveryEngine:
         await self._delivered(d, outcome)
         return None
 
+    async def _check_leftover(self, d: Delivery, transport: Any) -> None:
+        """Hold a prompt while an interrupted one's text may still be in the input."""
+        left = self._leftover.get(d.session_id)
+        term = getattr(transport, "term", None)
+        if left is None or term is None:
+            return
+        profile = getattr(transport, "profile", None) or self.profiles.profile_for(None)
+        if not shows_leftover(await term.screen(), left.prompt, profile):
+            log.info("input clear after interrupted id=%s session=%s", left.id, d.session_id)
+            self._leftover.pop(d.session_id, None)
+            return
+        raise DeliveryError(
+            COMPOSER_HAS_TEXT,
+            f"delivery {left.id} was interrupted mid-paste and its text still seems to be in "
+            f"the input; submit it (telepty keys {d.session_id} Enter) or clear it "
+            f"(telepty keys {d.session_id} C-u) and this prompt follows",
+            stage=STAGE_CHECK_READY, retryable=True,
+            evidence={"interrupted_delivery": left.id},
+        )
+
     def _session(self, d: Delivery) -> Session:
         s = self.registry.get(d.session_id)
         if s is None:
@@ -540,9 +578,15 @@ class DeliveryEngine:
         if d.final:
             # Cancelled while checking readiness or quietness: stop before any write.
             raise _CancelledBeforePaste
+        crossing = d.stage in PRE_PASTE_STAGES and stage not in PRE_PASTE_STAGES
         d.stage = stage
         d.updated_at = utc_now()
-        await self.repo.update(d)
+        # Only the step into writing decides what a restart does (resume vs
+        # ``interrupted``), so only that one must reach the disk before we go on; the
+        # stages around it live in memory (GET serves the live record) and are written
+        # with the outcome, which keeps a database round trip off every stage.
+        if crossing:
+            await self.repo.update(d)
 
     async def _set_retrying(self, d: Delivery, retry: _RetryNeeded, delay: float) -> None:
         d.status = DeliveryStatus.RETRYING
@@ -561,15 +605,17 @@ class DeliveryEngine:
 
     async def _wait_for_retry(self, d: Delivery) -> None:
         wake = self._wakeups.setdefault(d.id, asyncio.Event())
-        left = self._retry_at.get(d.id, monotonic()) - monotonic()
-        if left <= 0 or wake.is_set():
-            return
-        try:
-            # Sleeping is the product's retry schedule here, not synchronisation.
-            async with asyncio.timeout(left):
-                await wake.wait()
-        except TimeoutError:
-            pass
+        while not wake.is_set():
+            left = self._retry_at.get(d.id, monotonic()) - monotonic()
+            s = self.registry.get(d.session_id)
+            if left <= 0 or s is None or s.state is SessionState.EXITED:
+                return  # a session found gone (pane_dead, …) fails now, not at the next try
+            try:
+                # Sleeping is the product's retry schedule here, not synchronisation.
+                async with asyncio.timeout(min(left, GONE_CHECK_S)):
+                    await wake.wait()
+            except TimeoutError:
+                pass
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -582,6 +628,8 @@ class DeliveryEngine:
         d.updated_at = now
         await self.repo.update(d)
         self._finish(d)
+        # A delivered prompt started from a clear input; keys mean a person took over.
+        self._leftover.pop(d.session_id, None)
         log.info(
             "delivered id=%s session=%s kind=%s attempts=%d confirmed=%s",
             d.id, d.session_id, d.kind, d.attempts, d.confirmed,

@@ -75,6 +75,12 @@ STAGE_CHECK_READY = "check_ready"
 STAGE_QUIET_GUARD = "quiet_guard"
 STAGE_PASTE = "paste"
 PRE_PASTE_STAGES: frozenset[str | None] = frozenset({None, STAGE_CHECK_READY, STAGE_QUIET_GUARD})
+# A relayed delivery's only write is its forward to the peer, and that carries an
+# Idempotency-Key derived from our delivery id: sending it again after a crash makes the
+# peer answer with the delivery it already has, never paste twice. So a restart resumes
+# it instead of failing it ``interrupted``.
+STAGE_FORWARD = "forward"
+IDEMPOTENT_STAGES: frozenset[str | None] = frozenset({STAGE_FORWARD})
 
 
 def new_delivery_id() -> str:

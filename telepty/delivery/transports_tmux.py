@@ -19,8 +19,8 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
+from telepty.clock import monotonic
 from telepty.delivery.confirm import submit_prompt
-from telepty.delivery.keys import describe
 from telepty.delivery.model import (
     PANE_DEAD,
     PANE_IN_MODE,
@@ -39,15 +39,16 @@ from telepty.delivery.readiness import (
     explain,
     require_agent,
 )
-from telepty.delivery.screen import read_screen, trim
-from telepty.delivery.transport import CONFIRMED_UNVERIFIED, DeliveryOutcome, StageCallback
+from telepty.delivery.screen import read_screen
+from telepty.delivery.transport import DeliveryOutcome, StageCallback
+from telepty.delivery.transports_stream import KEY_GAP_S, press_keys
 from telepty.sessions.model import Session
 from telepty.tmux import TmuxError, TmuxServer
 from telepty.tmux.server import PaneInfo
 
 GUARD_TAIL_LINES = 8
-KEY_GAP_S = 0.03  # between key events, so Escape+Enter is not read as Alt+Enter
-STAGE_KEYS = "keys"
+GUARD_POLL_S = 0.25  # how often the quiet guard looks at the pane during its window
+RECHECK_AFTER_S = 0.1  # a readiness look younger than this needs no second one
 
 
 def _classified(exc: TmuxError, *, before_paste: bool) -> DeliveryError:
@@ -113,6 +114,7 @@ class PasteBufferTransport:
         self.left_mode = False
         self._command: str | None = None
         self._for_keys = False
+        self._looked_at = float("-inf")  # monotonic time of the readiness look at the pane
 
     # -- readiness ------------------------------------------------------------------------
 
@@ -137,6 +139,7 @@ class PasteBufferTransport:
     async def check_ready(self, *, for_keys: bool = False) -> None:
         self._for_keys = for_keys
         info = await self._pane(STAGE_CHECK_READY)
+        self._looked_at = monotonic()
         kind = self.session.agent if self.session is not None else "other"
         self.agent = await check_agent(kind, info.pane_pid)
         self._command = info.pane_current_command
@@ -146,7 +149,13 @@ class PasteBufferTransport:
         check_screen_ready(reading, self.profile, for_keys=for_keys)
 
     async def _recheck(self) -> None:
-        """Right before writing: still alive, out of any mode, the same agent in front."""
+        """Right before writing: still alive, out of any mode, the same agent in front.
+
+        Skipped when readiness looked a moment ago (``force``: no quiet guard in
+        between); the paste procedure reads the screen once more anyway.
+        """
+        if monotonic() - self._looked_at < RECHECK_AFTER_S:
+            return
         info = await self._pane("capture_before")
         if self.agent is not None and info.pane_current_command != self._command:
             # Something else is in the foreground now: look at the tree again.
@@ -156,16 +165,28 @@ class PasteBufferTransport:
 
     async def is_quiet(self, quiet_ms: int) -> bool:
         """Two captures of the pane tail ``quiet_ms`` apart must be identical, and no busy
-        pattern (or someone's half-typed text) on it."""
+        pattern (or someone's half-typed text) on it.
+
+        The pane is also looked at every ``GUARD_POLL_S`` in between: a change ends the
+        guard early (not quiet), and so does the pane or its tmux server going away
+        (``pane_dead`` now rather than at the end of the guard).
+        """
         try:
             before = await self.tmux.capture_tail(self.pane_id, 0, stage=STAGE_QUIET_GUARD)
-            await asyncio.sleep(quiet_ms / 1000.0)
-            after = await self.tmux.capture_tail(self.pane_id, 0, stage=STAGE_QUIET_GUARD)
+            tail = before.split("\n")[-GUARD_TAIL_LINES:]
+            deadline = monotonic() + quiet_ms / 1000.0
+            while True:
+                left = deadline - monotonic()
+                # The guard's own quiet window, not synchronisation.
+                await asyncio.sleep(max(0.0, min(left, GUARD_POLL_S)))
+                after = await self.tmux.capture_tail(self.pane_id, 0, stage=STAGE_QUIET_GUARD)
+                lines = after.split("\n")
+                if lines[-GUARD_TAIL_LINES:] != tail:
+                    return False
+                if left <= GUARD_POLL_S:
+                    break
         except TmuxError as exc:
             raise _classified(exc, before_paste=True) from None
-        lines = after.split("\n")
-        if before.split("\n")[-GUARD_TAIL_LINES:] != lines[-GUARD_TAIL_LINES:]:
-            return False
         if self.profile is not None:
             check_screen_quiet(read_screen(lines, self.profile), for_keys=self._for_keys)
         return True
@@ -189,22 +210,7 @@ class PasteBufferTransport:
 
     async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
         await self._recheck()
-        before = trim(await self.term.screen())
-        await on_stage(STAGE_KEYS)
-        try:
-            await self.term.press(keys)
-        except DeliveryError as exc:
-            exc.retryable = False
-            raise
-        await asyncio.sleep(KEY_GAP_S)
-        try:
-            after = trim(await self.term.screen())
-        except DeliveryError:
-            after = []  # the keys are sent; a failed look afterwards must not resend them
-        return DeliveryOutcome(CONFIRMED_UNVERIFIED, {
-            **self._evidence(), "keys": describe(keys),
-            "tail_before": "\n".join(before[-12:]), "tail_after": "\n".join(after[-12:]),
-        })
+        return await press_keys(self.term, keys, on_stage, self._evidence())
 
     async def explain(self, tail: int = 20) -> dict[str, Any]:
         """What readiness would see now; changes nothing (a pane in copy mode stays in it)."""

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
 import signal
 import urllib.parse
 from typing import Any
@@ -25,8 +23,8 @@ import aiohttp
 import orjson
 
 from telepty.config import Config
+from telepty.pty.stdin_reader import StdinReader
 from telepty.pty.wrap_client import (
-    STDIN_READ_BYTES,
     TerminalOutput,
     UserTerminal,
     daemon_endpoint,
@@ -40,7 +38,6 @@ log = logging.getLogger("telepty.attach")
 DETACH_KEY = 0x1D  # Ctrl-]
 CONNECT_TIMEOUT_S = 5.0
 # Input chunks waiting for the socket before stdin reading pauses.
-INPUT_QUEUE_MAX = 64
 
 
 class AttachRefused(Exception):
@@ -94,9 +91,9 @@ class Attachment:
         self.ws = ws
         self.terminal = UserTerminal()
         self.output: TerminalOutput | None = None
-        self._inputs: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._reading_stdin = False
-        self._stdin_done = False
+        # End of a piped input: nothing more will be typed, so leave (detached).
+        self.stdin = StdinReader(self.terminal.stdin_fd, on_eof=lambda: self.stdin.queue.put_nowait(None),
+                                 stop_at=DETACH_KEY)
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._done: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
@@ -115,15 +112,15 @@ class Attachment:
         try:
             self.terminal.enter_raw()
             self._send_size()
-            self._start_stdin()
+            self.stdin.start()
             code, line = await self._done
-            self._stop_stdin()
+            self.stdin.stop()
             if line:
                 self.output.write(line.encode())
             await self.output.drain(5.0)
             return code
         finally:
-            self._stop_stdin()
+            self.stdin.stop()
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGWINCH):
                 loop.remove_signal_handler(sig)
             self.terminal.restore()
@@ -161,51 +158,9 @@ class Attachment:
 
     # -- terminal → daemon ------------------------------------------------------------
 
-    def _start_stdin(self) -> None:
-        if self._reading_stdin or self._stdin_done:
-            return
-        try:
-            asyncio.get_running_loop().add_reader(self.terminal.stdin_fd, self._on_stdin)
-            self._reading_stdin = True
-        except (OSError, ValueError) as exc:
-            log.info("stdin cannot be watched (%s); output only", exc)
-
-    def _stop_stdin(self) -> None:
-        if self._reading_stdin:
-            self._reading_stdin = False
-            with contextlib.suppress(OSError, ValueError):
-                asyncio.get_running_loop().remove_reader(self.terminal.stdin_fd)
-
-    def _on_stdin(self) -> None:
-        try:
-            data = os.read(self.terminal.stdin_fd, STDIN_READ_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                log.info("reading stdin failed: %s", exc)
-            data = b""
-        if not data:
-            # End of a piped input: nothing more will be typed, so leave (detached).
-            self._stdin_done = True
-            self._stop_stdin()
-            self._inputs.put_nowait(None)
-            return
-        cut = data.find(DETACH_KEY)
-        if cut >= 0:
-            self._stdin_done = True
-            self._stop_stdin()
-            if cut:
-                self._inputs.put_nowait(data[:cut])
-            self._inputs.put_nowait(None)
-            return
-        self._inputs.put_nowait(data)
-        if self._inputs.qsize() >= INPUT_QUEUE_MAX:
-            self._stop_stdin()
-
     async def _send_inputs(self) -> None:
         while True:
-            data = await self._inputs.get()
+            data = await self.stdin.queue.get()
             if data is None:
                 self._finish(0, f"\r\n[detached from {self.name}]\r\n")
                 return
@@ -213,8 +168,7 @@ class Attachment:
                 await self.ws.send_bytes(data)
             except (aiohttp.ClientError, ConnectionError, RuntimeError):
                 return  # the receiver reports the lost connection
-            if self._inputs.qsize() < INPUT_QUEUE_MAX // 2:
-                self._start_stdin()
+            self.stdin.resume_if_room()
 
     def _send_size(self) -> None:
         cols, rows = self.terminal.size()

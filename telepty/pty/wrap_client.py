@@ -32,7 +32,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import errno
 import logging
 import os
 import random
@@ -53,6 +52,7 @@ from telepty.cli.client import daemon_url
 from telepty.config import Config
 from telepty.pty.env import child_env
 from telepty.pty.spawned import PtyClosedError, SpawnedPty
+from telepty.pty.stdin_reader import StdinReader
 from telepty.pty.terminal import get_winsize, raw_mode
 from telepty.sessions.identity import new_session_token, token_sha256
 
@@ -81,9 +81,6 @@ EXIT_REPORT_TIMEOUT_S = 2.0
 EXIT_FLUSH_TIMEOUT_S = 5.0
 # How long the terminal may take to show the child's last output before we give up.
 FINAL_DRAIN_TIMEOUT_S = 5.0
-STDIN_READ_BYTES = 64 * 1024
-# Input chunks queued for the child before stdin reading pauses.
-STDIN_QUEUE_MAX = 64
 # A wrapper only needs a little scrollback of its own (the daemon keeps the real one).
 CHILD_SCROLLBACK_BYTES = 64 * 1024
 # SIGHUP → SIGKILL grace when the wrapper itself is told to stop.
@@ -998,9 +995,7 @@ class Wrapper:
         self.output: TerminalOutput | None = None
         self._stop_signal: int | None = None
         self._stop = asyncio.Event()
-        self._stdin_queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._stdin_reading = False
-        self._stdin_eof = False
+        self.stdin = StdinReader(self.terminal.stdin_fd, on_eof=self._on_stdin_eof)
         self._paused_timer: asyncio.TimerHandle | None = None
         self.session_token = ""
 
@@ -1071,7 +1066,7 @@ class Wrapper:
         try:
             self.terminal.enter_raw()
             self._on_winch()  # the size may have changed while we were starting
-            self._start_stdin()
+            self.stdin.start()
             exited = asyncio.ensure_future(pty.exited.wait())
             stopping = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -1083,13 +1078,13 @@ class Wrapper:
             code = pty.exit_code
             if code is None:  # reaped by someone else: the status is unknowable
                 code = 128 + self._stop_signal if self._stop_signal else 1
-            self._stop_stdin()
+            self.stdin.stop()
             await self.output.drain(FINAL_DRAIN_TIMEOUT_S)
             self.terminal.restore()
             await self.link.report_exit(code)
             return code
         finally:
-            self._stop_stdin()
+            self.stdin.stop()
             self.link.stop()
             input_task.cancel()
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGWINCH):
@@ -1149,55 +1144,23 @@ class Wrapper:
 
     # -- input ----------------------------------------------------------------------
 
-    def _start_stdin(self) -> None:
-        if self._stdin_reading or self._stdin_eof:
-            return
-        try:
-            asyncio.get_running_loop().add_reader(self.terminal.stdin_fd, self._on_stdin)
-            self._stdin_reading = True
-        except (OSError, ValueError) as exc:
-            # /dev/null or a regular file cannot be polled: treat it as no input at all.
-            log.info("stdin cannot be watched (%s); not forwarding input", exc)
-
-    def _stop_stdin(self) -> None:
-        if self._stdin_reading:
-            self._stdin_reading = False
-            with contextlib.suppress(OSError, ValueError):
-                asyncio.get_running_loop().remove_reader(self.terminal.stdin_fd)
-
-    def _on_stdin(self) -> None:
-        try:
-            data = os.read(self.terminal.stdin_fd, STDIN_READ_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                log.info("reading stdin failed: %s", exc)
-            data = b""
-        if not data:
-            self._stdin_eof = True
-            self._stop_stdin()
-            # A pipe that ends is an end of input for the child too (as Ctrl-D would be).
-            if not self.terminal.stdin_is_tty:
-                self._stdin_queue.put_nowait(b"\x04")
-            return
-        self._stdin_queue.put_nowait(data)
-        if self._stdin_queue.qsize() >= STDIN_QUEUE_MAX:
-            self._stop_stdin()  # the child is not reading: let the terminal hold the rest
+    def _on_stdin_eof(self) -> None:
+        # A pipe that ends is an end of input for the child too (as Ctrl-D would be).
+        if not self.terminal.stdin_is_tty:
+            self.stdin.queue.put_nowait(b"\x04")
 
     async def _input_pump(self) -> None:
         assert self.pty is not None
         while True:
-            data = await self._stdin_queue.get()
+            data = await self.stdin.queue.get()
             if data is None:
                 return
             try:
                 await self.pty.write(data)
             except PtyClosedError:
                 return
-            if (not self._stdin_reading and self._stdin_queue.qsize() < STDIN_QUEUE_MAX // 2
-                    and not self._stop.is_set() and not self.pty.exited.is_set()):
-                self._start_stdin()
+            if not self._stop.is_set() and not self.pty.exited.is_set():
+                self.stdin.resume_if_room()
 
     # -- signals --------------------------------------------------------------------
 

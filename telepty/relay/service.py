@@ -31,7 +31,14 @@ from telepty.bus.reply_guide import reply_footer
 from telepty.bus.router import IDEMPOTENCY_PREFIX, STAGE_ROUTE, RouteOutcome, TurnRequest
 from telepty.clock import utc_now
 from telepty.config import Config
-from telepty.delivery.model import NO_TRANSPORT, STAGE_CHECK_READY, Delivery, DeliveryError, Origin
+from telepty.delivery.model import (
+    NO_TRANSPORT,
+    STAGE_CHECK_READY,
+    STAGE_FORWARD,
+    Delivery,
+    DeliveryError,
+    Origin,
+)
 from telepty.delivery.transport import DeliveryOutcome, StageCallback, Transport
 from telepty.errors import NotFound, TeleptyError
 from telepty.relay.peers import UNKNOWN_PEER, Peer, PeerResolver, split_target
@@ -44,7 +51,6 @@ RELAY_FROM_HEADER = "x-telepty-relay-from"
 PEER_UNREACHABLE = "peer_unreachable"
 PEER_UNAUTHORIZED = "peer_unauthorized"
 HOP_LIMIT = "hop_limit"
-STAGE_FORWARD = "forward"
 FORWARD_WAIT = 20.0  # the peer holds our POST this long for its delivery to finish
 CALL_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0  # a black-holed peer fails the attempt this fast (retryable)

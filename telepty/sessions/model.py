@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
 from telepty.clock import from_iso
 from telepty.errors import BadRequest
 
-SESSION_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-PANE_ID_RE = re.compile(r"^%\d+$")
+# \Z, not $: "$" also matches before a trailing newline, which let "s1\n" pass as an id.
+# [0-9], not \d: \d takes any Unicode digit, and tmux pane ids are ASCII.
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
+PANE_ID_RE = re.compile(r"^%[0-9]+\Z")
 
 
 class SessionType(StrEnum):
@@ -74,7 +76,10 @@ class Session:
         return max(0.0, round(now_epoch - from_iso(self.last_activity_at), 3))
 
     def to_public(self, machine_id: str, now_epoch: float) -> dict[str, Any]:
-        data = asdict(self)
+        # Not dataclasses.asdict: its deep copy was most of GET /api/sessions at 500
+        # sessions. The result is serialised at once, so a shallow copy of meta will do.
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
+        data["meta"] = dict(self.meta)
         data["type"] = str(self.type)
         data["state"] = str(self.state)
         data["locator"] = {
@@ -84,3 +89,6 @@ class Session:
         }
         data["idle_seconds"] = self.idle_seconds(now_epoch)
         return data
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Session))

@@ -42,8 +42,11 @@ class TmuxPool:
         try:
             info = await srv.pane_info(session.tmux_pane or "")
         except TmuxError as exc:
-            log.debug("pane probe failed session=%s code=%s", session.id, exc.code)
-            return False
+            # Only tmux saying the pane (or its server) is gone proves death; tmux we
+            # cannot run, or a failed command, says nothing about the pane, and
+            # marking it exited would be for good.
+            log.debug("pane probe inconclusive session=%s code=%s", session.id, exc.code)
+            return True
         return info is not None and not info.pane_dead
 
     async def close(self) -> None:

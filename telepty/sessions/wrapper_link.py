@@ -46,6 +46,8 @@ log = logging.getLogger("telepty.wrapper")
 # The mirror is "stalled" when the wrapper says it sent bytes we never received,
 # on this many consecutive heartbeats (one could race a frame in flight).
 STALL_HEARTBEATS = 2
+# How far a heartbeat's idea of the last output may drift before it counts as new output.
+HEARTBEAT_SLACK_S = 0.25
 
 
 class WrapperGone(Exception):
@@ -91,7 +93,12 @@ class WrapperLink:
         self.bracketed_paste = bool(msg.get("bracketed_paste", self.bracketed_paste))
         idle_ms = msg.get("idle_ms")
         if isinstance(idle_ms, int | float) and not isinstance(idle_ms, bool) and idle_ms >= 0:
-            self.last_output_wall = time.time() - idle_ms / 1000.0
+            seen = time.time() - idle_ms / 1000.0
+            # Recomputed each heartbeat, the same last output wobbles by a millisecond or
+            # so (message latency); only a real change may move it, or every heartbeat
+            # would look like new activity to the idle watch.
+            if abs(seen - self.last_output_wall) > HEARTBEAT_SLACK_S:
+                self.last_output_wall = seen
         mirrored = _int(msg.get("bytes_mirrored"), 0)
         if mirrored > self.bytes_received:
             self._stall_count += 1

@@ -158,3 +158,20 @@ class DeliveryRepo:
             return [_row_to_delivery(r) for r in rows]
 
         return await self.db.run(q)
+
+    async def interrupted_leftovers(self) -> list[Delivery]:
+        """Prompts interrupted mid-paste with no prompt delivered to their session since.
+
+        Their text may still sit in that session's input; the engine holds the next
+        prompt until it is gone (``telepty.delivery.leftover``). Oldest first.
+        """
+
+        def q(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(
+                f"{_SELECT} AS d WHERE d.kind = 'prompt' AND d.reason = 'interrupted' "
+                "AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.session_id = d.session_id "
+                "AND e.seq > d.seq AND e.status = 'delivered') ORDER BY d.seq ASC"
+            ).fetchall()
+            return [_row_to_delivery(r) for r in rows]
+
+        return await self.db.run(q)

@@ -31,8 +31,11 @@ class AgentFiles:
         return self.raw.read_bytes() if self.raw.exists() else b""
 
 
-def agent_argv(files: AgentFiles, *, busy: bool = False, bracketed: bool = True) -> list[str]:
+def agent_argv(files: AgentFiles, *, busy: bool = False, bracketed: bool = True,
+               echo: bool = False) -> list[str]:
     argv = [sys.executable, FAKE_AGENT, "--out", str(files.out), "--raw-out", str(files.raw)]
+    if echo:
+        argv.append("--echo")
     if busy:
         argv += ["--busy-until", str(files.stop)]
     if not bracketed:
@@ -57,11 +60,12 @@ class AgentPane:
 
 
 def start_agent_pane(session: object, tmp_path: Path, name: str = "agent", *, busy: bool = False,
-                     bracketed: bool = True) -> AgentPane:
+                     bracketed: bool = True, echo: bool = False) -> AgentPane:
     """A new tmux window in the libtmux test ``session`` running the fake agent."""
     files = agent_files(tmp_path, name)
     window = session.new_window(  # type: ignore[attr-defined]
-        window_name=name, window_shell=shlex.join(agent_argv(files, busy=busy, bracketed=bracketed)),
+        window_name=name,
+        window_shell=shlex.join(agent_argv(files, busy=busy, bracketed=bracketed, echo=echo)),
     )
     pane = window.active_pane
     socket_path = session.server.cmd("display-message", "-p", "#{socket_path}").stdout[0]  # type: ignore[attr-defined]

@@ -79,6 +79,17 @@ def register_pane(d: DaemonProcess, ap: AgentPane, sid: str = "s") -> None:
     assert status == 201, body
 
 
+def a_and_b_with_pane(machines, session, tmp_path: Path) -> tuple[DaemonProcess, DaemonProcess, AgentPane]:  # type: ignore[no-untyped-def]
+    """Daemons A and B, A knowing B as a peer, and B's session ``s`` on a fake agent's pane."""
+    b = machines("B").start()
+    a = machines("A").start()
+    write_peers(a, {"B": {"url": b.url}})
+    ap = start_agent_pane(session, tmp_path)
+    wait_until_sync(lambda: "ready>" in ap.screen(), message="agent ready")
+    register_pane(b, ap)
+    return a, b, ap
+
+
 def final(d: DaemonProcess, delivery_id: str, timeout: float = 20.0) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         body = d.request("GET", f"/api/deliveries/{delivery_id}")[1]
@@ -88,12 +99,7 @@ def final(d: DaemonProcess, delivery_id: str, timeout: float = 20.0) -> dict[str
 
 
 def test_prompt_on_a_lands_in_bs_pane_once(machines, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    b = machines("B").start()
-    a = machines("A").start()
-    write_peers(a, {"B": {"url": b.url}})
-    ap = start_agent_pane(session, tmp_path)
-    wait_until_sync(lambda: "ready>" in ap.screen(), message="agent ready")
-    register_pane(b, ap)
+    a, b, ap = a_and_b_with_pane(machines, session, tmp_path)
 
     prompt = "hello from A\nsecond line ✓"
     status, body = a.request("POST", "/api/sessions/s@B/inject", {"prompt": prompt, "wait": True})
@@ -133,11 +139,7 @@ def test_unknown_peer_and_hop_limit_refused_without_a_record(machines) -> None: 
 
 
 def test_hop_count_is_forwarded_incremented(machines, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    b = machines("B").start()
-    a = machines("A").start()
-    write_peers(a, {"B": {"url": b.url}})
-    ap = start_agent_pane(session, tmp_path)
-    register_pane(b, ap)
+    a, b, _ = a_and_b_with_pane(machines, session, tmp_path)
     status, body = a.request("POST", "/api/sessions/s@B/inject", {"prompt": "two hops", "wait": True},
                              headers={"x-telepty-hop": "2"})
     assert status == 200, body
@@ -209,11 +211,7 @@ def test_peer_token(machines, session, tmp_path) -> None:  # type: ignore[no-unt
 
 
 def test_turn_request_on_a_routed_to_b(machines, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    b = machines("B").start()
-    a = machines("A").start()
-    write_peers(a, {"B": {"url": b.url}})
-    ap = start_agent_pane(session, tmp_path)
-    register_pane(b, ap)
+    a, b, ap = a_and_b_with_pane(machines, session, tmp_path)
     prompt = "Round 1: your position?"
     turn = turn_request("s@B", prompt, message_id="turn-remote-1")
     status, receipt = a.request("POST", "/api/bus/publish", turn)
@@ -291,3 +289,29 @@ def test_peers_and_list_all_across_three_daemons(machines, session, tmp_path) ->
     assert (remote["from"], remote["reply_to"]) == ("mine", "mine@A")
     (text,) = [t for t in ap.files.submissions() if t.startswith("your view?")]
     assert text.count("[telepty] reply expected") == 1 and "telepty inject mine@A" in text
+
+
+def test_crash_at_forward_stage_is_forwarded_again_and_lands_once(machines, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A died after B took the prompt but before recording B's answer: the restart
+    forwards again with the same Idempotency-Key, B answers with the delivery it has."""
+    import sqlite3
+
+    a, b, ap = a_and_b_with_pane(machines, session, tmp_path)
+    status, body = a.request("POST", "/api/sessions/s@B/inject", {"prompt": "exactly once", "wait": True})
+    assert (status, body["status"]) == (200, "delivered"), body
+    did = body["delivery_id"]
+    remote_id = body["evidence"]["relay"]["remote_delivery_id"]
+    wait_until_sync(lambda: ap.files.submissions() == ["exactly once"], 10, message="one submission")
+
+    a.kill9()
+    with sqlite3.connect(a.home / "telepty.db") as conn:  # the row as the crash left it
+        conn.execute("UPDATE deliveries SET status = 'delivering', stage = 'forward', evidence = '{}', "
+                     "finished_at = NULL, confirmed = NULL WHERE id = ?", (did,))
+    a2 = DaemonProcess(home=a.home, env=a.env).start()
+    rec = final(a2, did)
+    assert (rec["status"], rec["attempts"]) == ("delivered", 2), rec
+    assert rec["evidence"]["relay"]["remote_delivery_id"] == remote_id
+    status, on_b = b.request("GET", "/api/deliveries?session=s")
+    assert status == 200 and [d["delivery_id"] for d in on_b] == [remote_id], on_b
+    assert ap.files.submissions() == ["exactly once"]
+    a2.stop()

@@ -10,6 +10,8 @@ Options:
   --raw-out FILE     also append every byte read from stdin
   --busy-until FILE  print a ticker every 50 ms until FILE exists (a busy agent)
   --no-bracketed     do not enable bracketed paste
+  --echo             show the composer's last line after the prompt, as real agents do;
+                     Ctrl-U then clears the composer
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main() -> int:
     ap.add_argument("--raw-out")
     ap.add_argument("--busy-until")
     ap.add_argument("--no-bracketed", action="store_true")
+    ap.add_argument("--echo", action="store_true")
     args = ap.parse_args()
 
     fd = sys.stdin.fileno()
@@ -97,8 +100,14 @@ def main() -> int:
                     composer = b""
                 elif b == b"\x04" and not composer:
                     return 0
+                elif b == b"\x15" and args.echo:
+                    composer = b""
                 else:
                     composer += b
+            if args.echo:
+                shown = composer.replace(b"\r", b"\n").split(b"\n")[-1][-60:]
+                out.write(b"\r\x1b[Kready> " + shown)
+                out.flush()
     finally:
         if saved is not None:
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
+from telepty.sessions import agents
 from telepty.sessions.agents import (
     AGENT_KINDS,
     detect_agent,
@@ -84,8 +85,18 @@ def test_agent_kinds() -> None:
     assert AGENT_KINDS == ("claude", "codex", "gemini", "aider")
 
 
+@pytest.fixture(params=["proc-children", "process-table"])
+def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of finding children: /proc child lists, and the whole-table scan."""
+    if request.param == "process-table":
+        monkeypatch.setattr(agents, "_PROC_CHILDREN", False)
+    elif not agents._PROC_CHILDREN:
+        pytest.skip("this kernel has no /proc/PID/task/TID/children")
+    return str(request.param)
+
+
 @pytest.fixture
-def spawn() -> Iterator[list[subprocess.Popen[bytes]]]:
+def spawn(walk: str) -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
     for p in procs:
@@ -177,3 +188,11 @@ def test_process_we_cannot_read_does_not_raise() -> None:
     # pid 1 (and its whole tree) may be unreadable for non-root users: must not raise.
     result = detect_agent_in_tree(1)
     assert result is None or isinstance(result, str)
+
+
+def test_process_table_scan_agrees_with_psutil(spawn: list[subprocess.Popen[bytes]]) -> None:
+    root = _start(spawn, "sleep 30 & sleep 30 & wait")
+    _wait_until(lambda: len(_descendants(root.pid)) == 2)
+    want = sorted(p.pid for p in psutil.Process(root.pid).children())
+    assert sorted(agents._children_map()[root.pid]) == want
+    assert sorted(agents._proc_children_of(root.pid)) == (want if agents._has_proc_children() else [])

@@ -1,0 +1,186 @@
+"""What the spawned-PTY and wrapper transports share: a terminal known by its output stream.
+
+Neither has tmux to capture a screen. Both keep the program's recent output
+(``Scrollback``) and read the screen by running it through a small emulator; both
+check readiness, watch the quiet guard and confirm a submission the same way. They
+differ only in how they reach the terminal (our own PTY, or a wrapper's socket), how
+they know it is alive, and where its output activity comes from: those are the hooks
+``StreamTransport`` leaves to its subclasses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from telepty.delivery.confirm import submit_prompt
+from telepty.delivery.keys import describe
+from telepty.delivery.model import STAGE_CHECK_READY, DeliveryError
+from telepty.delivery.profiles import SubmitProfile, SubmitProfiles, load_profiles
+from telepty.delivery.readiness import (
+    AgentCheck,
+    check_agent,
+    check_screen_quiet,
+    check_screen_ready,
+    explain,
+    require_agent,
+)
+from telepty.delivery.screen import TerminalScreen, read_screen, trim
+from telepty.delivery.transport import CONFIRMED_UNVERIFIED, DeliveryOutcome, StageCallback
+from telepty.pty.scrollback import Scrollback
+from telepty.sessions.model import Session
+
+# How much recent output seeds the emulator: a few full redraws of a TUI.
+SEED_BYTES = 32 * 1024
+KEY_GAP_S = 0.03  # between key events, so Escape+Enter is not read as Alt+Enter
+STAGE_KEYS = "keys"
+_APP_CURSOR_ON = b"\x1b[?1h"
+_APP_CURSOR_OFF = b"\x1b[?1l"
+
+
+def dims(session: Session | None) -> tuple[int, int]:
+    meta = session.meta if session is not None else {}
+    cols, rows = meta.get("cols"), meta.get("rows")
+    ok = isinstance(cols, int) and isinstance(rows, int) and cols > 0 and rows > 0
+    return (cols, rows) if ok else (120, 40)  # type: ignore[return-value]
+
+
+class ScrollbackScreen:
+    """The screen of a program known only by its output stream."""
+
+    def __init__(self, scrollback: Scrollback, cols: int, rows: int) -> None:
+        self.scrollback = scrollback
+        self.term = TerminalScreen(cols, rows)
+        self.fed = max(0, scrollback.total_bytes - min(len(scrollback), SEED_BYTES))
+
+    def lines(self) -> list[str]:
+        total = self.scrollback.total_bytes
+        new = total - self.fed
+        if new > 0:
+            self.term.feed(self.scrollback.tail(min(new, len(self.scrollback))))
+            self.fed = total
+        return self.term.lines()
+
+    def app_cursor(self) -> bool:
+        tail = self.scrollback.tail(SEED_BYTES)
+        return tail.rfind(_APP_CURSOR_ON) > tail.rfind(_APP_CURSOR_OFF)
+
+
+class StreamTerminal(Protocol):
+    """``TerminalIO`` (``telepty.delivery.confirm``) over a stream; errors are DeliveryErrors."""
+
+    async def screen(self) -> list[str]: ...
+
+    async def paste(self, data: bytes) -> None: ...
+
+    async def press(self, keys: Sequence[Any]) -> None: ...
+
+
+class StreamTransport:
+    """Readiness, quiet guard, delivery and keys for a stream-backed terminal."""
+
+    name = "stream"
+
+    def __init__(self, term: StreamTerminal, session: Session | None,
+                 profiles: SubmitProfiles | None) -> None:
+        self.term = term
+        self.session = session
+        self.profiles = profiles or load_profiles(None)
+        self.agent: AgentCheck | None = None
+        self.profile: SubmitProfile | None = None
+        self._for_keys = False
+
+    # -- the hooks ------------------------------------------------------------------------
+
+    def _ensure_connected(self, stage: str) -> None:
+        """Raise the transport's own DeliveryError when the terminal cannot be reached."""
+
+    def _pid(self) -> int | None:
+        """The process at the root of the terminal's tree."""
+        return None
+
+    def _agent_checkable(self, pid: int | None) -> bool:
+        """Whether an agent missing from the tree under ``pid`` means it exited."""
+        return True
+
+    async def _output_quiet(self, quiet_ms: int) -> bool:
+        """No output for ``quiet_ms``; may wait about that long."""
+        raise NotImplementedError
+
+    def _evidence_extra(self) -> dict[str, Any]:
+        return {}
+
+    def _explain_extra(self) -> dict[str, Any]:
+        return {}
+
+    # -- the procedure --------------------------------------------------------------------
+
+    def _kind(self) -> str:
+        return self.session.agent if self.session is not None else "other"
+
+    async def check_ready(self, *, for_keys: bool = False) -> None:
+        self._for_keys = for_keys
+        self._ensure_connected(STAGE_CHECK_READY)
+        pid = self._pid()
+        self.agent = await check_agent(self._kind(), pid)
+        if self._agent_checkable(pid):
+            require_agent(self.agent, f"the {self.name} terminal (pid {pid})")
+        self.profile = self.profiles.profile_for(self.agent.profile_kind)
+        check_screen_ready(read_screen(await self.term.screen(), self.profile), self.profile,
+                           for_keys=for_keys)
+
+    async def is_quiet(self, quiet_ms: int) -> bool:
+        if not await self._output_quiet(quiet_ms):
+            return False
+        if self.profile is not None:
+            check_screen_quiet(read_screen(await self.term.screen(), self.profile),
+                               for_keys=self._for_keys)
+        return True
+
+    def _evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"transport": self.name, **self._evidence_extra()}
+        if self.agent is not None:
+            out["agent"] = self.agent.to_public()
+        return out
+
+    async def deliver(
+        self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback,
+    ) -> DeliveryOutcome:
+        self._ensure_connected("capture_before")
+        return await submit_prompt(self.term, prompt, self.profile or profile, no_enter=no_enter,
+                                   on_stage=on_stage, evidence=self._evidence())
+
+    async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
+        return await press_keys(self.term, keys, on_stage, self._evidence())
+
+    async def explain(self, tail: int = 20) -> dict[str, Any]:
+        agent = await check_agent(self._kind(), self._pid())
+        return explain(session=self.session, transport=self.name, tail=tail, profiles=self.profiles,
+                       agent=agent, lines=await self.term.screen(), extra=self._explain_extra())
+
+
+async def press_keys(term: StreamTerminal, keys: Sequence[Any], on_stage: StageCallback,
+                     evidence: dict[str, Any]) -> DeliveryOutcome:
+    """Keys into any terminal, with the screen before and after as evidence.
+
+    Keys have nothing to confirm against, so the two screens are what a person (or
+    ``telepty explain``) looks at afterwards. Once the keys stage is entered nothing is
+    retried: a key sent twice is a different answer.
+    """
+    before = trim(await term.screen())
+    await on_stage(STAGE_KEYS)
+    try:
+        await term.press(keys)
+    except DeliveryError as exc:
+        exc.retryable = False
+        raise
+    await asyncio.sleep(KEY_GAP_S)
+    try:
+        after = trim(await term.screen())
+    except DeliveryError:
+        after = []  # the keys are sent; a failed look afterwards must not resend them
+    return DeliveryOutcome(CONFIRMED_UNVERIFIED, {
+        **evidence, "keys": describe(keys),
+        "tail_before": "\n".join(before[-12:]), "tail_after": "\n".join(after[-12:]),
+    })
