@@ -2,10 +2,11 @@
 
 ``TmuxServer.run`` is the single choke point: nothing else in telepty starts tmux.
 Commands never pass through a shell (argument vectors only), prompt bytes reach tmux
-only through ``load-buffer``'s stdin, and the event loop never waits on a blocking
-call. Commands whose arguments are all fixed tokens (pane ids, generated buffer
-names, key names, our own formats) go over a persistent control-mode client when one
-is available, and fork a tmux client otherwise.
+only through ``load-buffer`` (from a private file over the control client, or a forked
+client's stdin; never argv), and the event loop never waits on a blocking call.
+Commands whose arguments are all fixed tokens (pane ids, generated buffer names, key
+names, our own formats, our buffer files' paths) go over a persistent control-mode
+client when one is available, and fork a tmux client otherwise.
 
 tmux behaviour this module is written around (tmux 3.3a, checked by the tests):
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from telepty.clock import monotonic
+from telepty.tmux.buffer_files import BufferFiles
 from telepty.tmux.control import (
     ControlClient,
     ControlCommandError,
@@ -190,6 +192,7 @@ class TmuxServer:
         )
         # How commands actually went; `telepty explain` and the tests read it.
         self.transport_counts: Counter[str] = Counter()
+        self._buffer_files = BufferFiles()
 
     @classmethod
     def from_tmux_env(cls, value: str | None = None, **kwargs: object) -> TmuxServer:
@@ -220,6 +223,7 @@ class TmuxServer:
     async def close(self) -> None:
         if self.control is not None:
             await self.control.close()
+        self._buffer_files.close()
 
     def available(self) -> bool:
         """Is the tmux binary there at all? (A path lookup, cheap enough for the loop.)"""
@@ -369,8 +373,25 @@ class TmuxServer:
     # -- buffers and keys --------------------------------------------------------------
 
     async def load_buffer(self, name: str, data: bytes, *, stage: str = "load_buffer") -> None:
-        """Put ``data`` into the named buffer through stdin, never through argv."""
+        """Put ``data`` into the named buffer, never through argv.
+
+        With a control client: from a private file over it (no fork; see
+        ``telepty.tmux.buffer_files``). Without one, or if that fails for any reason
+        short of the server being gone: through a forked client's stdin. Loading a
+        buffer twice is harmless, so the fallback cannot duplicate anything.
+        """
         _check_buffer_name(name)
+        if self.control is not None:
+            try:
+                with self._buffer_files.holding(bytes(data)) as path:
+                    await self.run("load-buffer", "-b", name, path, stage=stage, retry_safe=True)
+                return
+            except OSError as e:
+                log.debug("load-buffer from a file: %s; using stdin", e)
+            except TmuxError as e:
+                if e.code != TMUX_CMD_FAILED:
+                    raise
+                log.debug("load-buffer from a file failed (%s); using stdin", e.detail)
         await self.run("load-buffer", "-b", name, "-", stdin=bytes(data), stage=stage)
 
     async def paste_buffer(self, name: str, pane_id: str, *, stage: str = "paste_buffer") -> None:

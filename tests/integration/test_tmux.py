@@ -225,6 +225,46 @@ async def test_prompt_never_on_a_command_line(
     assert await finish_cat(tmx, pane, out) == data + b"\n"
 
 
+async def test_control_paste_forks_nothing_and_leaves_no_file(
+    server: libtmux.Server, session: libtmux.Session, tmp_path: pathlib.Path
+) -> None:
+    tmx = TmuxServer(socket_name=server.socket_name)
+    try:
+        out = tmp_path / "out"
+        pane = await start_cat(session, tmx, out)
+        await tmx.capture_tail(pane)  # the control client is up
+        forks = tmx.transport_counts["fork"]
+        data = PROMPTS["utf8"] + b"\n" + PROMPTS["shell_meta"]
+        await tmx.paste(pane, data, settle_s=0.05)
+        assert tmx.transport_counts["fork"] == forks  # load-buffer went over control too
+        folder = tmx._buffer_files._dir
+        assert folder is not None and (folder.stat().st_mode & 0o777) == 0o700
+        assert list(folder.iterdir()) == []  # each file is gone once tmux has read it
+        assert await finish_cat(tmx, pane, out) == data + b"\n"
+    finally:
+        await tmx.close()
+    assert not folder.exists()
+
+
+async def test_load_buffer_falls_back_to_stdin_when_the_file_cannot_be_made(
+    server: libtmux.Server, session: libtmux.Session, tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tmx = TmuxServer(socket_name=server.socket_name)
+    try:
+        out = tmp_path / "out"
+        pane = await start_cat(session, tmx, out)
+        not_a_dir = tmp_path / "not-a-dir"  # even root cannot create files under it
+        not_a_dir.write_text("")
+        monkeypatch.setattr(tmx._buffer_files, "_directory", lambda: not_a_dir)
+        forks = tmx.transport_counts["fork"]
+        await tmx.paste(pane, PROMPTS["multiline"], settle_s=0.05)
+        assert tmx.transport_counts["fork"] == forks + 1  # load-buffer - through stdin
+        assert await finish_cat(tmx, pane, out) == PROMPTS["multiline"] + b"\n"
+    finally:
+        await tmx.close()
+
+
 # -- panes: capture, info, modes, keys ---------------------------------------------------
 
 
