@@ -30,6 +30,7 @@ from telepty.api import handoffs as handoff_routes
 from telepty.api import injects as inject_audit_routes
 from telepty.api import meta as meta_routes
 from telepty.api import metrics as metrics_routes
+from telepty.api import openapi as openapi_routes
 from telepty.api import raw_keys as raw_keys_routes
 from telepty.api import replies as reply_routes
 from telepty.api import sessions as session_routes
@@ -199,6 +200,7 @@ def create_app(config: Config) -> web.Application:
     thread_routes.add_routes(app)
     metrics_routes.add_routes(app)
     relay_routes.add_routes(app)
+    openapi_routes.add_routes(app)  # GET /api/openapi.json describes every route above
     return app
 
 

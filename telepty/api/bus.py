@@ -42,6 +42,7 @@ BUS_SOCKETS: web.AppKey[set[Subscription]] = web.AppKey("bus_sockets")
 HEARTBEAT_S = 15.0
 REPLAY_PAGE = 500
 MAX_KINDS = 64
+MAX_SEQ = 2**63 - 1  # the log's seqs are SQLite INTEGERs
 CLOSE_TIMEOUT_S = 2.0
 CLOSE_OVERFLOW = 4429  # "too many": fell behind; reconnect with since
 CLOSE_STOPPING = 1001  # going away
@@ -69,8 +70,8 @@ def parse_since(request: web.Request) -> int | None:
         value = int(raw)
     except ValueError:
         raise BadRequest("invalid_query", f"since must be a seq (an integer >= 0), got {raw!r}") from None
-    if value < 0:
-        raise BadRequest("invalid_query", f"since must be >= 0, got {value}")
+    if not 0 <= value <= MAX_SEQ:
+        raise BadRequest("invalid_query", f"since must be a seq from 0 to {MAX_SEQ}, got {value}")
     return value
 
 

@@ -21,8 +21,9 @@ from telepty.store.handoffs import REQUIRED_BEFORE, Handoff, HandoffStatus
 log = logging.getLogger("telepty.api.handoffs")
 
 # Ids and names callers choose: session ids (maybe with @host), deliberation ids, uuids.
-NAME_RE = re.compile(r"^[A-Za-z0-9._:@/-]{1,200}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9._:@/-]{1,200}\Z")  # \Z: "$" would let a trailing newline in
 MAX_TASKS = 1000
+MAX_TASK_COUNT = 2**31 - 1  # a count given without the tasks; larger would not fit the store
 
 _ACTIONS = {
     "claim": HandoffStatus.CLAIMED,
@@ -47,8 +48,8 @@ def parse_handoff(data: dict[str, Any]) -> Handoff:
         raise BadRequest("missing_field", "tasks (an array) or task_count is required")
     if tasks is not None and len(tasks) > MAX_TASKS:
         raise BadRequest("invalid_field", f"tasks may hold at most {MAX_TASKS} entries")
-    if task_count is not None and task_count < 0:
-        raise BadRequest("invalid_field", "task_count must not be negative")
+    if task_count is not None and not 0 <= task_count <= MAX_TASK_COUNT:
+        raise BadRequest("invalid_field", f"task_count must be an integer from 0 to {MAX_TASK_COUNT}")
     if tasks is not None and task_count is not None and task_count != len(tasks):
         raise BadRequest(
             "invalid_field", f"task_count is {task_count} but tasks holds {len(tasks)} entries"

@@ -21,7 +21,8 @@ from telepty.clock import to_iso
 from telepty.errors import BadRequest
 from telepty.store.audit import DEFAULT_LIMIT, MAX_LIMIT
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+# ASCII: \d would take any Unicode digit (float() reads them) and $ a trailing newline.
+_DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*\Z", re.IGNORECASE | re.ASCII)
 MAX_NAME = 200
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 
@@ -36,7 +37,18 @@ def parse_duration(text: str, name: str) -> float:
 
 
 def parse_instant(text: str, name: str, now: float | None = None) -> str:
-    """An ISO-8601 instant, epoch seconds or a duration ago → the log's ISO format."""
+    """An ISO-8601 instant, epoch seconds or a duration ago → the log's ISO format.
+
+    An instant outside what a datetime holds (year 0 or 10000, 1e300 seconds, a duration
+    reaching before year 1) is refused as invalid_query like any other bad time."""
+    try:
+        return _parse_instant(text, name, now)
+    except (OverflowError, ValueError, OSError):
+        raise BadRequest("invalid_query", f"{name} is out of the range of representable times, "
+                         f"got {text!r}") from None
+
+
+def _parse_instant(text: str, name: str, now: float | None) -> str:
     value = text.strip()
     now = time.time() if now is None else now
     m = _DURATION_RE.match(value)
@@ -49,7 +61,8 @@ def parse_instant(text: str, name: str, now: float | None = None) -> str:
     else:
         if math.isfinite(epoch) and epoch >= 0:
             return to_iso(epoch)
-        raise BadRequest("invalid_query", f"{name} must not be negative, got {text!r}")
+        raise BadRequest("invalid_query", f"{name} must be a finite, non-negative number of seconds, "
+                         f"got {text!r}")
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

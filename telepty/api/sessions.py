@@ -15,6 +15,7 @@ from telepty.sessions.model import PANE_ID_RE, SessionState, SessionType, valida
 from telepty.sessions.registry import RegisterSpec
 
 REGISTRABLE = {"wrapped": SessionType.WRAPPED, "pane": SessionType.PANE}
+MAX_PID = 2**31 - 1  # pid_t; anything larger would not even fit the store's INTEGER
 
 
 def _public(request: web.Request, session: object) -> dict[str, object]:
@@ -32,8 +33,8 @@ def parse_register(data: dict[str, object]) -> tuple[RegisterSpec, bool]:
     command = opt(data, "command", str, "")
     cwd = opt(data, "cwd", str, "")
     pid = opt(data, "pid", int)
-    if pid is not None and pid <= 0:
-        raise BadRequest("invalid_field", "pid must be a positive integer")
+    if pid is not None and not 0 < pid <= MAX_PID:
+        raise BadRequest("invalid_field", f"pid must be an integer from 1 to {MAX_PID}")
     pane = opt(data, "tmux_pane", str)
     if pane is not None and not PANE_ID_RE.match(pane):
         raise BadRequest("invalid_field", f"tmux_pane must look like %3, got {pane!r}")

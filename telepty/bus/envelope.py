@@ -18,8 +18,9 @@ from telepty.errors import BadRequest
 ENVELOPE_VERSION = 2
 TURN_REQUEST = "turn_request"
 
-KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-MESSAGE_ID_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
+# \Z, not $: "$" also matches before a trailing newline.
+KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
+MESSAGE_ID_RE = re.compile(r"^[\x21-\x7e]{1,200}\Z")  # printable ASCII, no spaces
 MAX_FIELD_CHARS = 256
 
 # Control frames on the bus socket (ack, error, live, gap) use this prefix. They are

@@ -44,7 +44,8 @@ TMUX_UNAVAILABLE = "tmux_unavailable"
 STAGE_ROUTE = "route"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
-_HOST_RE = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,253}$")  # a name, an IPv4 or an IPv6 address
+# A name, an IPv4 or an IPv6 address; \Z, since "$" would let a trailing newline in.
+_HOST_RE = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,253}\Z")
 
 
 @dataclass(frozen=True)

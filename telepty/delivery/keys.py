@@ -52,12 +52,14 @@ _SPECIAL: dict[str, bytes] = {
     "F12": b"\x1b[24~",
 }
 _ARROWS = {"Up": "A", "Down": "B", "Right": "C", "Left": "D"}
-_MOD_RE = re.compile(r"^((?:[CMS]-)*)(.+)$")
+# DOTALL and fullmatch: a name holding a newline ("\n", "a\n") is judged whole, never
+# split at the newline (``.`` and ``$`` would otherwise stop there).
+_MOD_RE = re.compile(r"((?:[CMS]-)*)(.+)", re.DOTALL)
 _MOD_PARAM = {"S": 1, "M": 2, "C": 4}
 
 
 def _split(name: str) -> tuple[set[str], str]:
-    m = _MOD_RE.match(name)
+    m = _MOD_RE.fullmatch(name)
     assert m is not None
     mods = {p for p in m.group(1).split("-") if p}
     return mods, m.group(2)

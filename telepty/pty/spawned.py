@@ -131,10 +131,29 @@ def _child_preexec(cwd: str | None) -> Callable[[], None]:
     return preexec
 
 
+def _check_exec_args(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """Refuse, before forking, what ``execve`` would refuse with something else than OSError.
+
+    ptyprocess reports only an OSError from the forked child; a NUL byte, text the
+    filesystem encoding cannot hold (a lone surrogate) or an ``=`` in a variable name
+    raises ValueError there instead, and the child (a copy of the daemon) would go on
+    running while this thread waited on its error pipe forever.
+    """
+    for what, values in (("argument", argv), ("environment", [*env, *env.values()])):
+        for value in values:
+            if "\0" in value:
+                raise ValueError(f"{what} {value!r} contains a NUL character")
+            os.fsencode(value)  # UnicodeEncodeError (a ValueError) for unencodable text
+    bad = [k for k in env if not k or "=" in k]
+    if bad:
+        raise ValueError(f"environment variable name {bad[0]!r} is empty or contains '='")
+
+
 def _spawn_blocking(
     argv: list[str], cwd: str | None, env: dict[str, str], rows: int, cols: int
 ) -> _DaemonPtyProcess:
     """The blocking part of a spawn (filesystem look-ups, fork, wait for exec)."""
+    _check_exec_args(argv, env)
     if cwd is not None and not os.path.isdir(cwd):
         raise FileNotFoundError(errno.ENOENT, "working directory does not exist", cwd)
     exe = _resolve_executable(argv[0], env)

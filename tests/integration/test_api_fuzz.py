@@ -1,8 +1,14 @@
 """Fuzz the HTTP API of a real daemon: thousands of random requests, zero 5xx, still healthy.
 
-Random methods × the known route templates (with random ids) and unknown routes; random
-JSON, wrong types, garbage, bad UTF-8, huge bodies and wrong content types; with, without
-and with a wrong token. Fixed seed, so a failure replays.
+Random methods × the route templates the daemon's own OpenAPI document lists (with random
+path parameters; see telepty.api.openapi) and unknown routes; random JSON, wrong types,
+garbage, bad UTF-8, huge bodies and wrong content types; with, without and with a wrong
+token. Fixed seed, so a failure replays. tests/integration/test_api_schemathesis.py
+fuzzes the same document with schema-aware data.
+
+Never the operation that starts programs (``x-spawns-process``), and the daemon's tmux is
+a stub that fails every command, so a random pane registration cannot reach a real tmux
+server.
 """
 
 from __future__ import annotations
@@ -10,25 +16,25 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import re
+import stat
 import string
 from collections import Counter
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+import pytest
+
+from telepty.api.openapi import OPENAPI_PATH
 from tests.helpers import DaemonProcess
 
 SEED = 20261123
 REQUESTS = 4000
-ROUTES = [
-    "/api/health", "/api/meta", "/api/sessions", "/api/sessions/register", "/api/sessions/clean",
-    "/api/sessions/{id}", "/api/sessions/{id}/rename", "/api/sessions/{id}/inject", "/api/sessions/{id}/keys",
-    "/api/sessions/{id}/explain", "/api/sessions/{id}/screen", "/api/sessions/multicast/inject",
-    "/api/sessions/broadcast/inject", "/api/deliveries", "/api/deliveries/{id}", "/api/injects",
-    "/api/identity", "/api/reply", "/api/bus/publish", "/api/bus/events", "/api/handoffs",
-    "/api/handoffs/{id}", "/api/handoffs/{id}/claim", "/api/handoffs/{id}/complete", "/api/threads",
-    "/api/threads/{id}", "/api/threads/{id}/close", "/metrics", "/api/nope", "/{id}",
-    "/api/sessions/{id}/x/y",
-]
+# Routes no document lists: the router's 404 (and 405) must be JSON too.
+UNKNOWN_ROUTES = ["/api/nope", "/{id}", "/api/sessions/{id}/x/y"]
 METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"]
+FAILING_TMUX = "#!/bin/sh\necho 'no server running on /nonexistent/telepty-fuzz' >&2\nexit 1\n"
 FIELDS = ["prompt", "text", "from", "reply_to", "thread_id", "session_id", "type", "kind", "target",
           "targets", "payload", "message_id", "version", "ts", "new_id", "keys", "quiet_ms", "timeout",
           "older_than", "dry_run", "exited", "raw", "force", "no_enter", "tmux_pane", "tmux_socket", "status",
@@ -87,16 +93,48 @@ def _q(text: str) -> str:
     return quote(text.encode("utf-8", "surrogatepass"), safe="")
 
 
-def _path(rng: random.Random) -> str:
-    tpl = rng.choice(ROUTES)
-    path = tpl.replace("{id}", _q(_rand_str(rng) or "x") if rng.random() < 0.9 else "%ZZ%ff")
+def documented_routes(daemon: DaemonProcess) -> dict[str, list[str]]:
+    """Path template → methods, from the document the daemon serves, minus spawning."""
+    status, doc = daemon.request("GET", OPENAPI_PATH)
+    assert status == 200, doc
+    routes: dict[str, list[str]] = {}
+    for path, item in doc["paths"].items():
+        ops = {m.upper(): op for m, op in item.items() if m.upper() in METHODS}
+        if any(op.get("x-spawns-process") for op in ops.values()):
+            continue  # never start programs from random data
+        routes[path] = sorted(ops)
+    return routes
+
+
+def _path(rng: random.Random, template: str) -> str:
+    def param(_m: re.Match[str]) -> str:
+        return _q(_rand_str(rng) or "x") if rng.random() < 0.9 else "%ZZ%ff"
+
+    path = re.sub(r"\{[^}]+\}", param, template)
     if rng.random() < 0.3:
         path += "?" + "&".join(f"{quote(rng.choice(FIELDS))}={_q(_rand_str(rng))}"
                                for _ in range(rng.randint(1, 3)))
     return path
 
 
-def test_api_fuzz_no_5xx(daemon: DaemonProcess) -> None:
+@pytest.fixture
+def fuzz_daemon(daemon_factory: Any, tmp_path: Path) -> DaemonProcess:
+    """A daemon whose tmux (and PATH) is a stub: no real tmux server can be reached."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tmux = bin_dir / "tmux"
+    tmux.write_text(FAILING_TMUX)
+    tmux.chmod(tmux.stat().st_mode | stat.S_IXUSR)
+    (tmp_path / "tmux-tmp").mkdir()
+    return daemon_factory(PATH=str(bin_dir), TELEPTY_TMUX_BIN=str(tmux),
+                          TMUX_TMPDIR=str(tmp_path / "tmux-tmp")).start()
+
+
+def test_api_fuzz_no_5xx(fuzz_daemon: DaemonProcess) -> None:
+    daemon = fuzz_daemon
+    routes = documented_routes(daemon)
+    assert len(routes) >= 30 and "/api/sessions/{id}/inject" in routes and "/api/sessions/spawn" not in routes
+    templates = [*routes, *UNKNOWN_ROUTES]
     rng = random.Random(SEED)
     host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
     token = daemon.token
@@ -104,9 +142,11 @@ def test_api_fuzz_no_5xx(daemon: DaemonProcess) -> None:
     failures: list[str] = []
     conn = http.client.HTTPConnection(host, int(port), timeout=15)
     for i in range(REQUESTS):
-        m = rng.random()  # mostly the methods the routes take, so requests reach the handlers
-        method = "POST" if m < 0.45 else "GET" if m < 0.8 else rng.choice(METHODS)
-        path, body = _path(rng), _body(rng)
+        template = rng.choice(templates)
+        # Mostly a method the route takes, so requests reach the handlers.
+        documented = routes.get(template, ["GET", "POST"])
+        method = rng.choice(documented) if rng.random() < 0.8 else rng.choice(METHODS)
+        path, body = _path(rng, template), _body(rng)
         headers = {}
         r = rng.random()
         if r < 0.85:
@@ -135,7 +175,8 @@ def test_api_fuzz_no_5xx(daemon: DaemonProcess) -> None:
         if status >= 500:
             failures.append(f"#{i} {method} {path} body={body[:80] if body else body!r}: {status}")
     conn.close()
-    print(f"\nfuzz: {REQUESTS} requests, statuses {dict(sorted(statuses.items()))}")
+    print(f"\nfuzz: {REQUESTS} requests over {len(routes)} documented routes, "
+          f"statuses {dict(sorted(statuses.items()))}")
     assert not failures, failures[:20]
     assert daemon.proc is not None and daemon.proc.poll() is None, "daemon died"
     assert daemon.request("GET", "/api/health")[0] == 200
