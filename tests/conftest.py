@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 from telepty.config import Config
-from tests.helpers import DaemonProcess, daemon_env
+from tests.helpers import DaemonProcess, daemon_env, stop_leftover_daemons
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test() -> Iterator[None]:
+    """A test that fails before stopping its daemons must not leave them running."""
+    yield
+    stop_leftover_daemons()
 
 
 @pytest.fixture

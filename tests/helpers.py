@@ -67,6 +67,18 @@ def daemon_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+# Every daemon a test started, so the conftest can stop whatever a failing test left.
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def stop_leftover_daemons() -> None:
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
 @dataclass
 class DaemonProcess:
     """A real ``telepty daemon`` subprocess on an ephemeral loopback port."""
@@ -93,6 +105,7 @@ class DaemonProcess:
             env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        STARTED.append(self.proc)
         log.close()
 
         def ready() -> bool:

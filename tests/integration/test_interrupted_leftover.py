@@ -56,8 +56,7 @@ def _crashed_mid_paste(daemon_factory, session, tmp_path: Path, *, on_screen: bo
     if on_screen:
         _type_into(ap, LEFTOVER)
         wait_until_sync(lambda: LEFTOVER in ap.screen(), message="leftover on screen")
-    d2 = DaemonProcess(home=d.home, env=d.env).start()
-    return d2, ap, interrupted
+    return daemon_factory().start(), ap, interrupted  # the same home: a restart
 
 
 def _record(d: DaemonProcess, delivery_id: str) -> dict:  # type: ignore[type-arg]

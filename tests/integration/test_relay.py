@@ -307,7 +307,7 @@ def test_crash_at_forward_stage_is_forwarded_again_and_lands_once(machines, sess
     with sqlite3.connect(a.home / "telepty.db") as conn:  # the row as the crash left it
         conn.execute("UPDATE deliveries SET status = 'delivering', stage = 'forward', evidence = '{}', "
                      "finished_at = NULL, confirmed = NULL WHERE id = ?", (did,))
-    a2 = DaemonProcess(home=a.home, env=a.env).start()
+    a2 = machines("A").start()  # the same home and machine id: a restart
     rec = final(a2, did)
     assert (rec["status"], rec["attempts"]) == ("delivered", 2), rec
     assert rec["evidence"]["relay"]["remote_delivery_id"] == remote_id
