@@ -11,7 +11,9 @@ A real daemon process (ephemeral loopback port, private TELEPTY_HOME) with
        wrapped  in-process fake wrappers on WS /api/wrap speaking the wrapper protocol
                 (telepty/sessions/wrapper_link.py): hello, a heartbeat every second,
                 answering quiet/paste/write and echoing what is pasted, as a PTY would.
-                Their pid is this process (alive, so the liveness loop keeps them).
+                Their pid is one ``sleep`` started for them: alive, so the liveness loop
+                keeps them, and a one-process tree, as a wrapped agent's own would be
+                small (not this bench's, which holds the daemon and its 200 PTYs).
        pane     panes of a private tmux server, each running ``cat``, registered with
                 POST /api/sessions/register (liveness probes them through tmux).
   3. idle, N sessions            --idle-window seconds: health events, liveness,
@@ -135,6 +137,13 @@ class Owned:
     daemon: subprocess.Popen[bytes] | None = None
     tmux_sock: Path | None = None
     tmux_pid: int | None = None
+    wrapped_child: subprocess.Popen[bytes] | None = None
+
+    def child_for_wrappers(self) -> int:
+        """The pid the fake wrappers report as their child's."""
+        if self.wrapped_child is None:
+            self.wrapped_child = subprocess.Popen(["sleep", "86400"], stdin=subprocess.DEVNULL)
+        return self.wrapped_child.pid
 
     def tmux(self, *args: str) -> str:
         assert self.tmux_sock is not None
@@ -174,6 +183,9 @@ class Owned:
             if self.tmux_pid is not None:
                 with contextlib.suppress(psutil.Error):
                     psutil.Process(self.tmux_pid).kill()
+        if self.wrapped_child is not None:
+            self.wrapped_child.kill()
+            self.wrapped_child.wait(5)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -310,9 +322,10 @@ class FakeWrapper:
     second, and answers to quiet (always quiet), paste and write (echoed back as output,
     the way a PTY echoes what is typed)."""
 
-    def __init__(self, session_id: str, cwd: str) -> None:
+    def __init__(self, session_id: str, cwd: str, pid: int) -> None:
         self.session_id = session_id
         self.cwd = cwd
+        self.pid = pid
         self.bytes_out = 0
         self.pastes = 0
         self.last_output = time.monotonic()
@@ -324,7 +337,7 @@ class FakeWrapper:
             async with http.ws_connect(ws_url + "/api/wrap", max_msg_size=0) as ws:
                 await ws.send_json({
                     "type": "hello", "session_id": self.session_id, "command": "bench-agent",
-                    "cwd": self.cwd, "pid": os.getpid(), "replace": False, "cols": 120, "rows": 40,
+                    "cwd": self.cwd, "pid": self.pid, "replace": False, "cols": 120, "rows": 40,
                 })
                 first = await ws.receive(timeout=30)
                 reply = orjson.loads(first.data) if first.type is aiohttp.WSMsgType.TEXT else {}
@@ -511,7 +524,7 @@ async def measure(args: argparse.Namespace, owned: Owned, mix: dict[str, int], p
                         "type": "pane", "session_id": sid, "tmux_pane": pane_of[sid],
                         "tmux_socket": str(owned.tmux_sock), "command": "cat", "cwd": cwd})
                 else:
-                    w = FakeWrapper(sid, cwd)
+                    w = FakeWrapper(sid, cwd, owned.child_for_wrappers())
                     wrappers.append(w)
                     background.append(asyncio.create_task(w.run(http, ws_url)))
                     await w.welcomed.wait()
@@ -669,7 +682,7 @@ def render(j: dict[str, Any]) -> str:
     n = c["sessions"]
     mix_text = ", ".join(f"{mix[k]} {label}" for k, label in (
         ("spawned", "spawned PTYs running cat"),
-        ("wrapped", "wrapped (in-process fake wrappers, 1 s heartbeats)"),
+        ("wrapped", "wrapped (in-process fake wrappers, 1 s heartbeats, a sleep as their child)"),
         ("pane", "tmux panes running cat (one private server)")) if mix.get(k))
     rounds = pn["bus_seen_by_kind"].get("session_health", 0) / max(pn["running"], 1)
     load_avg = " → ".join(f"{x:.2f}" for x in j["machine"]["loadavg_1m"])
