@@ -152,8 +152,13 @@ class Relay:
     def note_hop(self, delivery_id: str, hop: int) -> None:
         self._hops[delivery_id] = hop
 
-    def hop_for(self, delivery_id: str) -> int:
-        return self._hops.get(delivery_id, 1)
+    def hop_for(self, d: Delivery) -> int:
+        """The hop count to send: noted at submit, else what an earlier attempt recorded
+        (after a restart the in-memory note is gone, the record is not)."""
+        if d.id in self._hops:
+            return self._hops[d.id]
+        recorded = d.evidence.get("relay", {}).get("hop") if isinstance(d.evidence, dict) else None
+        return recorded if isinstance(recorded, int) and recorded > 0 else 1
 
     def forget(self, d: Delivery) -> None:
         self._hops.pop(d.id, None)
@@ -332,7 +337,7 @@ class RelayTransport:
         d = self.delivery
         peer = self.peer
         assert d is not None and peer is not None, "bind_delivery and check_ready come first"
-        hop = self.relay.hop_for(d.id)
+        hop = self.relay.hop_for(d)
         body = {
             "prompt": self._without_footer(d).decode("utf-8"),
             "from": d.sender, "reply_to": self._reply_to(d), "thread_id": d.thread_id,
@@ -346,6 +351,7 @@ class RelayTransport:
         }
         evidence: dict[str, Any] = {"relay": {"peer": peer.name, "url": peer.url, "hop": hop,
                                               "remote_session": self.remote_session}}
+        d.evidence = evidence  # persisted with the forward stage: a restart re-sends this hop
         await on_stage(STAGE_FORWARD)
         path = f"/api/sessions/{urllib.parse.quote(self.remote_session, safe='')}/inject"
         try:

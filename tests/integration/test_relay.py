@@ -297,20 +297,24 @@ def test_crash_at_forward_stage_is_forwarded_again_and_lands_once(machines, sess
     import sqlite3
 
     a, b, ap = a_and_b_with_pane(machines, session, tmp_path)
-    status, body = a.request("POST", "/api/sessions/s@B/inject", {"prompt": "exactly once", "wait": True})
-    assert (status, body["status"]) == (200, "delivered"), body
+    # It reached A over one hop already, so A forwards it as hop 2.
+    status, body = a.request("POST", "/api/sessions/s@B/inject", {"prompt": "exactly once", "wait": True},
+                             headers={"x-telepty-hop": "1"})
+    assert (status, body["status"], body["evidence"]["relay"]["hop"]) == (200, "delivered", 2), body
     did = body["delivery_id"]
     remote_id = body["evidence"]["relay"]["remote_delivery_id"]
     wait_until_sync(lambda: ap.files.submissions() == ["exactly once"], 10, message="one submission")
 
     a.kill9()
     with sqlite3.connect(a.home / "telepty.db") as conn:  # the row as the crash left it
-        conn.execute("UPDATE deliveries SET status = 'delivering', stage = 'forward', evidence = '{}', "
+        conn.execute("UPDATE deliveries SET status = 'delivering', stage = 'forward', "
+                     "evidence = json_object('relay', json_object('hop', 2)), "
                      "finished_at = NULL, confirmed = NULL WHERE id = ?", (did,))
     a2 = machines("A").start()  # the same home and machine id: a restart
     rec = final(a2, did)
     assert (rec["status"], rec["attempts"]) == ("delivered", 2), rec
     assert rec["evidence"]["relay"]["remote_delivery_id"] == remote_id
+    assert rec["evidence"]["relay"]["hop"] == 2  # the hop count survived the restart
     status, on_b = b.request("GET", "/api/deliveries?session=s")
     assert status == 200 and [d["delivery_id"] for d in on_b] == [remote_id], on_b
     assert ap.files.submissions() == ["exactly once"]
