@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import orjson
@@ -11,6 +12,7 @@ from telepty.api.keys import SERVICES
 from telepty.errors import BadRequest, TooLarge
 
 T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
 
 MAX_BODY = 4 * 1024 * 1024  # a 1 MiB prompt, JSON-escaped, fits with room to spare
 
@@ -89,3 +91,16 @@ def query_int(request: web.Request, key: str, default: int, lo: int = 0, hi: int
     if not lo <= value <= hi:
         raise BadRequest("invalid_query", f"{key} must be between {lo} and {hi}")
     return value
+
+
+
+def query_enum(request: web.Request, key: str, enum: type[E]) -> E | None:
+    """An optional query value that must be one of ``enum``'s; the error lists them."""
+    raw = request.query.get(key) or None
+    if raw is None:
+        return None
+    try:
+        return enum(raw)
+    except ValueError:
+        allowed = ", ".join(e.value for e in enum)
+        raise BadRequest("invalid_query", f"{key} must be one of {allowed}, got {raw!r}") from None

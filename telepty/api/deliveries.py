@@ -6,14 +6,16 @@ promise the daemon keeps across a crash.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from aiohttp import web
 
 from telepty.api.body import json_object, json_response, query_int
 from telepty.api.identity import check_claim, request_sender, with_footer
 from telepty.api.keys import SERVICES
-from telepty.delivery.model import DeliveryStatus, Origin
+from telepty.delivery.model import Delivery, DeliveryStatus, Origin
 from telepty.delivery.request import parse_inject
 from telepty.errors import BadRequest, Unavailable
 from telepty.relay.peers import split_target
@@ -67,23 +69,36 @@ async def inject(request: web.Request) -> web.Response:
     )
     if remote is not None:
         svc.relay.note_hop(delivery.id, hop + 1)
-    if req.wait:
-        delivery = await svc.deliveries.wait(delivery.id, req.timeout)
-        out = delivery.to_public()
-        if req.warnings:
-            out["warnings"] = list(req.warnings)
+    accepted = {"delivery_id": delivery.id, "status": str(delivery.status),
+                "session_id": delivery.session_id, "verified_sender": delivery.verified_sender,
+                "spoofed": delivery.spoofed}
+    return await delivery_answer(request, delivery, wait=req.wait, wait_s=req.timeout, accepted=accepted,
+                                 warnings=req.warnings)
+
+
+async def delivery_answer(
+    request: web.Request, delivery: Delivery, *, wait: bool, wait_s: float, accepted: dict[str, Any],
+    extra: dict[str, Any] | None = None, warnings: Sequence[str] = (),
+) -> web.Response:
+    """What inject, reply and keys answer: 202 with ``accepted`` at once; with ``wait``,
+    the record once final (200 delivered, the failure's own status otherwise), or as it
+    stands when ``wait_s`` runs out (202)."""
+    extra = extra or {}
+    if not wait:
+        out, status = {**accepted, **extra}, 202
+    else:
+        delivery = await request.app[SERVICES].deliveries.wait(delivery.id, wait_s)
+        out = {**delivery.to_public(), **extra}
         if not delivery.final:
-            return json_response(out, status=202)
-        if delivery.status is DeliveryStatus.DELIVERED:
-            return json_response(out, status=200)
-        out["error"] = delivery.reason or str(delivery.status)
-        return json_response(out, status=_failure_status(delivery.reason))
-    out = {"delivery_id": delivery.id, "status": str(delivery.status),
-           "session_id": delivery.session_id, "verified_sender": delivery.verified_sender,
-           "spoofed": delivery.spoofed}
-    if req.warnings:
-        out["warnings"] = list(req.warnings)
-    return json_response(out, status=202)
+            status = 202
+        elif delivery.status is DeliveryStatus.DELIVERED:
+            status = 200
+        else:
+            out["error"] = delivery.reason or str(delivery.status)
+            status = _failure_status(delivery.reason)
+    if warnings:
+        out["warnings"] = list(warnings)
+    return json_response(out, status=status)
 
 
 def _failure_status(reason: str | None) -> int:

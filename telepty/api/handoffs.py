@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from telepty.api.body import json_object, json_response, opt, query_int, req
+from telepty.api.body import json_object, json_response, opt, query_enum, query_int, req
 from telepty.api.keys import SERVICES
 from telepty.errors import BadRequest, Conflict, NotFound
 from telepty.store.handoffs import REQUIRED_BEFORE, Handoff, HandoffStatus
@@ -87,14 +87,7 @@ async def create_handoff(request: web.Request) -> web.Response:
 
 async def list_handoffs(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    raw = request.query.get("status") or None
-    status = None
-    if raw is not None:
-        try:
-            status = HandoffStatus(raw)
-        except ValueError:
-            allowed = ", ".join(s.value for s in HandoffStatus)
-            raise BadRequest("invalid_query", f"status must be one of {allowed}, got {raw!r}") from None
+    status = query_enum(request, "status", HandoffStatus)
     limit = query_int(request, "limit", 100, 1, 1000)
     return json_response([h.to_public() for h in await svc.handoffs.list(status=status, limit=limit)])
 

@@ -10,9 +10,10 @@ must be one the document announces.
 
 Why a generator rather than a YAML file: the shapes that recur (the ``{error, detail}``
 body, a session id, "null counts as absent" for optional fields, the auth errors) are
-small helpers used by every operation, and the limits come from the same constants the
-parsers use (``MAX_QUIET_MS``, ``MAX_KEYS``, ``DEFAULT_FANOUT_MAX``…), so the document
-cannot drift from the code that enforces them.
+small helpers used by every operation, and the identifier patterns and body limits
+come from the regexes and constants the parsers use (``SESSION_ID_RE``,
+``MAX_QUIET_MS``, ``MAX_KEYS``…), so those cannot drift from the code that enforces
+them. Query ``limit`` ranges are still written here beside the handlers' own numbers.
 
 Extensions: ``x-websocket: true`` marks routes that upgrade to a WebSocket (listed for
 completeness; an HTTP fuzzer should skip them); ``x-spawns-process: true`` marks the one
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from typing import Any, Final
 
 import orjson
@@ -30,16 +32,16 @@ from aiohttp import web
 
 from telepty import __version__
 from telepty.api.bus import MAX_KINDS, MAX_SEQ
-from telepty.api.handoffs import MAX_TASK_COUNT, MAX_TASKS
+from telepty.api.handoffs import MAX_TASK_COUNT, MAX_TASKS, NAME_RE
 from telepty.api.injects import MAX_NAME
 from telepty.api.sessions import MAX_PID
 from telepty.api.threads import MAX_PARTICIPANTS, MAX_TOPIC
-from telepty.bus.envelope import MAX_FIELD_CHARS
+from telepty.bus.envelope import KIND_RE, MAX_FIELD_CHARS, MESSAGE_ID_RE
 from telepty.delivery.keys import MAX_KEYS, MAX_TEXT
 from telepty.delivery.model import DeliveryKind, DeliveryStatus, Origin
 from telepty.delivery.request import MAX_QUIET_MS, MAX_WAIT_TIMEOUT
 from telepty.sessions.agents import AGENT_KINDS
-from telepty.sessions.model import SessionState, SessionType
+from telepty.sessions.model import PANE_ID_RE, SESSION_ID_RE, SessionState, SessionType
 from telepty.store.audit import DEFAULT_LIMIT as AUDIT_DEFAULT_LIMIT
 from telepty.store.audit import MAX_LIMIT as AUDIT_MAX_LIMIT
 from telepty.store.handoffs import HandoffStatus
@@ -110,15 +112,20 @@ def _nullable(schema: Schema) -> Schema:
     return out
 
 
-# Identifiers, with the same rules the parsers apply (telepty.sessions.model,
-# telepty.api.handoffs.NAME_RE, telepty.bus.envelope).
-SESSION_ID: Final = _str(pattern="^[A-Za-z0-9._-]{1,64}$",
+def _pattern(rx: re.Pattern[str]) -> str:
+    """A parser's own regex as a JSON Schema pattern: ``\\Z`` (no trailing newline) is
+    Python's; JSON Schema's ``$`` already means the very end."""
+    return rx.pattern.removesuffix("\\Z") + "$"
+
+
+# Identifiers, from the regexes the parsers apply.
+SESSION_ID: Final = _str(pattern=_pattern(SESSION_ID_RE),
                          description="1-64 characters of A-Z a-z 0-9 . _ -")
-NAME: Final = _str(pattern="^[A-Za-z0-9._:@/-]{1,200}$",
+NAME: Final = _str(pattern=_pattern(NAME_RE),
                    description="1-200 characters of A-Z a-z 0-9 . _ : @ / -")
-PANE_ID: Final = _str(pattern="^%[0-9]+$", description="a tmux pane id such as %3")
+PANE_ID: Final = _str(pattern=_pattern(PANE_ID_RE), description="a tmux pane id such as %3")
 AGENT: Final = _enum((*AGENT_KINDS, "other"))
-KIND: Final = _str(pattern="^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+KIND: Final = _str(pattern=_pattern(KIND_RE))
 TIMESTAMP: Final = _str(description="UTC ISO-8601 with Z")
 # What ?since= and ?until= take (telepty.api.injects.parse_instant). The last branch
 # says the handler judges the rest (fromisoformat and float() read more than these).
@@ -353,7 +360,7 @@ def _components() -> dict[str, Any]:
             }, ("seq", "at", "delivery_id", "session_id", "prompt_sha256", "prompt_bytes")),
             "BusEvent": _obj({
                 "kind": _nullable(KIND), "type": _nullable(_str(description="legacy name of kind")),
-                "message_id": _nullable(_str(pattern="^[\\x21-\\x7e]{1,200}$")),
+                "message_id": _nullable(_str(pattern=_pattern(MESSAGE_ID_RE))),
                 "version": _nullable(_int(1, 1000)),
                 "source": _nullable(_str(minLength=1, maxLength=MAX_FIELD_CHARS)),
                 "source_host": _nullable(_str(minLength=1, maxLength=MAX_FIELD_CHARS)),

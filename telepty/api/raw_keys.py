@@ -11,11 +11,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from telepty.api.body import json_object, json_response, query_int
-from telepty.api.deliveries import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY, _failure_status, _origin
+from telepty.api.deliveries import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY, _origin, delivery_answer
 from telepty.api.identity import request_sender
 from telepty.api.keys import SERVICES
 from telepty.delivery.keys import parse_keys
-from telepty.delivery.model import DeliveryError, DeliveryStatus
+from telepty.delivery.model import DeliveryError
 from telepty.delivery.request import _bool, _quiet_ms, _timeout
 from telepty.errors import BadRequest, Conflict, Unavailable
 
@@ -45,18 +45,9 @@ async def send_keys(request: web.Request) -> web.Response:
         keys, target=target, origin=_origin(request), force=force, quiet_ms=quiet_ms,
         idempotency_key=key, verified_sender=sender.verified,
     )
-    if not wait:
-        return json_response({"delivery_id": delivery.id, "status": str(delivery.status),
-                              "session_id": delivery.session_id, "kind": str(delivery.kind)},
-                             status=202)
-    delivery = await svc.deliveries.wait(delivery.id, timeout)
-    out = delivery.to_public()
-    if not delivery.final:
-        return json_response(out, status=202)
-    if delivery.status is DeliveryStatus.DELIVERED:
-        return json_response(out, status=200)
-    out["error"] = delivery.reason or str(delivery.status)
-    return json_response(out, status=_failure_status(delivery.reason))
+    accepted = {"delivery_id": delivery.id, "status": str(delivery.status),
+                "session_id": delivery.session_id, "kind": str(delivery.kind)}
+    return await delivery_answer(request, delivery, wait=wait, wait_s=timeout, accepted=accepted)
 
 
 async def explain(request: web.Request) -> web.Response:

@@ -18,10 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from telepty.api.body import json_object, json_response, opt
-from telepty.api.deliveries import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY, _failure_status, _origin
+from telepty.api.deliveries import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY, _origin, delivery_answer
 from telepty.api.identity import request_sender, with_footer
 from telepty.api.keys import SERVICES
-from telepty.delivery.model import DeliveryStatus
 from telepty.delivery.request import parse_inject
 from telepty.errors import BadRequest, NotFound, Unavailable
 from telepty.sessions.model import validate_session_id
@@ -96,22 +95,10 @@ async def reply(request: web.Request) -> web.Response:
             req, target=last.reply_to, origin=origin, idempotency_key=key, verified_sender=sender.verified,
         )
     extra = {"in_reply_to": last.delivery_id, "reply_to": last.reply_to}
-    if req.wait:
-        delivery = await svc.deliveries.wait(delivery.id, req.timeout)
-        out = {**delivery.to_public(), **extra}
-        if req.warnings:
-            out["warnings"] = list(req.warnings)
-        if not delivery.final:
-            return json_response(out, status=202)
-        if delivery.status is DeliveryStatus.DELIVERED:
-            return json_response(out, status=200)
-        out["error"] = delivery.reason or str(delivery.status)
-        return json_response(out, status=_failure_status(delivery.reason))
-    out = {"delivery_id": delivery.id, "status": str(delivery.status), "session_id": delivery.session_id,
-           "from": delivery.sender, "verified_sender": delivery.verified_sender, **extra}
-    if req.warnings:
-        out["warnings"] = list(req.warnings)
-    return json_response(out, status=202)
+    accepted = {"delivery_id": delivery.id, "status": str(delivery.status), "session_id": delivery.session_id,
+                "from": delivery.sender, "verified_sender": delivery.verified_sender}
+    return await delivery_answer(request, delivery, wait=req.wait, wait_s=req.timeout, accepted=accepted,
+                                 extra=extra, warnings=req.warnings)
 
 
 def add_routes(app: web.Application) -> None:

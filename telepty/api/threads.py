@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from telepty.api.body import json_object, json_response, opt, query_int, req
+from telepty.api.body import json_object, json_response, opt, query_enum, query_int, req
 from telepty.api.handoffs import NAME_RE, name_field
 from telepty.api.keys import SERVICES
 from telepty.errors import BadRequest, Conflict, NotFound
@@ -74,13 +74,7 @@ async def open_thread(request: web.Request) -> web.Response:
 
 async def list_threads(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    raw = request.query.get("status") or None
-    status = None
-    if raw is not None:
-        try:
-            status = ThreadStatus(raw)
-        except ValueError:
-            raise BadRequest("invalid_query", f"status must be open or closed, got {raw!r}") from None
+    status = query_enum(request, "status", ThreadStatus)
     limit = query_int(request, "limit", 100, 1, 1000)
     return json_response([t.to_public() for t in await svc.threads.list(status=status, limit=limit)])
 

@@ -279,7 +279,9 @@ class DeliveryEngine:
     async def list(
         self, *, session: str | None = None, status: str | None = None, limit: int = 50
     ) -> list[Delivery]:
-        return await self.repo.list(session=session, status=status, limit=limit)
+        rows = await self.repo.list(session=session, status=status, limit=limit)
+        # In-flight records carry stages not yet written (see _enter_stage): show the live one.
+        return [self._snapshot(self._active[d.id]) if d.id in self._active else d for d in rows]
 
     async def wait(self, delivery_id: str, timeout: float) -> Delivery:  # noqa: ASYNC109 (API's timeout)
         """The record once it is final, or as it stands when ``timeout`` runs out.
@@ -350,7 +352,9 @@ class DeliveryEngine:
         self._state = _EngineState.STARTING
         try:
             for d in await self.repo.interrupted_leftovers():
-                self._leftover[d.session_id] = d
+                s = self.registry.get(d.session_id)
+                if s is not None and s.state is not SessionState.EXITED:
+                    self._leftover[d.session_id] = d
             for d in await self.repo.unfinished():
                 if self._state is not _EngineState.STARTING:
                     break  # stop() was called meanwhile; the rows stay for the next start

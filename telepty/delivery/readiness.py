@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from telepty.delivery.model import (
@@ -68,9 +69,12 @@ class AgentCheck:
 async def check_agent(kind: str, pid: int | None) -> AgentCheck:
     """Walk the process tree under ``pid`` (in a thread: it reads /proc)."""
     detected = None
+    kind = kind or "other"
     if pid:
-        detected = await asyncio.to_thread(detect_agent_in_tree, pid)
-    return AgentCheck(kind=kind or "other", detected=detected, pid=pid)
+        # For a known agent, "none found" fails the delivery: make sure of it.
+        detected = await asyncio.to_thread(partial(detect_agent_in_tree, pid,
+                                                   confirm_none=kind in AGENT_KINDS))
+    return AgentCheck(kind=kind, detected=detected, pid=pid)
 
 
 def require_agent(check: AgentCheck, where: str) -> None:

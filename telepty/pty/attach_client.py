@@ -35,9 +35,8 @@ from telepty.pty.wrap_client import (
 
 log = logging.getLogger("telepty.attach")
 
-DETACH_KEY = 0x1D  # Ctrl-]
+DETACH_KEY = b"\x1d"  # Ctrl-]
 CONNECT_TIMEOUT_S = 5.0
-# Input chunks waiting for the socket before stdin reading pauses.
 
 
 class AttachRefused(Exception):

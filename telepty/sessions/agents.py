@@ -294,11 +294,12 @@ class _LazyChildren:
     root that is not itself the agent, and shared by every tree in one call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, use_proc: bool = True) -> None:
         self._map: dict[int, list[int]] | None = None
+        self.use_proc = use_proc and _PROC_CHILDREN
 
     def get(self, pid: int) -> Sequence[int]:
-        if _PROC_CHILDREN:
+        if self.use_proc:
             return _proc_children_of(pid)
         if self._map is None:
             try:
@@ -334,7 +335,7 @@ def _walk(root: int, children: _LazyChildren, extra_names: Sequence[str]) -> str
 
 
 def detect_agents_in_trees(
-    pids: Iterable[int], extra_names: Sequence[str] = ()
+    pids: Iterable[int], extra_names: Sequence[str] = (), *, confirm_none: bool = False
 ) -> dict[int, str | None]:
     """Agent kind per process tree, sharing one scan of the process table.
 
@@ -344,20 +345,31 @@ def detect_agents_in_trees(
     pid_list = [p for p in pids if p and p > 0]
     if not pid_list:
         return {}
-    children = _LazyChildren()  # one scan at most, shared by every tree
-    return {pid: _walk(pid, children, extra_names) for pid in pid_list}
+    children = _LazyChildren()
+    found = {pid: _walk(pid, children, extra_names) for pid in pid_list}
+    if confirm_none and children.use_proc:
+        # The kernel's per-task child lists may miss a child while it is being created
+        # or reparented. Where "no agent" would fail a delivery for good
+        # (agent_exited), look again through the whole process table first.
+        table = _LazyChildren(use_proc=False)
+        for pid, kind in found.items():
+            if kind is None:
+                found[pid] = _walk(pid, table, extra_names)
+    return found
 
 
-def detect_agent_in_tree(pid: int, extra_names: Sequence[str] = ()) -> str | None:
+def detect_agent_in_tree(
+    pid: int, extra_names: Sequence[str] = (), *, confirm_none: bool = False
+) -> str | None:
     """Agent kind running in ``pid`` or any descendant; None if none or the process is gone.
 
     Blocking (reads /proc): call it through ``asyncio.to_thread`` from the event loop.
     """
     if not pid or pid <= 0:
         return None
-    return detect_agents_in_trees([pid], extra_names).get(pid)
+    return detect_agents_in_trees([pid], extra_names, confirm_none=confirm_none).get(pid)
 
 
 def tree_contains_agent(pid: int, extra_names: Sequence[str] = ()) -> bool:
     """True while an agent CLI still runs under ``pid`` (not just the shell it left)."""
-    return detect_agent_in_tree(pid, extra_names) is not None
+    return detect_agent_in_tree(pid, extra_names, confirm_none=True) is not None

@@ -49,15 +49,6 @@ _IDLE_CHECK_FRACTION = 0.25
 _IDLE_CHECK_MIN = 0.02
 _IDLE_CHECK_MAX = 1.0
 
-# Two readings of one quiet period can differ a little. A wrapper reports how long its
-# child has been quiet (``idle_ms``) on every heartbeat and the daemon turns that back
-# into a timestamp, transit time included, so ``last_activity_at`` wobbles by a
-# millisecond or more with no new output at all; compared exactly, every wobble was a
-# "new" period and a quiet wrapped session was re-announced on most checks. Real new
-# activity comes after the announcement, at least the threshold after the announced
-# period began, so a reading closer than this to it is the same period.
-_PERIOD_SLACK_MAX_S = 1.0
-
 
 @dataclass(frozen=True)
 class IdleCrossing:
@@ -81,10 +72,8 @@ class IdleWatch:
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
-        self.slack = min(_PERIOD_SLACK_MAX_S, threshold / 2)
-        # session id → the last_activity_at whose idle period was already announced,
-        # as written and as an epoch (None when it does not parse)
-        self._announced: dict[str, tuple[str, float | None]] = {}
+        # session id → the last_activity_at whose idle period was already announced
+        self._announced: dict[str, str] = {}
 
     def check(self, sessions: Iterable[Session], now_epoch: float) -> list[IdleCrossing]:
         """The sessions that crossed the threshold since the last check (each period once)."""
@@ -96,18 +85,14 @@ class IdleWatch:
             # disconnect/reconnect blip without new activity does not announce again.
             if not s.live or not s.last_activity_at:
                 continue
-            announced = self._announced.get(s.id)
-            if announced is not None and announced[0] == s.last_activity_at:
+            if self._announced.get(s.id) == s.last_activity_at:
                 continue  # this idle period was announced already
             try:
-                at = from_iso(s.last_activity_at)
+                idle = now_epoch - from_iso(s.last_activity_at)
             except ValueError:
                 continue
-            if announced is not None and announced[1] is not None and abs(at - announced[1]) < self.slack:
-                continue  # the same period, read a little differently (see _PERIOD_SLACK_MAX_S)
-            idle = now_epoch - at
             if idle >= self.threshold:
-                self._announced[s.id] = (s.last_activity_at, at)
+                self._announced[s.id] = s.last_activity_at
                 crossings.append(IdleCrossing(s.id, round(idle, 3), s.last_activity_at))
         for gone in self._announced.keys() - present:
             del self._announced[gone]
@@ -115,11 +100,7 @@ class IdleWatch:
 
     def mark_announced(self, session_id: str, last_activity_at: str) -> None:
         """Record a period as announced (e.g. by an earlier daemon, found in the event log)."""
-        try:
-            at: float | None = from_iso(last_activity_at)
-        except ValueError:
-            at = None
-        self._announced[session_id] = (last_activity_at, at)
+        self._announced[session_id] = last_activity_at
 
     def forget(self, session_id: str) -> None:
         """Undo an announcement that could not be sent, so the next check tries again."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from telepty.delivery.model import FINAL, Delivery, DeliveryKind, DeliveryStatus, Origin
+from telepty.delivery.model import FINAL, INTERRUPTED, Delivery, DeliveryKind, DeliveryStatus, Origin
 from telepty.store.db import Database
 
 _COLUMNS = (
@@ -168,9 +168,11 @@ class DeliveryRepo:
 
         def q(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
-                f"{_SELECT} AS d WHERE d.kind = 'prompt' AND d.reason = 'interrupted' "
+                f"{_SELECT} AS d WHERE d.kind = ? AND d.status = ? AND d.reason = ? "
                 "AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.session_id = d.session_id "
-                "AND e.seq > d.seq AND e.status = 'delivered') ORDER BY d.seq ASC"
+                "AND e.seq > d.seq AND e.status = ?) ORDER BY d.seq ASC",
+                (str(DeliveryKind.PROMPT), str(DeliveryStatus.FAILED), INTERRUPTED,
+                 str(DeliveryStatus.DELIVERED)),
             ).fetchall()
             return [_row_to_delivery(r) for r in rows]
 

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
@@ -35,7 +34,6 @@ def _left_behind(workdir: str) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="pane sessions need tmux")
 def test_sessions_bench_small_run_delivers_everything() -> None:
-    started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench" / "sessions.py"), "--sessions", str(SESSIONS),
          "--duration", str(DURATION_S), "--rate", str(RATE), "--idle-window", "1.5",
@@ -44,7 +42,6 @@ def test_sessions_bench_small_run_delivers_everything() -> None:
         env={k: v for k, v in os.environ.items()
              if not k.startswith("TELEPTY_") and k not in {"TMUX", "TMUX_PANE"}},
     )
-    took = time.monotonic() - started
     print(proc.stderr)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
@@ -85,4 +82,3 @@ def test_sessions_bench_small_run_delivers_everything() -> None:
 
     # nothing left running: the daemon (and so its PTYs) and the tmux server are gone
     assert not _left_behind(report["workdir"])
-    assert took < 60, f"the CI-size run took {took:.1f}s"

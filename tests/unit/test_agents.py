@@ -196,3 +196,15 @@ def test_process_table_scan_agrees_with_psutil(spawn: list[subprocess.Popen[byte
     want = sorted(p.pid for p in psutil.Process(root.pid).children())
     assert sorted(agents._children_map()[root.pid]) == want
     assert sorted(agents._proc_children_of(root.pid)) == (want if agents._has_proc_children() else [])
+
+
+def test_a_child_the_fast_walk_missed_is_found_before_saying_none(
+    spawn: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = _start(spawn, "(exec -a codex sleep 30) & wait")
+    _wait_until(lambda: any(p.cmdline()[:1] == ["codex"] for p in _descendants(root.pid)))
+    monkeypatch.setattr(agents, "_PROC_CHILDREN", True)
+    monkeypatch.setattr(agents, "_proc_children_of", lambda pid: [])  # the kernel list lagging
+    assert detect_agent_in_tree(root.pid) is None  # discovery may miss it
+    assert detect_agent_in_tree(root.pid, confirm_none=True) == "codex"  # a verdict may not
+    assert tree_contains_agent(root.pid)
