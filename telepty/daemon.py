@@ -136,6 +136,7 @@ def create_app(config: Config) -> web.Application:
         config
     )
     relay.engine = engine
+    registry.on_exited.append(engine.session_gone)  # a retry wait on a dead pane ends now
     engine.on_final.append(relay.forget)
     metrics = DaemonMetrics()
     engine.on_final.append(metrics.observe_delivery)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -178,3 +179,28 @@ def run_cli(*args: str, env: dict[str, str], input: bytes | None = None,
         proc.args, proc.returncode, proc.stdout.decode(errors="replace"),
         proc.stderr.decode(errors="replace"),
     )
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (just now): for a daemon to come back on, or
+    for a peer that refuses at once instead of timing out."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+FAILING_TMUX = "#!/bin/sh\necho 'no server running on /nonexistent/telepty-fuzz' >&2\nexit 1\n"
+
+
+def stub_tmux_env(tmp_path: Path, programs: dict[str, str] | None = None) -> dict[str, str]:
+    """Daemon settings under which no real tmux server can be reached: PATH holds only a
+    tmux that fails every command (plus ``programs``, name → script). For fuzzing."""
+    bin_dir = tmp_path / "stub-bin"
+    bin_dir.mkdir()
+    for name, text in {"tmux": FAILING_TMUX, **(programs or {})}.items():
+        path = bin_dir / name
+        path.write_text(text)
+        path.chmod(0o755)
+    tmux_tmp = tmp_path / "tmux-tmp"
+    tmux_tmp.mkdir()
+    return {"PATH": str(bin_dir), "TELEPTY_TMUX_BIN": str(bin_dir / "tmux"), "TMUX_TMPDIR": str(tmux_tmp)}

@@ -83,8 +83,6 @@ KEYS_MAY_OVERTAKE = frozenset({BLOCKED_DIALOG, COMPOSER_HAS_TEXT})
 # Retry reasons that stay the final reason once the schedule runs out (a relayed
 # delivery to a peer that never came back fails ``peer_unreachable``).
 KEEP_REASON_WHEN_EXHAUSTED = frozenset({"peer_unreachable"})
-# How often a retry wait looks whether its session is still there (see _wait_for_retry).
-GONE_CHECK_S = 1.0
 
 
 class _EngineState(Enum):
@@ -609,17 +607,30 @@ class DeliveryEngine:
 
     async def _wait_for_retry(self, d: Delivery) -> None:
         wake = self._wakeups.setdefault(d.id, asyncio.Event())
-        while not wake.is_set():
-            left = self._retry_at.get(d.id, monotonic()) - monotonic()
-            s = self.registry.get(d.session_id)
-            if left <= 0 or s is None or s.state is SessionState.EXITED:
-                return  # a session found gone (pane_dead, …) fails now, not at the next try
-            try:
-                # Sleeping is the product's retry schedule here, not synchronisation.
-                async with asyncio.timeout(min(left, GONE_CHECK_S)):
-                    await wake.wait()
-            except TimeoutError:
-                pass
+        left = self._retry_at.get(d.id, monotonic()) - monotonic()
+        s = self.registry.get(d.session_id)
+        if left <= 0 or wake.is_set() or s is None or s.state is SessionState.EXITED:
+            return  # a session already gone (pane_dead, …) fails now, not at the next try
+        try:
+            # Sleeping is the product's retry schedule here, not synchronisation; a
+            # cancel, keys going ahead or the session going (session_gone) cut it short.
+            async with asyncio.timeout(left):
+                await wake.wait()
+        except TimeoutError:
+            pass
+
+    def session_gone(self, session_id: str) -> None:
+        """The registry's word that a session exited or was removed.
+
+        Its head delivery, if it waits to retry, tries at once and fails with the
+        session's reason (``pane_dead``, ``session_exited``…) instead of sleeping out the
+        schedule; everything queued behind it follows.
+        """
+        queue = self._queues.get(session_id)
+        if queue:
+            wake = self._wakeups.get(queue[0])
+            if wake is not None:
+                wake.set()
 
     # -- outcomes -------------------------------------------------------------------------
 

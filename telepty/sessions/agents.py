@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 
 import psutil
 
+from telepty.sessions.procfs import HAS_PROC, read_stat
+
 AGENT_KINDS: tuple[str, ...] = ("claude", "codex", "gemini", "aider")
 
 OTHER = "other"
@@ -243,20 +245,12 @@ def _children_map() -> dict[int, list[int]]:
 
 
 def _children_map_proc() -> dict[int, list[int]]:
+    if not HAS_PROC:
+        raise OSError("no /proc")
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue  # gone since the listing, or not ours to read
-        # "pid (comm) state ppid …": comm may hold spaces and parentheses, so split
-        # after the last ')'.
-        fields = stat[stat.rfind(b")") + 2:].split(b" ", 2)
-        if len(fields) >= 2 and fields[1].isdigit():
-            children.setdefault(int(fields[1]), []).append(int(name))
+        if name.isdigit() and (stat := read_stat(name)) is not None:
+            children.setdefault(stat[1], []).append(int(name))
     return children
 
 

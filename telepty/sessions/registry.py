@@ -70,6 +70,8 @@ class SessionRegistry:
         # (a wrapper's socket, a spawned PTY) can be told and let go.
         self.on_replaced: list[ReplacedHook] = []
         self.on_removed: list[ReplacedHook] = []
+        # Told the id of every session that becomes exited (synchronous, must not raise).
+        self.on_exited: list[Callable[[str], None]] = []
         # Told after a rename, so whatever keys state by session id (terminals, tokens)
         # moves along with it.
         self.on_renamed: list[RenamedHook] = []
@@ -237,6 +239,7 @@ class SessionRegistry:
             await self.emit(
                 "session.replaced", old_id=replaced.id, new_id=new_id, alias=session.alias
             )
+            self._told_exited(replaced.id)
             for hook in self.on_replaced:
                 await hook(replaced)
         await self.emit(
@@ -299,7 +302,16 @@ class SessionRegistry:
             s.meta = dict(s.meta, exit_reason=reason)
         await self.repo.upsert(s)
         log.info("session state id=%s state=%s exit_code=%s", s.id, state, exit_code)
+        if state is SessionState.EXITED:
+            self._told_exited(s.id)
         return s
+
+    def _told_exited(self, session_id: str) -> None:
+        for hook in self.on_exited:
+            try:
+                hook(session_id)
+            except Exception:
+                log.exception("on_exited hook failed for session %s", session_id)
 
     def touch(self, session_id: str, epoch: float | None = None) -> None:
         """Note output activity in memory; it is persisted with the next state change."""
@@ -317,6 +329,7 @@ class SessionRegistry:
             s = self.require(session_id)
             del self._sessions[session_id]
             await self.repo.delete(session_id)
+        self._told_exited(session_id)  # gone for good, as far as anything waiting is concerned
         for hook in self.on_removed:
             await hook(s)
         return s

@@ -17,7 +17,6 @@ import http.client
 import json
 import random
 import re
-import stat
 import string
 from collections import Counter
 from pathlib import Path
@@ -27,14 +26,13 @@ from urllib.parse import quote
 import pytest
 
 from telepty.api.openapi import OPENAPI_PATH
-from tests.helpers import DaemonProcess
+from tests.helpers import DaemonProcess, stub_tmux_env
 
 SEED = 20261123
 REQUESTS = 4000
 # Routes no document lists: the router's 404 (and 405) must be JSON too.
 UNKNOWN_ROUTES = ["/api/nope", "/{id}", "/api/sessions/{id}/x/y"]
 METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"]
-FAILING_TMUX = "#!/bin/sh\necho 'no server running on /nonexistent/telepty-fuzz' >&2\nexit 1\n"
 FIELDS = ["prompt", "text", "from", "reply_to", "thread_id", "session_id", "type", "kind", "target",
           "targets", "payload", "message_id", "version", "ts", "new_id", "keys", "quiet_ms", "timeout",
           "older_than", "dry_run", "exited", "raw", "force", "no_enter", "tmux_pane", "tmux_socket", "status",
@@ -120,14 +118,7 @@ def _path(rng: random.Random, template: str) -> str:
 @pytest.fixture
 def fuzz_daemon(daemon_factory: Any, tmp_path: Path) -> DaemonProcess:
     """A daemon whose tmux (and PATH) is a stub: no real tmux server can be reached."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    tmux = bin_dir / "tmux"
-    tmux.write_text(FAILING_TMUX)
-    tmux.chmod(tmux.stat().st_mode | stat.S_IXUSR)
-    (tmp_path / "tmux-tmp").mkdir()
-    return daemon_factory(PATH=str(bin_dir), TELEPTY_TMUX_BIN=str(tmux),
-                          TMUX_TMPDIR=str(tmp_path / "tmux-tmp")).start()
+    return daemon_factory(**stub_tmux_env(tmp_path)).start()
 
 
 def test_api_fuzz_no_5xx(fuzz_daemon: DaemonProcess) -> None:

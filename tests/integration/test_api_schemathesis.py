@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import os
-import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -56,7 +55,7 @@ from schemathesis.specs.openapi.checks import (
 from telepty.api.openapi import OPENAPI_PATH
 from telepty.errors import TeleptyError
 from telepty.relay.peers import address_peer, split_target
-from tests.helpers import DaemonProcess
+from tests.helpers import DaemonProcess, stub_tmux_env
 
 # Examples per operation and mode: about 3,500 requests, ~30 s alone on two cores.
 # TELEPTY_FUZZ_SCALE=10 makes a long local run.
@@ -73,34 +72,13 @@ DESIGNED_5XX = {503: "tmux_unavailable", 508: "hop_limit"}
 UNSEEDED = frozenset({"/api/sessions/register", "/api/sessions/spawn", "/api/sessions/clean"})
 UNKNOWN_PEER = "fuzz-peer.invalid"
 
-FAILING_TMUX = """#!/bin/sh
-echo "no server running on /nonexistent/telepty-fuzz" >&2
-exit 1
-"""
 HARMLESS_PROGRAM = "#!/bin/sh\nexit 0\n"
 
 
-def _executable(path: Path, text: str) -> Path:
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
 @pytest.fixture
-def stub_bin(tmp_path: Path) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    _executable(bin_dir / "tmux", FAILING_TMUX)
-    _executable(bin_dir / "harmless-agent", HARMLESS_PROGRAM)
-    return bin_dir
-
-
-@pytest.fixture
-def fuzz_daemon(daemon_factory: Any, stub_bin: Path, tmp_path: Path) -> DaemonProcess:
-    tmux_dir = tmp_path / "tmux-tmp"
-    tmux_dir.mkdir()
-    return daemon_factory(PATH=str(stub_bin), TELEPTY_TMUX_BIN=str(stub_bin / "tmux"),
-                          TMUX_TMPDIR=str(tmux_dir), TELEPTY_LOG_LEVEL="WARNING").start()
+def fuzz_daemon(daemon_factory: Any, tmp_path: Path) -> DaemonProcess:
+    env = stub_tmux_env(tmp_path, {"harmless-agent": HARMLESS_PROGRAM})
+    return daemon_factory(**env, TELEPTY_LOG_LEVEL="WARNING").start()
 
 
 def _no_relay(value: Any) -> Any:
@@ -260,7 +238,7 @@ def _error_code(response: Any) -> str | None:
 
 
 @pytest.mark.timeout(int(150 * max(1.0, _SCALE)))
-def test_schemathesis_against_a_real_daemon(fuzz_daemon: DaemonProcess, stub_bin: Path) -> None:
+def test_schemathesis_against_a_real_daemon(fuzz_daemon: DaemonProcess, tmp_path: Path) -> None:
     started = time.monotonic()
     token = fuzz_daemon.token
     schema = schemathesis.openapi.from_url(fuzz_daemon.url + OPENAPI_PATH, headers={"x-telepty-token": token})
@@ -268,7 +246,7 @@ def test_schemathesis_against_a_real_daemon(fuzz_daemon: DaemonProcess, stub_bin
     raw = schema.raw_schema
     http = requests.Session()
     http.headers["x-telepty-token"] = token
-    harmless = stub_bin / "harmless-agent"
+    harmless = tmp_path / "stub-bin" / "harmless-agent"
     fuzzer = Fuzzer(fuzz_daemon, harmless, http)
 
     operations = [r.ok() for r in schema.get_all_operations()]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import DaemonProcess, daemon_env, run_cli, wait_until_sync
+from tests.helpers import DaemonProcess, daemon_env, free_port, run_cli, wait_until_sync
 from tests.integration.agents import start_agent_pane
 
 
@@ -90,9 +89,7 @@ def peer_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
 
 def _dead_url() -> str:
     """A loopback address nothing listens on: refused at once, no timeout to wait for."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def test_doctor_checks_each_peer_reachable_or_not(daemon: DaemonProcess, peer_daemon) -> None:  # type: ignore[no-untyped-def]

@@ -28,7 +28,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -46,7 +45,7 @@ import psutil
 import ptyprocess
 import pytest
 
-from tests.helpers import ROOT, wait_until_sync
+from tests.helpers import ROOT, free_port, wait_until_sync
 
 pytestmark = pytest.mark.integration
 
@@ -273,12 +272,6 @@ class World:
         wait_until_sync(lambda: self.submissions(agent).count(text) >= count, 20,
                         message=f"{agent} to receive {text!r}")
         assert self.submissions(agent).count(text) == count, (text, self.submissions(agent))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 STANDIN = """#!/bin/bash

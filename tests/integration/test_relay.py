@@ -7,7 +7,6 @@ session exactly once, and A's own record (origin ``relay``) must end with B's ou
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import DaemonProcess, daemon_env, wait_until_sync
+from tests.helpers import DaemonProcess, daemon_env, free_port, wait_until_sync
 from tests.integration.agents import AgentPane, start_agent_pane
 from tests.integration.bus_helpers import turn_request
 
@@ -42,12 +41,6 @@ class PortDaemon(DaemonProcess):
             return super().start(timeout)
         finally:
             subprocess.Popen = original  # type: ignore[misc]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -8,11 +8,10 @@ undocumented just because someone forgot a list.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from telepty.bus.envelope import DAEMON_KINDS
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "BUS_EVENT_SCHEMA.md"
 
 _CALL = r"\b(?:emit|_emit|make_event|_publish)\(\s*(?:request\s*,\s*)?"

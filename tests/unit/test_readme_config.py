@@ -8,14 +8,13 @@ must be the default: fed back through the same parser, it gives the default conf
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from telepty.config import Config
 from telepty.pty.wrap_client import WrapTimings
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 # A full name; a prefix mentioned in prose (``TELEPTY_WRAP_*``, ``TELEPTY_``) ends in "_".
 NAME_RE = re.compile(r"TELEPTY_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_])")
 ROW_RE = re.compile(r"^\|\s*`(TELEPTY_[A-Z0-9_]+)`\s*\|([^|]*)\|([^|]*)\|\s*$")
