@@ -68,6 +68,8 @@ def daemon_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+FINAL_STATUSES = frozenset({"delivered", "failed", "cancelled"})
+
 # Every daemon a test started, so the conftest can stop whatever a failing test left.
 STARTED: list[subprocess.Popen[bytes]] = []
 
@@ -143,6 +145,23 @@ class DaemonProcess:
         self.proc.kill()
         self.proc.wait(5)
 
+    def delivery(self, delivery_id: str) -> dict[str, Any]:
+        status, body = self.request("GET", f"/api/deliveries/{delivery_id}")
+        assert status == 200, body
+        return dict(body)
+
+    def finals(self, delivery_ids: list[str], timeout: float = 20.0) -> list[dict[str, Any]]:
+        """The records once every one is final (in the order asked)."""
+
+        def done() -> list[dict[str, Any]] | None:
+            recs = [self.delivery(i) for i in delivery_ids]
+            return recs if all(r["status"] in FINAL_STATUSES for r in recs) else None
+
+        return wait_until_sync(done, timeout, message=f"deliveries {delivery_ids} final")  # type: ignore[no-any-return]
+
+    def final(self, delivery_id: str, timeout: float = 20.0) -> dict[str, Any]:
+        return self.finals([delivery_id], timeout)[0]
+
     def request(
         self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
         raw: bytes | None = None, timeout: float = 10.0,
@@ -204,3 +223,22 @@ def stub_tmux_env(tmp_path: Path, programs: dict[str, str] | None = None) -> dic
     tmux_tmp = tmp_path / "tmux-tmp"
     tmux_tmp.mkdir()
     return {"PATH": str(bin_dir), "TELEPTY_TMUX_BIN": str(bin_dir / "tmux"), "TMUX_TMPDIR": str(tmux_tmp)}
+
+
+async def client_delivery(client: Any, delivery_id: str) -> dict[str, Any]:
+    """A delivery record through an aiohttp test client (the in-process daemon)."""
+    resp = await client.get(f"/api/deliveries/{delivery_id}")
+    assert resp.status == 200, await resp.text()
+    return dict(await resp.json())
+
+
+async def client_finals(client: Any, delivery_ids: list[str], timeout: float = 20.0) -> list[dict[str, Any]]:
+    async def done() -> list[dict[str, Any]] | None:
+        recs = [await client_delivery(client, i) for i in delivery_ids]
+        return recs if all(r["status"] in FINAL_STATUSES for r in recs) else None
+
+    return await wait_until(done, timeout, message=f"deliveries {delivery_ids} final")  # type: ignore[no-any-return]
+
+
+async def client_final(client: Any, delivery_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    return (await client_finals(client, [delivery_id], timeout))[0]

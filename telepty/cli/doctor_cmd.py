@@ -9,15 +9,14 @@ answering, or answering but refusing the token we hold for it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import stat
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +24,7 @@ from urllib.parse import quote
 from telepty.cli.client import Client, CliError
 from telepty.cli.output import emit_json
 from telepty.config import Config
-from telepty.relay.peers import Peer, load_peers
+from telepty.relay.peers import PROBE_TIMEOUT_S, Peer, PeerDown, load_peers, probe_peer
 
 
 @dataclass
@@ -144,40 +143,24 @@ def peer_check(peer: dict[str, Any], peers_file: str) -> Check:
     return Check(f"peer {name}", True, f"{url} reachable ({version}{machine}{rtt})")
 
 
-def probe_peer(peer: Peer, timeout: float = 3.0) -> dict[str, Any]:
-    """What ``GET /api/peers`` says about one peer, found out by the CLI itself (daemon down)."""
-    out: dict[str, Any] = {**peer.public(), "reachable": False}
-
-    def get(path: str, token: str | None) -> tuple[int, Any]:
-        req = urllib.request.Request(peer.url + path, headers={"Accept": "application/json"})
-        if token:
-            req.add_header("x-telepty-token", token)  # the PEER's token, never ours
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
-
-    started = time.monotonic()
+def _urllib_get(peer: Peer, path: str) -> tuple[int, Any]:
+    req = urllib.request.Request(peer.url + path, headers={"Accept": "application/json"})
+    if peer.token:
+        req.add_header("x-telepty-token", peer.token)  # the PEER's token, never ours
     try:
-        status, health = get("/api/health", None)
-        out["rtt_ms"] = round((time.monotonic() - started) * 1000, 1)
-        if status != 200 or not isinstance(health, dict):
-            out["error"] = f"health answered HTTP {status}"
-            return out
-        out["reachable"] = True
-        out["version"] = health.get("version")
-        status, meta = get("/api/meta", peer.token)
+        with urllib.request.urlopen(req, timeout=PROBE_TIMEOUT_S) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        out["reachable"] = False
-        out["error"] = f"peer_unreachable: {getattr(exc, 'reason', exc)}"
-        return out
-    out["authorized"] = status == 200 and isinstance(meta, dict)
-    if out["authorized"]:
-        out["machine_id"] = meta.get("machine_id")
-    else:
-        out["error"] = "peer_unauthorized" if status in (401, 403) else f"meta answered HTTP {status}"
-    return out
+        raise PeerDown(str(getattr(exc, "reason", exc))) from None
+
+
+async def _probe_all(peers: list[Peer]) -> list[dict[str, Any]]:
+    """With the daemon down, doctor asks the peers itself, the way the daemon would."""
+    return list(await asyncio.gather(*(
+        probe_peer(p, lambda path, p=p: asyncio.to_thread(_urllib_get, p, path)) for p in peers
+    )))
 
 
 def check_peer_reachability(config: Config, client: Client | None) -> list[Check]:
@@ -194,9 +177,7 @@ def check_peer_reachability(config: Config, client: Client | None) -> list[Check
     peers = list(load_peers(config.peers_path).values())
     if not peers:
         return []
-    with ThreadPoolExecutor(max_workers=min(8, len(peers))) as pool:
-        results = list(pool.map(probe_peer, peers))
-    return [peer_check(p, path) for p in results]
+    return [peer_check(p, path) for p in asyncio.run(_probe_all(peers))]
 
 
 def check_sessions(client: Client) -> list[Check]:

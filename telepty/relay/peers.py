@@ -20,6 +20,7 @@ import logging
 import re
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,41 @@ def split_target(target: str) -> tuple[str, str | None]:
         return target, None
     sid, _, host = target.rpartition("@")
     return sid, host
+
+
+class PeerDown(Exception):
+    """The peer could not be reached (refused, reset, timed out): nothing was answered."""
+
+
+PROBE_TIMEOUT_S = 3.0
+PeerGet = Callable[[str], Awaitable[tuple[int, Any]]]
+
+
+async def probe_peer(peer: Peer, get: PeerGet) -> dict[str, Any]:
+    """What ``GET /api/peers`` (and ``telepty doctor``) says of one peer.
+
+    ``get(path)`` asks the peer with the peer's own token and answers (status, JSON),
+    raising ``PeerDown`` when nothing answers. The daemon asks over its relay client,
+    doctor with the daemon down over urllib: the verdict is made here for both.
+    """
+    out: dict[str, Any] = {**peer.public(), "reachable": False}
+    started = time.monotonic()
+    try:
+        status, health = await get("/api/health")
+        out["rtt_ms"] = round((time.monotonic() - started) * 1000, 1)
+        if status != 200 or not isinstance(health, dict):
+            out["error"] = f"health answered HTTP {status}"
+            return out
+        out["reachable"] = True
+        out["version"] = health.get("version")
+        status, meta = await get("/api/meta")
+    except PeerDown as exc:
+        out["reachable"] = False
+        out["error"] = f"peer_unreachable: {exc}"
+        return out
+    out["authorized"] = status == 200 and isinstance(meta, dict)
+    if out["authorized"]:
+        out["machine_id"] = meta.get("machine_id")
+    else:
+        out["error"] = "peer_unauthorized" if status in (401, 403) else f"meta answered HTTP {status}"
+    return out

@@ -41,7 +41,15 @@ from telepty.delivery.model import (
 )
 from telepty.delivery.transport import DeliveryOutcome, StageCallback, Transport
 from telepty.errors import NotFound, TeleptyError
-from telepty.relay.peers import UNKNOWN_PEER, Peer, PeerResolver, split_target
+from telepty.relay.peers import (
+    PROBE_TIMEOUT_S,
+    UNKNOWN_PEER,
+    Peer,
+    PeerDown,
+    PeerResolver,
+    probe_peer,
+    split_target,
+)
 from telepty.sessions.model import Session, SessionType
 
 log = logging.getLogger("telepty.relay")
@@ -58,10 +66,6 @@ CONNECT_TIMEOUT = 5.0  # a black-holed peer fails the attempt this fast (retryab
 
 class HopLimit(TeleptyError):
     status = 508
-
-
-class PeerDown(Exception):
-    """The peer could not be reached (refused, reset, timed out): nothing was answered."""
 
 
 def incoming_hop(value: str | None) -> int:
@@ -230,26 +234,7 @@ class Relay:
     # -- peers and their sessions -------------------------------------------------------
 
     async def peer_status(self, peer: Peer) -> dict[str, Any]:
-        out: dict[str, Any] = {**peer.public(), "reachable": False}
-        started = time.monotonic()
-        try:
-            status, health = await self.http.call(peer, "GET", "/api/health", timeout=3.0)
-            out["rtt_ms"] = round((time.monotonic() - started) * 1000, 1)
-            if status != 200 or not isinstance(health, dict):
-                out["error"] = f"health answered HTTP {status}"
-                return out
-            out["reachable"] = True
-            out["version"] = health.get("version")
-            status, meta = await self.http.call(peer, "GET", "/api/meta", timeout=3.0)
-            if status == 200 and isinstance(meta, dict):
-                out["machine_id"] = meta.get("machine_id")
-                out["authorized"] = True
-            else:
-                out["authorized"] = False
-                out["error"] = PEER_UNAUTHORIZED if status in (401, 403) else f"meta answered HTTP {status}"
-        except PeerDown as exc:
-            out["error"] = f"{PEER_UNREACHABLE}: {exc}"
-        return out
+        return await probe_peer(peer, lambda path: self.http.call(peer, "GET", path, timeout=PROBE_TIMEOUT_S))
 
     async def peers_status(self) -> list[dict[str, Any]]:
         peers = list(self.resolver.peers().values())

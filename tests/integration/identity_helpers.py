@@ -7,13 +7,10 @@ import shlex
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
 
 from telepty.api.keys import SERVICES
 from tests.helpers import wait_until
 from tests.integration.agents import FAKE_AGENT, AgentFiles, AgentPane, agent_files, start_agent_pane
-
-FINAL = {"delivered", "failed", "cancelled"}
 
 
 async def register_pane(client, ap: AgentPane, sid: str) -> None:  # type: ignore[no-untyped-def]
@@ -44,14 +41,6 @@ async def register_sender(client, sid: str = "me") -> str:  # type: ignore[no-un
         "type": "wrapped", "session_id": sid, "pid": os.getpid(), "command": "agent"})
     assert resp.status == 201, await resp.text()
     return await token_for(client, sid)
-
-
-async def final(client, did: str, timeout: float = 20.0) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    async def done() -> dict[str, Any] | None:
-        d = await (await client.get(f"/api/deliveries/{did}")).json()
-        return d if d["status"] in FINAL else None
-
-    return await wait_until(done, timeout, message=f"delivery {did} final")
 
 
 def spawned_agent_command(files: AgentFiles, token_file: Path) -> list[str]:

@@ -112,11 +112,3 @@ async def keys(client: Any, target: str, *key_items: Any, **body: Any) -> tuple[
 
 async def delivery(client: Any, did: str) -> dict[str, Any]:
     return await (await client.get(f"/api/deliveries/{did}")).json()  # type: ignore[no-any-return]
-
-
-async def final(client: Any, did: str, timeout: float = 20.0) -> dict[str, Any]:
-    async def done() -> dict[str, Any] | None:
-        d = await delivery(client, did)
-        return d if d["status"] in {"delivered", "failed", "cancelled"} else None
-
-    return await wait_until(done, timeout, message=f"delivery {did} final")  # type: ignore[no-any-return]

@@ -12,8 +12,8 @@ from telepty.api.keys import SERVICES
 from telepty.bus.reply_guide import reply_footer
 from telepty.config import Config
 from telepty.sessions.identity import token_sha256
-from tests.helpers import wait_until
-from tests.integration.identity_helpers import agent_panes, final, register_sender
+from tests.helpers import client_final, wait_until
+from tests.integration.identity_helpers import agent_panes, register_sender
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ async def test_a_session_token_makes_the_sender_verified(client, session, tmp_pa
     assert resp.status == 202, await resp.text()
     body = await resp.json()
     assert body["verified_sender"] == "me" and body["spoofed"] is False
-    d = await final(client, body["delivery_id"])
+    d = await client_final(client, body["delivery_id"])
     assert d["status"] == "delivered"
     assert (d["verified_sender"], d["from"], d["reply_to"], d["spoofed"]) == ("me", "me", "me", False)
     await wait_until(lambda: panes["other"].files.submissions() == ["hello from me"], message="submission")
@@ -43,7 +43,7 @@ async def test_a_from_naming_someone_else_is_flagged_spoofed(client, session, tm
     resp = await client.post("/api/sessions/other/inject", json={"prompt": "do it", "from": "boss"},
                              headers={HEADER: token})
     assert resp.status == 202
-    d = await final(client, (await resp.json())["delivery_id"])
+    d = await client_final(client, (await resp.json())["delivery_id"])
     assert (d["from"], d["verified_sender"], d["spoofed"]) == ("boss", "me", True)
     await wait_until(lambda: panes["other"].files.submissions() == ["do it"], message="submission")
     rows = await (await client.get("/api/injects")).json()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from telepty.config import Config
-from tests.helpers import wait_until
+from tests.helpers import client_final, wait_until
 from tests.integration.agents import agent_argv, agent_files, start_agent_pane
 
 PROMPTS = {
@@ -57,14 +57,6 @@ async def inject(client, target: str, **body):  # type: ignore[no-untyped-def]
 
 async def delivery(client, did: str) -> dict:  # type: ignore[type-arg, no-untyped-def]
     return await (await client.get(f"/api/deliveries/{did}")).json()
-
-
-async def final(client, did: str, timeout: float = 15.0) -> dict:  # type: ignore[type-arg, no-untyped-def]
-    async def done():  # type: ignore[no-untyped-def]
-        d = await delivery(client, did)
-        return d if d["status"] in {"delivered", "failed", "cancelled"} else None
-
-    return await wait_until(done, timeout, message=f"delivery {did} final")
 
 
 async def ready(ap) -> None:  # type: ignore[no-untyped-def]
@@ -153,7 +145,7 @@ async def test_busy_pane_gets_nothing_until_quiet(aiohttp_client, config: Config
     assert d["reason"] == "busy" and d["next_attempt_at"]
     assert ap.files.raw_bytes() == b""  # nothing reached the busy agent
     ap.files.stop.touch()
-    d = await final(client, did)
+    d = await client_final(client, did)
     assert d["status"] == "delivered"
     await wait_until(lambda: ap.files.submissions() == ["when you are free"], message="delivered once")
 
@@ -163,7 +155,7 @@ async def test_retry_exhausted(client, session, tmp_path) -> None:  # type: igno
     await wait_until(lambda: "working" in ap.screen(), message="agent busy")
     await register_pane(client, ap)
     _, body = await inject(client, "p1", prompt="never lands")
-    d = await final(client, body["delivery_id"])
+    d = await client_final(client, body["delivery_id"])
     assert (d["status"], d["reason"], d["attempts"]) == ("failed", "retry_exhausted", 3)
     assert ap.files.raw_bytes() == b""
 
@@ -186,7 +178,7 @@ async def test_pane_killed_mid_queue_fails_pane_dead(client, session, tmp_path) 
     await wait_until(lambda: _status_is(client, ids[0], "retrying"), message="head retrying")
     ap.pane.kill()  # type: ignore[attr-defined]
     for did in ids:
-        d = await final(client, did)
+        d = await client_final(client, did)
         assert (d["status"], d["reason"]) == ("failed", "pane_dead"), d
 
 
@@ -209,7 +201,7 @@ async def test_cancel_while_retrying_and_while_queued(client, session, tmp_path)
     resp = await client.delete(f"/api/deliveries/{first}")
     assert resp.status == 409 and (await resp.json())["error"] == "not_cancellable"
     ap.files.stop.touch()
-    assert (await final(client, third))["status"] == "delivered"
+    assert (await client_final(client, third))["status"] == "delivered"
     await wait_until(lambda: ap.files.submissions() == ["keep me"], message="only the kept one")
 
 
@@ -226,7 +218,7 @@ async def test_fifo_under_concurrent_injects(client, session, tmp_path) -> None:
         *(inject(client, "p2", prompt=f"other {i}") for i in range(4)),
     )
     prompt_of = {body["delivery_id"]: p for p, (_, body) in zip(prompts, results, strict=False)}
-    finals = [await final(client, did, 30) for did in prompt_of]
+    finals = [await client_final(client, did, 30) for did in prompt_of]
     assert all(d["status"] == "delivered" for d in finals)
     expected = [prompt_of[d["delivery_id"]] for d in sorted(finals, key=lambda d: d["seq"])]
     await wait_until(lambda: len(ap.files.submissions()) == 12, 20, message="12 submissions")
@@ -286,7 +278,7 @@ async def test_legacy_field_is_accepted_with_warning(client, session, tmp_path) 
     status, body = await inject(client, "p1", text="old style")
     assert status == 202
     assert any("deprecated_field" in w for w in body["warnings"])
-    assert (await final(client, body["delivery_id"]))["status"] == "delivered"
+    assert (await client_final(client, body["delivery_id"]))["status"] == "delivered"
     await wait_until(lambda: ap.files.submissions() == ["old style"], message="legacy delivered")
 
 
@@ -304,7 +296,7 @@ async def test_alias_target_and_idempotency(client, session, tmp_path) -> None: 
     r2 = await client.post("/api/sessions/claude/inject", json={"prompt": "once"}, headers=headers)
     b1, b2 = await r1.json(), await r2.json()
     assert b1["delivery_id"] == b2["delivery_id"] and b1["session_id"] == "claude-2"
-    await final(client, b1["delivery_id"])
+    await client_final(client, b1["delivery_id"])
     await wait_until(lambda: ap.files.submissions() == ["once"], message="delivered once")
     assert await _count(client) == 1
 

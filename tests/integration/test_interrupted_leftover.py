@@ -14,7 +14,7 @@ from pathlib import Path
 from telepty.delivery.model import Delivery, DeliveryStatus, Origin
 from telepty.store.db import Database
 from telepty.store.deliveries import DeliveryRepo
-from tests.helpers import DaemonProcess, wait_until_sync
+from tests.helpers import wait_until_sync
 from tests.integration.agents import AgentPane, start_agent_pane
 
 LEFTOVER = "summarise the failing tests in tests/unit"
@@ -59,20 +59,14 @@ def _crashed_mid_paste(daemon_factory, session, tmp_path: Path, *, on_screen: bo
     return daemon_factory().start(), ap, interrupted  # the same home: a restart
 
 
-def _record(d: DaemonProcess, delivery_id: str) -> dict:  # type: ignore[type-arg]
-    status, body = d.request("GET", f"/api/deliveries/{delivery_id}")
-    assert status == 200, body
-    return body
-
-
 def test_next_prompt_waits_while_the_leftover_is_in_the_input(daemon_factory, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
     d, ap, interrupted = _crashed_mid_paste(daemon_factory, session, tmp_path, on_screen=True)
-    assert _record(d, interrupted)["reason"] == "interrupted"
+    assert d.delivery(interrupted)["reason"] == "interrupted"
 
     status, body = d.request("POST", "/api/sessions/p1/inject", {"prompt": NEXT})
     assert status == 202, body
     nid = body["delivery_id"]
-    held = wait_until_sync(lambda: (r := _record(d, nid))["reason"] == "composer_has_text" and r,
+    held = wait_until_sync(lambda: (r := d.delivery(nid))["reason"] == "composer_has_text" and r,
                            message="next prompt held")
     assert held["status"] == "retrying"
     assert interrupted in held["detail"] and "telepty keys p1 C-u" in held["detail"]
@@ -81,7 +75,7 @@ def test_next_prompt_waits_while_the_leftover_is_in_the_input(daemon_factory, se
     # A person clears the input; the held prompt goes at once, alone.
     status, body = d.request("POST", "/api/sessions/p1/keys", {"keys": ["C-u"], "force": True})
     assert status == 202, body
-    done = wait_until_sync(lambda: (r := _record(d, nid))["status"] in ("delivered", "failed") and r,
+    done = wait_until_sync(lambda: (r := d.delivery(nid))["status"] in ("delivered", "failed") and r,
                            message="next prompt final")
     assert done["status"] == "delivered", done
     wait_until_sync(lambda: ap.files.submissions() == [NEXT], message="exactly the new prompt submitted")
@@ -92,11 +86,11 @@ def test_submitting_the_leftover_keeps_the_two_prompts_apart(daemon_factory, ses
     d, ap, _ = _crashed_mid_paste(daemon_factory, session, tmp_path, on_screen=True)
     status, body = d.request("POST", "/api/sessions/p1/inject", {"prompt": NEXT})
     nid = body["delivery_id"]
-    wait_until_sync(lambda: _record(d, nid)["reason"] == "composer_has_text", message="held")
+    wait_until_sync(lambda: d.delivery(nid)["reason"] == "composer_has_text", message="held")
 
     status, body = d.request("POST", "/api/sessions/p1/keys", {"keys": ["Enter"], "force": True})
     assert status == 202, body
-    wait_until_sync(lambda: _record(d, nid)["status"] == "delivered", message="delivered")
+    wait_until_sync(lambda: d.delivery(nid)["status"] == "delivered", message="delivered")
     wait_until_sync(lambda: len(ap.files.submissions()) == 2, message="two submissions")
     assert ap.files.submissions() == [LEFTOVER, NEXT]
     d.stop()
@@ -108,5 +102,5 @@ def test_no_leftover_on_screen_no_wait(daemon_factory, session, tmp_path) -> Non
     assert status == 200, body
     assert body["status"] == "delivered" and body["attempts"] == 1, body
     wait_until_sync(lambda: ap.files.submissions() == [NEXT], message="submitted")
-    assert _record(d, interrupted)["reason"] == "interrupted"
+    assert d.delivery(interrupted)["reason"] == "interrupted"
     d.stop()

@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 
 from telepty.config import Config
-from tests.helpers import DaemonProcess, wait_until, wait_until_sync
+from tests.helpers import DaemonProcess, client_final, wait_until, wait_until_sync
 from tests.integration.standins import (
     PROGRAMS,
     delivery,
-    final,
     inject,
     keys,
     register,
@@ -64,7 +63,7 @@ async def test_keys_answer_the_dialog_a_prompt_was_waiting_on(aiohttp_client, co
     assert (k["status"], k["kind"], k["keys"], k["confirmed"]) == ("delivered", "keys", ["Down", "Enter"],
                                                                  "unverified")
     assert "Do you want to proceed?" in k["evidence"]["tail_before"]
-    d = await final(client, did, timeout=10)
+    d = await client_final(client, did, timeout=10)
     assert d["status"] == "delivered" and d["attempts"] == 2
     assert [e["choice"] for e in sp.events("dialog_answer")] == ["no"]
     assert sp.events("dialog_corrupted") == [] and sp.submissions() == ["carry on after the dialog"]
@@ -93,7 +92,7 @@ async def test_keys_records_validation_and_idempotency(aiohttp_client, config: C
     r2 = await client.post("/api/sessions/k1/keys", json={"keys": [{"text": "hi"}]}, headers=headers)
     b1, b2 = await r1.json(), await r2.json()
     assert r1.status == 202 and b1["delivery_id"] == b2["delivery_id"] and b1["kind"] == "keys"
-    d = await final(client, b1["delivery_id"])
+    d = await client_final(client, b1["delivery_id"])
     assert d["status"] == "delivered" and d["keys"] == [{"text": "hi"}]
     await wait_until(lambda: '> hi' in sp.screen(), message="typed text in the composer")
     # Typed, not pasted: nothing bracketed reached the program, and nothing was submitted.

@@ -20,8 +20,6 @@ from tests.helpers import DaemonProcess, daemon_env, free_port, wait_until_sync
 from tests.integration.agents import AgentPane, start_agent_pane
 from tests.integration.bus_helpers import turn_request
 
-FINAL = {"delivered", "failed", "cancelled"}
-
 
 class PortDaemon(DaemonProcess):
     """A DaemonProcess on a chosen port, so it can come back where its peers expect it."""
@@ -81,14 +79,6 @@ def a_and_b_with_pane(machines, session, tmp_path: Path) -> tuple[DaemonProcess,
     wait_until_sync(lambda: "ready>" in ap.screen(), message="agent ready")
     register_pane(b, ap)
     return a, b, ap
-
-
-def final(d: DaemonProcess, delivery_id: str, timeout: float = 20.0) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        body = d.request("GET", f"/api/deliveries/{delivery_id}")[1]
-        return body if body["status"] in FINAL else None
-
-    return wait_until_sync(done, timeout, message=f"delivery {delivery_id} final")  # type: ignore[no-any-return]
 
 
 def test_prompt_on_a_lands_in_bs_pane_once(machines, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -153,7 +143,7 @@ def test_peer_down_retries_then_fails_peer_unreachable(machines) -> None:  # typ
     write_peers(a, {"B": {"url": f"http://127.0.0.1:{free_port()}"}})
     status, body = a.request("POST", "/api/sessions/s@B/inject", {"prompt": "anyone?"})
     assert status == 202, body
-    rec = final(a, body["delivery_id"])
+    rec = a.final(body["delivery_id"])
     assert (rec["status"], rec["reason"], rec["attempts"], rec["origin"]) == (
         "failed", "peer_unreachable", 3, "relay")
 
@@ -176,7 +166,7 @@ def test_peer_back_in_time_gets_it_once(machines, session, tmp_path) -> None:  #
 
     wait_until_sync(retried, 10, message="A retrying peer_unreachable")
     b.start()
-    rec = final(a, body["delivery_id"])
+    rec = a.final(body["delivery_id"])
     assert (rec["status"], rec["origin"]) == ("delivered", "relay")
     wait_until_sync(lambda: ap.files.submissions() == ["are you back?"], 10, message="one submission")
 
@@ -211,7 +201,7 @@ def test_turn_request_on_a_routed_to_b(machines, session, tmp_path) -> None:  # 
     assert status == 202, receipt
     route = receipt["route"]
     assert (route["status"], route["session_id"]) == ("accepted", "s@b"), route
-    rec = final(a, route["delivery_id"])
+    rec = a.final(route["delivery_id"])
     assert (rec["status"], rec["origin"], rec["idempotency_key"]) == (
         "delivered", "relay", "bus:turn-remote-1")
     wait_until_sync(lambda: len(ap.files.submissions()) == 1, 10, message="one submission on B")
@@ -304,7 +294,7 @@ def test_crash_at_forward_stage_is_forwarded_again_and_lands_once(machines, sess
                      "evidence = json_object('relay', json_object('hop', 2)), "
                      "finished_at = NULL, confirmed = NULL WHERE id = ?", (did,))
     a2 = machines("A").start()  # the same home and machine id: a restart
-    rec = final(a2, did)
+    rec = a2.final(did)
     assert (rec["status"], rec["attempts"]) == ("delivered", 2), rec
     assert rec["evidence"]["relay"]["remote_delivery_id"] == remote_id
     assert rec["evidence"]["relay"]["hop"] == 2  # the hop count survived the restart

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from tests.helpers import FINAL_STATUSES as FINAL
 from tests.helpers import DaemonProcess, wait_until_sync
 from tests.integration.agents import start_agent_pane
-
-FINAL = {"delivered", "failed", "cancelled"}
 
 
 def test_kill_9_with_queue_resumes_exactly_once(daemon_factory, session, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -9,12 +9,11 @@ import sys
 from typing import Any
 
 from telepty.config import Config
-from tests.helpers import wait_until
+from tests.helpers import client_final, wait_until
 from tests.integration.agents import FAKE_AGENT, agent_files
 from tests.integration.standins import (
     PROGRAMS,
     delivery,
-    final,
     inject,
     keys,
     register,
@@ -72,7 +71,7 @@ async def test_busy_pattern_waits_with_the_pattern_recorded(aiohttp_client, conf
     assert "esc to interrupt" in d["evidence"]["screen"]["line"]
     assert sp.log()[-1]["event"] == "started"  # nothing reached it
     busy.unlink()
-    d = await final(client, did)
+    d = await client_final(client, did)
     assert d["status"] == "delivered" and sp.submissions() == ["when you are done"]
 
 
@@ -118,7 +117,7 @@ async def test_text_left_in_the_composer_blocks_until_cleared_with_keys(aiohttp_
     # (not 30 s later).
     status, k = await keys(client, "typed", "C-u", wait=True)
     assert status == 200 and k["status"] == "delivered", k
-    d = await final(client, did, timeout=10)
+    d = await client_final(client, did, timeout=10)
     assert d["status"] == "delivered" and sp.submissions() == ["the real prompt"]
 
 
@@ -139,7 +138,7 @@ async def test_idempotent_repeat_is_one_delivery_and_one_submission(aiohttp_clie
     ids = {body["delivery_id"] for _, body in first}
     assert len(ids) == 1
     [did] = ids
-    assert (await final(client, did))["status"] == "delivered"
+    assert (await client_final(client, did))["status"] == "delivered"
     status, again = await inject(client, "idem", headers=headers, prompt="exactly once", wait=True)
     assert status == 200 and again["delivery_id"] == did and again["status"] == "delivered"
     await asyncio.sleep(0.3)  # a second paste, had there been one, would have landed by now
@@ -167,7 +166,7 @@ async def test_spawned_pty_standins_are_confirmed_from_the_pty_output(aiohttp_cl
     await wait_until(ready, 10, message="spawned stand-in idle")
     texts = [f"pty prompt {i}: naïve 日本語 {'x' * (i * 7)}" for i in range(30)]
     ids = [(await inject(client, "pty1", prompt=t))[1]["delivery_id"] for t in texts]
-    records = [await final(client, did) for did in ids]
+    records = [await client_final(client, did) for did in ids]
     for r in records:
         assert (r["status"], r["confirmed"]) == ("delivered", "screen"), r
         assert r["evidence"]["transport"] == "pty" and r["evidence"]["paste_seen"] == "text"

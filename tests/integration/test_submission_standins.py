@@ -25,10 +25,9 @@ from typing import Any
 import pytest
 
 from telepty.config import Config
-from tests.helpers import wait_until
+from tests.helpers import client_final, wait_until
 from tests.integration.standins import (
     StandInPane,
-    final,
     inject,
     launch_from_shell,
     register,
@@ -80,7 +79,7 @@ async def run_batch(client: Any, sid: str, texts: list[str]) -> list[dict[str, A
         status, body = await inject(client, sid, prompt=text)
         assert status == 202, body
         accepted.append(body["delivery_id"])
-    return [await final(client, did, timeout=60) for did in accepted]
+    return [await client_final(client, did, timeout=60) for did in accepted]
 
 
 def check_no_false_delivered(sp: StandInPane, texts: list[str], records: list[dict[str, Any]],

@@ -41,13 +41,12 @@ import pytest
 from telepty.api.keys import SERVICES
 from telepty.config import Config
 from telepty.daemon import create_app
-from tests.helpers import DaemonProcess, wait_until, wait_until_sync
+from tests.helpers import DaemonProcess, client_delivery, client_finals, wait_until, wait_until_sync
 from tests.integration.agents import AgentPane, start_agent_pane
 
 TMUX = shutil.which("tmux")
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(TMUX is None, reason="needs tmux")]
 
-FINAL = {"delivered", "failed", "cancelled"}
 KILLS = ["kill-server", "sigkill"]
 
 
@@ -105,23 +104,9 @@ def accepted(d: DaemonProcess, sid: str, **body: Any) -> str:
     return str(out["delivery_id"])
 
 
-def record(d: DaemonProcess, did: str) -> dict[str, Any]:
-    status, body = d.request("GET", f"/api/deliveries/{did}")
-    assert status == 200, body
-    return dict(body)
-
-
 def is_at(d: DaemonProcess, did: str, status: str, stage: str | None = None) -> bool:
-    r = record(d, did)
+    r = d.delivery(did)
     return r["status"] == status and (stage is None or r["stage"] == stage)
-
-
-def all_final(d: DaemonProcess, dids: list[str], timeout: float) -> list[dict[str, Any]]:
-    def done() -> list[dict[str, Any]] | None:
-        recs = [record(d, i) for i in dids]
-        return recs if all(r["status"] in FINAL for r in recs) else None
-
-    return wait_until_sync(done, timeout, message="every delivery final")  # type: ignore[no-any-return]
 
 
 def count(d: DaemonProcess) -> int:
@@ -191,11 +176,11 @@ def test_server_killed_under_waiting_and_queued_deliveries(
           accepted(d, "a2", prompt="behind the guard")]
     wait_until_sync(lambda: is_at(d, a1[0], "retrying"), message="a1 head on the retry schedule")
     wait_until_sync(lambda: is_at(d, a2[0], "delivering", "quiet_guard"), message="a2 head guarding")
-    assert record(d, a1[1])["status"] == "queued" and record(d, a2[1])["status"] == "queued"
+    assert d.delivery(a1[1])["status"] == "queued" and d.delivery(a2[1])["status"] == "queued"
 
     started = time.monotonic()
     kill_tmux(server, how)
-    recs = all_final(d, a1 + a2, 20)
+    recs = d.finals(a1 + a2, 20)
     assert time.monotonic() - started < 15  # neither the 30 s retry wait nor the 20 s guard
     for r in recs:
         assert (r["status"], r["reason"]) == ("failed", "pane_dead"), r
@@ -251,7 +236,7 @@ def test_server_killed_mid_paste_of_a_large_prompt(
                     message="the big prompt in its paste stage")
     kill_tmux(server, how)
 
-    first, second = all_final(d, [did, behind], 20)
+    first, second = d.finals([did, behind], 20)
     # Killed before the submit key: nothing was submitted, so nothing may claim it was.
     assert (first["status"], first["reason"]) == ("failed", "pane_dead"), first
     assert first["stage"] in {"load_buffer", "paste_buffer", "send_keys", "capture"}, first
@@ -310,7 +295,7 @@ def test_tmux_leaves_path_while_deliveries_are_queued(
     queued = [accepted(d, "busy", prompt=f"queued {i}") for i in range(3)]
     wait_until_sync(lambda: is_at(d, queued[0], "retrying"), message="head on the retry schedule")
     link.unlink()
-    for r in all_final(d, queued, 15):
+    for r in d.finals(queued, 15):
         assert (r["status"], r["reason"]) == ("failed", "tmux_unavailable"), r
     status, body = inject(d, "idle", prompt="refused")
     assert (status, body["error"]) == (503, "tmux_unavailable"), body
@@ -329,7 +314,7 @@ def test_tmux_leaves_path_while_deliveries_are_queued(
     wait_until_sync(lambda: is_at(d, queued[0], "retrying"), message="head on the retry schedule")
     link.unlink()
     kill_tmux(server, "kill-server")
-    for r in all_final(d, queued, 15):
+    for r in d.finals(queued, 15):
         # Without a tmux binary nobody can tell a dead server from a live one.
         assert (r["status"], r["reason"]) == ("failed", "tmux_unavailable"), r
     status, body = inject(d, "idle", prompt="refused again")
@@ -355,23 +340,9 @@ async def _inject(client: Any, sid: str, **body: Any) -> tuple[int, dict[str, An
     return resp.status, await resp.json()
 
 
-async def _record(client: Any, did: str) -> dict[str, Any]:
-    resp = await client.get(f"/api/deliveries/{did}")
-    assert resp.status == 200
-    return dict(await resp.json())
-
-
 async def _at(client: Any, did: str, status: str, stage: str | None = None) -> bool:
-    r = await _record(client, did)
+    r = await client_delivery(client, did)
     return bool(r["status"] == status and (stage is None or r["stage"] == stage))
-
-
-async def _all_final(client: Any, dids: list[str], timeout: float) -> list[dict[str, Any]]:
-    async def done() -> list[dict[str, Any]] | None:
-        recs = [await _record(client, i) for i in dids]
-        return recs if all(r["status"] in FINAL for r in recs) else None
-
-    return await wait_until(done, timeout, message="every delivery final")  # type: ignore[no-any-return]
 
 
 # -- 4. a pane killed mid-delivery, more queued behind it ----------------------------------------
@@ -402,7 +373,7 @@ async def test_pane_killed_fails_the_whole_queue_fast_and_in_order(
 
     started = time.monotonic()
     ap.pane.kill()  # type: ignore[attr-defined]
-    recs = await _all_final(client, ids, 10)
+    recs = await client_finals(client, ids, 10)
     assert time.monotonic() - started < 10  # neither the 60 s retry wait nor the 20 s guard
     for r in recs:
         assert (r["status"], r["reason"]) == ("failed", "pane_dead"), r
@@ -455,7 +426,7 @@ async def test_control_client_killed_between_and_during_deliveries(
     did = body["delivery_id"]
     await wait_until(lambda: _at(client, did, "delivering", "quiet_guard"), message="guarding")
     kill_control()
-    (r,) = await _all_final(client, [did], 20)
+    (r,) = await client_finals(client, [did], 20)
     assert (r["status"], r["attempts"]) == ("delivered", 1), r
     sent.append("third, guard interrupted")
     await wait_until(lambda: ap.files.submissions() == sent, message="third submitted once")
