@@ -16,6 +16,13 @@ def _no_daemon_outlives_its_test() -> Iterator[None]:
     stop_leftover_daemons()
 
 
+def _stop_gracefully(daemons: list[DaemonProcess]) -> None:
+    """SIGTERM what is still running, so a test's daemons shut down the way users' do."""
+    for d in daemons:
+        if d.proc is not None and d.proc.poll() is None:
+            d.stop()
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     h = tmp_path / "home"
@@ -55,11 +62,25 @@ def daemon_factory(home: Path) -> Iterator:  # type: ignore[type-arg]
         return d
 
     yield make
-    for d in started:
-        if d.proc is not None and d.proc.poll() is None:
-            d.stop()
+    _stop_gracefully(started)
 
 
 @pytest.fixture
 def daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-def]
     return daemon_factory().start()
+
+
+@pytest.fixture
+def machines(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    """Daemons for several machines: each its own home and machine id (not started)."""
+    started: list[DaemonProcess] = []
+
+    def make(name: str, *, port: int = 0, **env: str) -> DaemonProcess:
+        home = tmp_path / f"home-{name}"
+        home.mkdir(exist_ok=True)
+        d = DaemonProcess(home=home, env=daemon_env(home, TELEPTY_MACHINE_ID=name, **env), port=port)
+        started.append(d)
+        return d
+
+    yield make
+    _stop_gracefully(started)

@@ -90,6 +90,7 @@ class DaemonProcess:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
+    port: int = 0  # 0: ephemeral; a fixed one lets a restarted daemon come back where peers expect it
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,7 +105,7 @@ class DaemonProcess:
         runtime.unlink(missing_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "telepty", "daemon", "--port", "0"],
+            [sys.executable, "-m", "telepty", "daemon", "--port", str(self.port)],
             env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )

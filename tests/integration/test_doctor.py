@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.helpers import DaemonProcess, daemon_env, free_port, run_cli, wait_until_sync
 from tests.integration.agents import start_agent_pane
@@ -69,31 +66,13 @@ def test_doctor_flags_token_mode_peers_file_and_missing_tmux(daemon: DaemonProce
     assert checks["token"]["ok"] and checks["peers"]["ok"]
 
 
-@pytest.fixture
-def peer_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    """Second (third) real daemons, each with its own home and machine id."""
-    started: list[DaemonProcess] = []
-
-    def make(name: str, **env: str) -> DaemonProcess:
-        home = tmp_path / f"home-{name}"
-        home.mkdir()
-        d = DaemonProcess(home=home, env=daemon_env(home, TELEPTY_MACHINE_ID=name, **env)).start()
-        started.append(d)
-        return d
-
-    yield make
-    for d in started:
-        if d.proc is not None and d.proc.poll() is None:
-            d.stop()
-
-
 def _dead_url() -> str:
     """A loopback address nothing listens on: refused at once, no timeout to wait for."""
     return f"http://127.0.0.1:{free_port()}"
 
 
-def test_doctor_checks_each_peer_reachable_or_not(daemon: DaemonProcess, peer_daemon) -> None:  # type: ignore[no-untyped-def]
-    desk = peer_daemon("desk")
+def test_doctor_checks_each_peer_reachable_or_not(daemon: DaemonProcess, machines) -> None:  # type: ignore[no-untyped-def]
+    desk = machines("desk").start()
     (daemon.home / "peers.json").write_text(json.dumps({
         "desk": {"url": desk.url, "token": desk.token}, "gone": {"url": _dead_url()}}))
     res = daemon.cli("doctor", "--json")
@@ -125,8 +104,8 @@ def test_doctor_checks_each_peer_reachable_or_not(daemon: DaemonProcess, peer_da
     assert "✓ peer desk: " in res.stdout
 
 
-def test_doctor_flags_a_peer_that_refuses_our_token(daemon: DaemonProcess, peer_daemon) -> None:  # type: ignore[no-untyped-def]
-    strict = peer_daemon("strict", TELEPTY_REQUIRE_TOKEN="1")
+def test_doctor_flags_a_peer_that_refuses_our_token(daemon: DaemonProcess, machines) -> None:  # type: ignore[no-untyped-def]
+    strict = machines("strict", TELEPTY_REQUIRE_TOKEN="1").start()
     (daemon.home / "peers.json").write_text(json.dumps({"strict": {"url": strict.url, "token": "wrong"}}))
     res = daemon.cli("doctor", "--json")
     assert res.returncode == 1
@@ -139,8 +118,8 @@ def test_doctor_flags_a_peer_that_refuses_our_token(daemon: DaemonProcess, peer_
     assert _checks(daemon.cli("doctor", "--json").stdout)["peer strict"]["ok"]
 
 
-def test_doctor_probes_peers_itself_when_the_daemon_is_down(home: Path, peer_daemon) -> None:  # type: ignore[no-untyped-def]
-    desk = peer_daemon("desk")
+def test_doctor_probes_peers_itself_when_the_daemon_is_down(home: Path, machines) -> None:  # type: ignore[no-untyped-def]
+    desk = machines("desk").start()
     (home / "peers.json").write_text(json.dumps({
         "desk": {"url": desk.url, "token": desk.token}, "gone": {"url": _dead_url()},
         "broken": {"token": "no url"}}))

@@ -7,56 +7,13 @@ session exactly once, and A's own record (origin ``relay``) must end with B's ou
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.helpers import DaemonProcess, daemon_env, free_port, wait_until_sync
+from tests.helpers import DaemonProcess, free_port, wait_until_sync
 from tests.integration.agents import AgentPane, start_agent_pane
 from tests.integration.bus_helpers import turn_request
-
-
-class PortDaemon(DaemonProcess):
-    """A DaemonProcess on a chosen port, so it can come back where its peers expect it."""
-
-    port: int = 0
-
-    def start(self, timeout: float = 15.0) -> DaemonProcess:
-        original = subprocess.Popen
-
-        def popen(argv: list[str], *a: Any, **kw: Any) -> subprocess.Popen[bytes]:
-            if argv[:3] == [sys.executable, "-m", "telepty"] and argv[-2:] == ["--port", "0"]:
-                argv = [*argv[:-1], str(self.port)]
-            return original(argv, *a, **kw)
-
-        subprocess.Popen = popen  # type: ignore[assignment,misc]
-        try:
-            return super().start(timeout)
-        finally:
-            subprocess.Popen = original  # type: ignore[misc]
-
-
-@pytest.fixture
-def machines(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    started: list[DaemonProcess] = []
-
-    def make(name: str, *, port: int = 0, **env: str) -> DaemonProcess:
-        home = tmp_path / f"home-{name}"
-        home.mkdir(exist_ok=True)
-        d = PortDaemon(home=home, env=daemon_env(home, TELEPTY_MACHINE_ID=name, **env))
-        d.port = port
-        started.append(d)
-        return d
-
-    yield make
-    for d in started:
-        if d.proc is not None and d.proc.poll() is None:
-            d.stop()
 
 
 def write_peers(d: DaemonProcess, peers: dict[str, Any]) -> None:
