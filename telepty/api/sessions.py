@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from telepty.api.keys import SERVICES
 from telepty.errors import BadRequest, Conflict
 from telepty.sessions.agents import AGENT_KINDS, detect_agent
 from telepty.sessions.model import PANE_ID_RE, SessionState, SessionType, validate_session_id
+from telepty.sessions.panes import PANE_PID_META, TmuxPool
 from telepty.sessions.registry import RegisterSpec
 
 REGISTRABLE = {"wrapped": SessionType.WRAPPED, "pane": SessionType.PANE}
@@ -60,9 +62,20 @@ def parse_register(data: dict[str, object]) -> tuple[RegisterSpec, bool]:
     return spec, replace
 
 
+async def with_pane_owner(tmux: TmuxPool, spec: RegisterSpec) -> RegisterSpec:
+    """Record which process the pane runs now (``PANE_PID_META``), so a pane id reused by
+    a restarted tmux server is never taken for the session's pane."""
+    if spec.tmux_pane:
+        pid = await tmux.pane_pid(spec.tmux_socket, spec.tmux_pane)
+        if pid is not None:
+            spec = dataclasses.replace(spec, meta={**spec.meta, PANE_PID_META: pid})
+    return spec
+
+
 async def register(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     spec, replace = parse_register(await json_object(request))
+    spec = await with_pane_owner(svc.tmux, spec)
     session = await svc.registry.register(spec, replace=replace)
     return json_response(_public(request, session), status=201)
 

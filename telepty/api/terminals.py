@@ -15,7 +15,7 @@ from aiohttp import WSMsgType, web
 
 from telepty.api.body import json_object, json_response, opt, query_int, req
 from telepty.api.keys import SERVICES
-from telepty.api.sessions import parse_register
+from telepty.api.sessions import parse_register, with_pane_owner
 from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
 from telepty.sessions.agents import AGENT_KINDS
@@ -170,6 +170,7 @@ async def _serve_wrapper(svc: Any, ws: web.WebSocketResponse) -> web.WebSocketRe
         if not isinstance(hello, dict) or hello.get("type") != "hello":
             raise BadRequest("invalid_hello", "the first frame must be {\"type\": \"hello\", ...}")
         spec, replace = _register_spec(hello)
+        spec = await with_pane_owner(svc.tmux, spec)
         token_hash = hello.get("session_token_sha256")
         if token_hash is not None and not is_token_hash(token_hash):
             raise BadRequest("invalid_hello", "session_token_sha256 must be 64 lower-case hex digits")

@@ -43,6 +43,7 @@ from telepty.delivery.screen import read_screen
 from telepty.delivery.transport import DeliveryOutcome, StageCallback
 from telepty.delivery.transports_stream import KEY_GAP_S, press_keys
 from telepty.sessions.model import Session
+from telepty.sessions.panes import PANE_PID_META, same_pane
 from telepty.tmux import TmuxError, TmuxServer
 from telepty.tmux.server import PaneInfo
 
@@ -131,6 +132,10 @@ class PasteBufferTransport:
             raise _classified(exc, before_paste=True) from None
         if info is None or info.pane_dead:
             raise DeliveryError(PANE_DEAD, f"pane {self.pane_id} no longer exists", stage=stage)
+        if self.session is not None and not same_pane(self.session, info.pane_pid):
+            raise DeliveryError(PANE_DEAD, f"pane {self.pane_id} now runs another process (pid "
+                                f"{info.pane_pid}, not {self.session.meta.get(PANE_PID_META)}): its "
+                                "tmux server was restarted and the id reused", stage=stage)
         if info.pane_in_mode:
             raise DeliveryError(PANE_IN_MODE, f"pane {self.pane_id} stays in copy/view mode",
                                 stage=stage, retryable=True)

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,7 @@ from telepty.api.keys import SERVICES
 from telepty.config import Config
 from telepty.daemon import create_app
 from tests.helpers import DaemonProcess, client_delivery, client_finals, wait_until, wait_until_sync
-from tests.integration.agents import AgentPane, start_agent_pane
+from tests.integration.agents import AgentPane, agent_argv, agent_files, start_agent_pane
 
 TMUX = shutil.which("tmux")
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(TMUX is None, reason="needs tmux")]
@@ -466,3 +468,86 @@ async def test_pane_sessions_outlive_a_daemon_that_cannot_run_tmux(
 
 async def _state_is(client: Any, sid: str, state: str) -> bool:
     return await _state(client, sid) == state
+
+
+class ReusedSocket:
+    """A private tmux server that is killed and started again on the same socket."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.sock = str(tmp_path / "reused.sock")
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-S", self.sock, "-f", "/dev/null", *args], check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    def start(self, files: Any) -> str:
+        """A new server whose first pane runs the fake agent; that pane's id."""
+
+        def started() -> bool:
+            try:  # the old server may still be letting go of the socket
+                self.tmux("new-session", "-d", "-x", "120", "-y", "30", shlex.join(agent_argv(files)))
+            except subprocess.CalledProcessError:
+                return False
+            return True
+
+        wait_until_sync(started, message="tmux server started")
+        pane = self.tmux("display-message", "-p", "#{pane_id}")
+        wait_until_sync(lambda: "ready>" in self.tmux("capture-pane", "-p", "-t", pane), message="agent up")
+        return pane
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-S", self.sock, "kill-server"], capture_output=True)
+
+
+def test_a_pane_id_reused_by_a_restarted_tmux_server_is_not_the_session(daemon_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """tmux restarted on the same socket while the daemon was down numbers its panes from
+    %0 again: the session's old id now names someone else's terminal."""
+    srv = ReusedSocket(tmp_path)
+    old, new = agent_files(tmp_path, "old"), agent_files(tmp_path, "new")
+    try:
+        pane = srv.start(old)
+        d = daemon_factory().start()
+        status, body = d.request("POST", "/api/sessions/register", {
+            "type": "pane", "session_id": "p1", "tmux_pane": pane, "tmux_socket": srv.sock,
+            "command": "fake_agent"})
+        assert status == 201, body
+        assert body["meta"]["tmux_pane_pid"] == int(srv.tmux("display-message", "-p", "#{pane_pid}"))
+        d.stop()
+        srv.kill()
+        assert srv.start(new) == pane  # the same id, another terminal
+
+        d2 = daemon_factory().start()
+        session = d2.request("GET", "/api/sessions/p1")[1]
+        assert (session["state"], session["meta"]["exit_reason"]) == ("exited", "pane_dead"), session
+        status, body = d2.request("POST", "/api/sessions/p1/inject",
+                                  {"prompt": "not for you", "force": True, "wait": True})
+        assert status == 422 and body["reason"] == "pane_dead", body
+        assert new.submissions() == [] and new.raw_bytes() == b""
+        d2.stop()
+    finally:
+        srv.kill()
+
+
+async def test_delivery_refuses_a_reused_pane_id_before_liveness_notices(
+    aiohttp_client: Any, config: Config, tmp_path: Path,
+) -> None:
+    """The same restart between two liveness passes: the transport itself refuses the pane."""
+    srv = ReusedSocket(tmp_path)
+    old, new = agent_files(tmp_path, "old"), agent_files(tmp_path, "new")
+    try:
+        pane = await asyncio.to_thread(srv.start, old)
+        client = await aiohttp_client(create_app(config.with_(liveness_interval=3600.0)))
+        resp = await client.post("/api/sessions/register", json={
+            "type": "pane", "session_id": "p1", "tmux_pane": pane, "tmux_socket": srv.sock,
+            "command": "fake_agent"})
+        assert resp.status == 201
+        await asyncio.to_thread(srv.kill)
+        assert await asyncio.to_thread(srv.start, new) == pane
+        resp = await client.post("/api/sessions/p1/inject", json={"prompt": "not for you", "force": True,
+                                                                  "wait": True})
+        body = await resp.json()
+        assert (resp.status, body["reason"]) == (422, "pane_dead"), body
+        assert "now runs another process" in body["detail"]
+        assert new.submissions() == [] and new.raw_bytes() == b""
+    finally:
+        await asyncio.to_thread(srv.kill)
