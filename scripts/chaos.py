@@ -10,7 +10,11 @@ once every delivery is final, the database and the agents' submission logs must 
 - every accepted delivery (a 202 with an id) is final: none lost;
 - a delivered one was submitted exactly once;
 - any other (``interrupted`` when the crash hit mid-paste) at most once;
-- no prompt was submitted twice, and nothing was submitted that nobody sent.
+- no prompt was submitted twice, and nothing was submitted that nobody sent;
+- no two prompts went out as one submission. A paste cut short by a crash leaves its
+  text in the agent's input (the fake agents show their input, as real ones do); the
+  next prompt there waits (``composer_has_text``) and this script plays the person who
+  submits that leftover (``keys Enter``), so it goes out on its own.
 
 Prints the counts as a table; exits 1 on any violation.
 
@@ -75,7 +79,7 @@ def run(deliveries: int, sessions: int, kills: int, seed: int, workdir: Path,
     files = [agent_files(workdir, f"agent{i}") for i in range(sessions)]
     panes: list[str] = []
     for i, f in enumerate(files):
-        cmd = " ".join(f"'{a}'" for a in agent_argv(f, busy=True))
+        cmd = " ".join(f"'{a}'" for a in agent_argv(f, busy=True, echo=True))
         if i == 0:
             panes.append(_tmux(sock, "new-session", "-d", "-s", "chaos", "-x", "200", "-y", "50",
                                "-P", "-F", "#{pane_id}", cmd))
@@ -118,8 +122,19 @@ def run(deliveries: int, sessions: int, kills: int, seed: int, workdir: Path,
         log(f"{restarts} kill(s) in all; waiting for every delivery to be final")
 
         records: dict[str, dict] = {}  # type: ignore[type-arg]
+        answered: set[str] = set()  # interrupted deliveries whose leftover we submitted
+
+        def submit_leftover(rec: dict) -> None:  # type: ignore[type-arg]
+            left = (rec.get("evidence") or {}).get("interrupted_delivery")
+            if rec["status"] != "retrying" or rec.get("reason") != "composer_has_text" or left in answered:
+                return
+            status, _ = d.request("POST", f"/api/sessions/{rec['session_id']}/keys",
+                                  {"keys": ["Enter"], "force": True})
+            if status == 202:
+                answered.add(left)
 
         def all_final() -> bool:
+            done = True
             for did in accepted:
                 rec = records.get(did)
                 if rec is None or rec["status"] not in FINAL:
@@ -128,8 +143,9 @@ def run(deliveries: int, sessions: int, kills: int, seed: int, workdir: Path,
                         return False
                     records[did] = body
                     if body["status"] not in FINAL:
-                        return False
-            return True
+                        submit_leftover(body)
+                        done = False
+            return done
 
         try:
             wait_until_sync(all_final, timeout, interval=0.2, message="all deliveries final")
@@ -143,7 +159,9 @@ def run(deliveries: int, sessions: int, kills: int, seed: int, workdir: Path,
                 break
             time.sleep(0.1)
         time.sleep(0.5)
-        return _check(accepted, records, files, restarts, time.monotonic() - started)
+        result = _check(accepted, records, files, restarts, time.monotonic() - started)
+        result.counts["leftovers submitted by the person"] = len(answered)
+        return result
     finally:
         if d.proc is not None and d.proc.poll() is None:
             d.stop()
@@ -204,6 +222,8 @@ def _check(accepted, records, files, restarts: int, elapsed: float) -> Result:  
                 strange.append(prompt)
     for text in strange:
         res.violations.append(f"a submission nobody sent: {text!r}")
+    if merged:
+        res.violations.append(f"{merged} submission(s) held several prompts at once")
     res.counts = {"accepted": len(accepted), **dict(sorted(c.items())), "lost": c["lost"],
                   "pasted twice": c["pasted twice"], "merged submissions": merged,
                   "unknown submissions": len(strange), "kills": restarts,
