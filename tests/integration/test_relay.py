@@ -20,10 +20,10 @@ def write_peers(d: DaemonProcess, peers: dict[str, Any]) -> None:
     (d.home / "peers.json").write_text(json.dumps(peers))
 
 
-def register_pane(d: DaemonProcess, ap: AgentPane, sid: str = "s") -> None:
+def register_pane(d: DaemonProcess, ap: AgentPane, sid: str = "s", *, with_token: bool = False) -> None:
     status, body = d.request("POST", "/api/sessions/register", {
         "type": "pane", "session_id": sid, "tmux_pane": ap.pane_id, "tmux_socket": ap.socket_path,
-        "command": "fake_agent"})
+        "command": "fake_agent"}, headers={"x-telepty-token": d.token} if with_token else None)
     assert status == 201, body
 
 
@@ -132,10 +132,7 @@ def test_peer_token(machines, session, tmp_path) -> None:  # type: ignore[no-unt
     b = machines("B", TELEPTY_REQUIRE_TOKEN="1").start()
     a = machines("A").start()
     ap = start_agent_pane(session, tmp_path)
-    status, _ = b.request("POST", "/api/sessions/register", {
-        "type": "pane", "session_id": "s", "tmux_pane": ap.pane_id, "tmux_socket": ap.socket_path,
-        "command": "fake_agent"}, headers={"x-telepty-token": b.token})
-    assert status == 201
+    register_pane(b, ap, with_token=True)  # B is strict: even loopback needs its token
     write_peers(a, {"B": {"url": b.url, "token": "wrong"}})
     status, body = a.request("POST", "/api/sessions/s@B/inject", {"prompt": "no", "wait": True})
     assert (body["status"], body["reason"], body["attempts"]) == ("failed", "peer_unauthorized", 1)
@@ -185,10 +182,7 @@ def test_peers_and_list_all_across_three_daemons(machines, session, tmp_path) ->
     b = machines("B", TELEPTY_REQUIRE_TOKEN="1").start()
     a = machines("A").start()
     ap = start_agent_pane(session, tmp_path)
-    status, _ = b.request("POST", "/api/sessions/register", {
-        "type": "pane", "session_id": "s", "tmux_pane": ap.pane_id, "tmux_socket": ap.socket_path,
-        "command": "fake_agent"}, headers={"x-telepty-token": b.token})
-    assert status == 201
+    register_pane(b, ap, with_token=True)  # B is strict: even loopback needs its token
     register_pane(a, ap, "mine")
     down = f"http://127.0.0.1:{free_port()}"
     write_peers(a, {"B": {"url": b.url, "token": b.token}, "C": {"url": down}})
