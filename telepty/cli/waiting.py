@@ -28,7 +28,9 @@ def describe(record: dict[str, Any], now: float) -> str:
     """``dlv_… retrying (busy: …), attempt 2, next try in 41s``: what a record waits for."""
     text = f"{record.get('delivery_id', '?')} {record.get('status', '?')}"
     reason = record.get("reason")
-    if reason:
+    if record.get("status") == "delivering" and record.get("stage"):
+        text += f" (stage {record['stage']})"  # quiet_guard, paste, submit, confirm…
+    elif reason:
         detail = record.get("detail")
         text += f" ({reason}: {detail})" if detail else f" ({reason})"
     attempts = record.get("attempts")
