@@ -67,7 +67,7 @@ def test_ctrl_c_says_it_is_still_pending(busy: DaemonProcess) -> None:
         wait_until_sync(retrying, 15, message="the delivery to be retrying")
         time.sleep(0.5)  # not synchronisation: let the CLI read the record at least once more
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
+        _, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()

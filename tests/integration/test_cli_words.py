@@ -37,8 +37,8 @@ def test_errors_name_cli_options_and_settings(daemon_factory, tmp_path: Path) ->
     spawn_bash(d, "sh1", tmp_path)
     r = d.cli("inject", "sh1", "bad \x1b[1m escape")
     assert r.returncode == 1
-    assert r.stderr == ("telepty: invalid_prompt: prompt contains control character U+001B (escape) at index 4; "
-                        "only \\n and \\t are allowed unless --raw is given\n")
+    assert r.stderr == ("telepty: invalid_prompt: prompt contains control character U+001B (escape) at "
+                        "index 4; only \\n and \\t are allowed unless --raw is given\n")
     r = d.cli("keys", "sh1", "Enter", "NotAKey")
     assert r.returncode == 1 and "key 2 'NotAKey' is not a key name" in r.stderr, r.stderr
     assert r.stderr.rstrip().endswith("type text as text:WORDS") and '{"text"' not in r.stderr
@@ -61,10 +61,12 @@ def test_errors_name_cli_options_and_settings(daemon_factory, tmp_path: Path) ->
     r = run_cli("daemon", "--port", port, env=daemon_env(tmp_path / "other-home"), timeout=30)
     assert r.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: " in r.stderr
-    assert r.stderr.rstrip().endswith("choose another port with `telepty daemon --port N` (or TELEPTY_PORT=N)")
+    assert r.stderr.rstrip().endswith(
+        "choose another port with `telepty daemon --port N` (or TELEPTY_PORT=N)")
     # Whitespace only is refused like empty: by the CLI, and by the API for everyone else.
     r = d.cli("inject", "sh1", " \n ")
-    assert r.returncode == 2 and r.stderr == "telepty: the prompt is only whitespace: there is nothing to deliver\n"
+    assert r.returncode == 2
+    assert r.stderr == "telepty: the prompt is only whitespace: there is nothing to deliver\n"
     status, body = d.request("POST", "/api/sessions/sh1/inject", {"prompt": "\t \n"})
     assert status == 400 and body["error"] == "missing_field", body
     assert d.request("GET", "/api/deliveries")[1] == []  # none of it was accepted
