@@ -50,6 +50,7 @@ class CliError(Exception):
         self.exit_code = exit_code
         self.body = body  # the daemon's JSON answer, when there was one
         self.hint = hint  # what to do about it, said once
+        self.status: int | None = None  # the HTTP status, when the daemon answered one
 
     def line(self) -> str:
         """The one line a person reads: what happened, and what to do about it."""
@@ -168,7 +169,7 @@ class Client:
         try:
             meta = self._send(base, "GET", "/api/meta", None, timeout=self.timeout)
         except CliError as exc:
-            if isinstance(exc, NoDaemon) or exc.code not in {"unauthorized", "http_401"}:
+            if isinstance(exc, NoDaemon) or exc.status != 401:
                 raise
             # Our token was refused: whoever answers is not this home's daemon.
             raise WrongDaemon(base, self.config, None) from None
@@ -236,4 +237,6 @@ class Client:
         code = str(err.get("error") or f"http_{exc.code}")
         detail = self.words.detail(str(err.get("detail") or ""))
         message = f"{code}: {detail}" if detail else code
-        return CliError(message, code=code, body=err, hint=self.words.hint(code, detail))
+        error = CliError(message, code=code, body=err, hint=self.words.hint(code, detail))
+        error.status = exc.code
+        return error
