@@ -26,7 +26,7 @@ from telepty.config import Config
 # -- init --print-snippet ------------------------------------------------------------
 
 SNIPPET_FILES = {"claude": "CLAUDE.md", "agents": "AGENTS.md", "gemini": "GEMINI.md"}
-# What an agent says to end a conversation, and must not answer (SPEC §5). Each one is
+# What an agent says to end a conversation, and must not answer. Each one is
 # detected by telepty.bus.reply_guide.termination_signal (a unit test keeps them in step).
 TERMINATION_PHRASES = (
     "no further reply needed",

@@ -1,7 +1,7 @@
 """``telepty list``, ``screen``, ``kill``, ``rename`` and ``clean``.
 
 ``kill`` and ``rename`` take exact session ids only, never aliases: alias resolution
-once killed a sibling session in the Node.js telepty (SPEC §8).
+once killed a sibling session in the Node.js telepty.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Everything before ``--`` belongs to telepty and everything after it to the command,
 so ``telepty wrap -- claude --help`` runs ``claude --help`` while ``telepty wrap
---help`` prints our help and starts nothing (SPEC §7: help is never sent anywhere).
+--help`` prints our help and starts nothing: help is never sent anywhere.
 The heavy imports (aiohttp, the PTY code) happen inside the commands, so ``telepty
 list`` does not pay for them.
 """
