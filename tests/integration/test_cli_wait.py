@@ -16,6 +16,7 @@ import pytest
 
 from tests.helpers import DaemonProcess, wait_until_sync
 from tests.integration.agents import start_agent_pane
+from tests.integration.test_relay import register_pane
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +30,7 @@ def busy(daemon_factory, session, tmp_path: Path) -> DaemonProcess:  # type: ign
     d: DaemonProcess = daemon_factory(TELEPTY_RETRY_SCHEDULE=SLOW_RETRIES).start()
     ap = start_agent_pane(session, tmp_path, busy=True)
     wait_until_sync(lambda: "working" in ap.screen(), message="a busy agent")
-    status, body = d.request("POST", "/api/sessions/register", {
-        "type": "pane", "session_id": "p1", "tmux_pane": ap.pane_id, "tmux_socket": ap.socket_path,
-        "command": "fake_agent"})
-    assert status == 201, body
+    register_pane(d, ap, "p1")
     return d
 
 
