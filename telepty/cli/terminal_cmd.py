@@ -131,4 +131,7 @@ def cmd_spawn(args: argparse.Namespace, config: Config) -> int:
 def cmd_attach(args: argparse.Namespace, config: Config) -> int:
     from telepty.pty.attach_client import run_attach
 
+    # Found and checked to be this home's daemon before the terminal goes raw: no daemon,
+    # or another home's, is the one-line error (exit 3) every command gives.
+    Client(config, timeout=3.0).meta  # noqa: B018 (the check is the point)
     return run_attach(config, args.id)
