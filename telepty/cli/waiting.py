@@ -62,6 +62,7 @@ class Progress:
         self.live = live
         self.enabled = enabled
         self.text = ""
+        self._key: object = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -79,9 +80,13 @@ class Progress:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
 
-    def update(self, text: str) -> None:
+    def update(self, text: str, key: object = None) -> None:
+        """Show ``text``; off a terminal, print it only when ``key`` (default: the text)
+        changed, so a countdown in the text does not print a line a second."""
+        key = text if key is None else key
         with self._lock:
-            changed, self.text = text != self.text, text
+            changed = key != self._key
+            self.text, self._key = text, key
         if changed and self.enabled and not self.live:
             self.stream.write(f"telepty: {text}\n")
             self.stream.flush()
@@ -120,7 +125,8 @@ def wait_final(
                 record = client.request("GET", f"/api/deliveries/{delivery_id}")
                 if record.get("status") in FINAL:
                     return record
-                progress.update(describe(record, time.time()))
+                progress.update(describe(record, time.time()),
+                                key=(record.get("status"), record.get("reason"), record.get("attempts")))
                 left = deadline - clock()
                 if left <= 0:
                     raise StillPending(record, f"stopped waiting after {timeout:g}s", EXIT_PENDING)

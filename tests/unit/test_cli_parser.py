@@ -121,4 +121,8 @@ def test_progress_prints_a_line_per_change_when_not_at_a_terminal() -> None:
     with Progress(stream, live=False) as p:
         for text in ("a queued", "a queued", "a retrying (busy), attempt 1"):
             p.update(text)
-    assert stream.getvalue() == "telepty: a queued\ntelepty: a retrying (busy), attempt 1\n"
+        # A countdown alone is no change worth a line.
+        p.update("a retrying (busy), attempt 2, next try in 29s", key=("retrying", 2))
+        p.update("a retrying (busy), attempt 2, next try in 28s", key=("retrying", 2))
+    assert stream.getvalue() == ("telepty: a queued\ntelepty: a retrying (busy), attempt 1\n"
+                                 "telepty: a retrying (busy), attempt 2, next try in 29s\n")
