@@ -277,7 +277,7 @@ def script(shell: str) -> str:
 def session_ids(config: Config) -> list[str]:
     """This home's sessions (not exited), for completion: none when the daemon is away."""
     try:
-        sessions = Client(config, timeout=2.0).request("GET", "/api/sessions")
+        sessions = Client(config, timeout=2.0).request("GET", "/api/sessions", query={"all": "0"})
     except CliError:
         return []
     return [s["id"] for s in sessions if isinstance(s, dict) and isinstance(s.get("id"), str)]
