@@ -121,6 +121,7 @@ def create_app(config: Config) -> web.Application:
     bus = EventBus(EventRepo(db), config.machine_id)
     tmux = TmuxPool(config.tmux_bin)
     registry = SessionRegistry(SessionRepo(db), emit=bus.emit, pane_probe=tmux.pane_alive)
+    tmux.on_output = registry.touch  # a pane's output is its session's activity
     terminals = Terminals(registry, config)
     identities = SessionIdentities(SessionTokenRepo(db), LastReceivedRepo(db))
     terminals.identities = identities  # spawned children get a session token

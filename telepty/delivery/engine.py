@@ -52,6 +52,7 @@ from telepty.delivery.model import (
     PANE_DEAD,
     PRE_PASTE_STAGES,
     RETRY_EXHAUSTED,
+    SCREEN_UNKNOWN,
     SESSION_DISCONNECTED,
     SESSION_EXITED,
     SESSION_NOT_FOUND,
@@ -91,10 +92,20 @@ class _EngineState(Enum):
     RUNNING = "running"
 
 
+# Why a delivery waits that the terminal itself can end: a look at the screen is worth
+# taking as soon as its output stops, not only at the next slot of the retry schedule.
+WAKE_WHEN_SETTLED = frozenset({BUSY, BLOCKED_DIALOG, COMPOSER_HAS_TEXT, SCREEN_UNKNOWN})
+
+Settled = Callable[[], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class _RetryNeeded:
     reason: str
     detail: str
+    # Resolves when the terminal's output has stopped: look again then (None: only the
+    # retry schedule can tell).
+    settled: Settled | None = None
 
 
 class _CancelledBeforePaste(Exception):
@@ -125,6 +136,8 @@ class DeliveryEngine:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._held: list[Delivery] = []  # accepted while start() is still resuming
         self._retry_at: dict[str, float] = {}  # delivery id → monotonic time of next attempt
+        # delivery id → what resolves when its terminal settles (see WAKE_WHEN_SETTLED)
+        self._settled: dict[str, Settled] = {}
         self._wakeups: dict[str, asyncio.Event] = {}  # interrupts a retry wait (cancel)
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         # session id → the delivery interrupted mid-paste whose text may still be there
@@ -404,6 +417,7 @@ class DeliveryEngine:
         self._active.clear()
         self._held.clear()
         self._retry_at.clear()
+        self._settled.clear()
         self._wakeups.clear()
         self._leftover.clear()
         for waiters in self._waiters.values():
@@ -448,18 +462,29 @@ class DeliveryEngine:
                     self._queues.pop(session_id, None)
 
     async def _drive(self, d: Delivery) -> None:
-        """Attempts on the retry schedule until ``d`` is final."""
+        """Attempts on the retry schedule until ``d`` is final.
+
+        The schedule is the upper bound of a wait. A delivery that waits because its
+        terminal is busy (or shows a dialog, or someone's text) looks again as soon as
+        the terminal's output stops; such an early look that still finds it not ready
+        is not an attempt: the slot it waits in stays as it was.
+        """
         while not d.final:
+            early = False
             if d.status is DeliveryStatus.RETRYING:
-                await self._wait_for_retry(d)
+                early = await self._wait_for_retry(d)
                 if d.final:  # cancelled while waiting
                     return
                 queue = self._queues.get(d.session_id)
                 if queue and queue[0] != d.id:
                     return  # keys were put ahead of it; the worker comes back to it
-            retry = await self._attempt(d)
+            slot_end = self._retry_at.get(d.id)
+            retry = await self._attempt(d, count=not early)
             if retry is None or d.final:
                 return
+            if early and slot_end is not None and slot_end - monotonic() > 0:
+                await self._set_retrying(d, retry, slot_end - monotonic())
+                continue
             delay = self.schedule.delay_for(d.attempts - 1)
             if delay is None:
                 await self._fail(
@@ -469,11 +494,13 @@ class DeliveryEngine:
                 return
             await self._set_retrying(d, retry, delay)
 
-    async def _attempt(self, d: Delivery) -> _RetryNeeded | None:
-        """One try. Returns why to retry, or None once ``d`` is final."""
+    async def _attempt(self, d: Delivery, *, count: bool = True) -> _RetryNeeded | None:
+        """One try (``count=False``: an early look, see ``_drive``). Returns why to
+        retry, or None once ``d`` is final."""
         now = utc_now()
         d.status = DeliveryStatus.DELIVERING
-        d.attempts += 1
+        if count or d.attempts == 0:
+            d.attempts += 1
         d.started_at = d.started_at or now
         d.stage = STAGE_CHECK_READY
         d.reason = None
@@ -481,8 +508,11 @@ class DeliveryEngine:
         d.next_attempt_at = None
         d.updated_at = now
         self._retry_at.pop(d.id, None)
+        self._settled.pop(d.id, None)
         await self.repo.update(d)
         keys = d.kind is DeliveryKind.KEYS
+        quiet_ms = d.quiet_ms if d.quiet_ms is not None else self.config.quiet_ms
+        transport: Any = None
         try:
             session = self._session(d)
             transport = self.resolver(session)
@@ -496,12 +526,15 @@ class DeliveryEngine:
                 await self._check_leftover(d, transport)
             if not d.force:
                 await self._enter_stage(d, STAGE_QUIET_GUARD)
-                quiet_ms = d.quiet_ms if d.quiet_ms is not None else self.config.quiet_ms
                 quiet = await transport.is_quiet(quiet_ms)
                 if d.final:  # cancelled while we were watching the screen
                     return None
                 if not quiet:
-                    return _RetryNeeded(BUSY, f"the target was not quiet for {quiet_ms} ms")
+                    guard = getattr(transport, "guard", None)
+                    if guard is not None:
+                        d.evidence = {"quiet_guard": guard}
+                    return _RetryNeeded(BUSY, f"the target was not quiet for {quiet_ms} ms",
+                                        _settled_after(transport, quiet_ms, None))
             if keys:
                 send_keys = getattr(transport, "send_keys", None)
                 if send_keys is None:
@@ -526,7 +559,10 @@ class DeliveryEngine:
             if exc.evidence:
                 d.evidence = exc.evidence
             if exc.retryable:
-                return _RetryNeeded(exc.reason, exc.detail)
+                # The screen said no: worth another look once it has changed and settled.
+                wake = (_settled_after(transport, quiet_ms, monotonic())
+                        if exc.reason in WAKE_WHEN_SETTLED else None)
+                return _RetryNeeded(exc.reason, exc.detail, wake)
             await self._fail(d, exc.reason, exc.detail, stage=exc.stage)
             return None
         except Exception as exc:
@@ -597,6 +633,8 @@ class DeliveryEngine:
         d.next_attempt_at = to_iso(time.time() + delay)
         d.updated_at = utc_now()
         self._retry_at[d.id] = monotonic() + delay
+        if retry.settled is not None:
+            self._settled[d.id] = retry.settled
         # A fresh wait: a wake-up from an earlier one (keys went ahead) must not cut it short.
         self._wakeups.setdefault(d.id, asyncio.Event()).clear()
         await self.repo.update(d)
@@ -605,19 +643,31 @@ class DeliveryEngine:
             d.id, retry.reason, d.attempts, delay,
         )
 
-    async def _wait_for_retry(self, d: Delivery) -> None:
+    async def _wait_for_retry(self, d: Delivery) -> bool:
+        """Until the next slot, a wake-up (cancel, keys, session gone) or — returning
+        True — the terminal settling after the output that kept ``d`` waiting."""
         wake = self._wakeups.setdefault(d.id, asyncio.Event())
         left = self._retry_at.get(d.id, monotonic()) - monotonic()
         s = self.registry.get(d.session_id)
         if left <= 0 or wake.is_set() or s is None or s.state is SessionState.EXITED:
-            return  # a session already gone (pane_dead, …) fails now, not at the next try
+            return False  # a session already gone (pane_dead, …) fails now, not at the next try
+        waits: dict[asyncio.Task[Any], bool] = {asyncio.ensure_future(wake.wait()): False}
+        settled = self._settled.get(d.id)
+        if settled is not None:
+            waits[asyncio.ensure_future(settled())] = True
         try:
-            # Sleeping is the product's retry schedule here, not synchronisation; a
-            # cancel, keys going ahead or the session going (session_gone) cut it short.
-            async with asyncio.timeout(left):
-                await wake.wait()
-        except TimeoutError:
-            pass
+            # Waiting out the slot is the product's retry schedule, not synchronisation.
+            done, _ = await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        early = any(waits[t] for t in done if not t.cancelled() and t.exception() is None)
+        if early and not wake.is_set():
+            log.info("delivery id=%s: the terminal settled; looking again", d.id)
+            return True
+        return False
 
     def session_gone(self, session_id: str) -> None:
         """The registry's word that a session exited or was removed.
@@ -702,6 +752,7 @@ class DeliveryEngine:
     def _finish(self, d: Delivery) -> None:
         self._active.pop(d.id, None)
         self._retry_at.pop(d.id, None)
+        self._settled.pop(d.id, None)
         self._wakeups.pop(d.id, None)
         for fut in self._waiters.get(d.id, ()):
             if not fut.done():
@@ -723,3 +774,19 @@ class DeliveryEngine:
     def _snapshot(d: Delivery) -> Delivery:
         """Callers get a copy: the worker keeps mutating the live record."""
         return replace(d, evidence=dict(d.evidence))
+
+
+def _settled_after(transport: Any, quiet_ms: int, printed_after: float | None) -> Settled | None:
+    """What resolves when ``transport``'s terminal has settled (None: it cannot tell)."""
+    settled = getattr(transport, "settled", None)
+    if settled is None:
+        return None
+
+    async def wait() -> None:
+        waiting = settled(quiet_ms, printed_after)
+        if waiting is None:
+            await asyncio.Event().wait()  # cannot tell: only the schedule ends this wait
+        else:
+            await waiting
+
+    return wait

@@ -7,6 +7,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import ROOT
 
@@ -20,12 +21,16 @@ class AgentFiles:
     stop: Path
 
     def submissions(self) -> list[str]:
+        return [str(e["text"]) for e in self.records() if "text" in e]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every line of the log: submissions ({n, text, t}) and events ({event, t})."""
         if not self.out.exists():
             return []
         data = self.out.read_text()
         # A line is complete only once its newline is written; a big one may be mid-write.
         complete = data[: data.rfind("\n") + 1]
-        return [json.loads(line)["text"] for line in complete.splitlines() if line]
+        return [json.loads(line) for line in complete.splitlines() if line]
 
     def raw_bytes(self) -> bytes:
         return self.raw.read_bytes() if self.raw.exists() else b""

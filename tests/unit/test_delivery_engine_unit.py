@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from telepty.activity import OutputActivity
 from telepty.config import Config
 from telepty.delivery.engine import INTERRUPTED_DETAIL, DeliveryEngine
 from telepty.delivery.model import Delivery, DeliveryError, DeliveryStatus, Origin
@@ -47,6 +48,8 @@ class FakeTarget:
     profiles_used: list[str] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    # When set, the guard reads it and the transport offers ``settled`` (wake-ups).
+    activity: OutputActivity | None = None
 
 
 class FakeTransport:
@@ -63,7 +66,14 @@ class FakeTransport:
         self.t.guard_args.append(quiet_ms)
         if self.t.always_busy:
             return False
-        return self.t.quiet.pop(0) if self.t.quiet else True
+        if self.t.quiet:
+            return self.t.quiet.pop(0)
+        return True if self.t.activity is None else self.t.activity.quiet_for(quiet_ms / 1000.0)
+
+    def settled(self, quiet_ms: int, printed_after: float | None) -> Awaitable[None] | None:
+        if self.t.activity is None:
+            return None
+        return self.t.activity.wait_quiet(quiet_ms / 1000.0, printed_after=printed_after)
 
     async def deliver(
         self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback
@@ -285,6 +295,48 @@ async def test_busy_forever_exhausts_the_schedule(h: Harness) -> None:
     [ev] = h.kinds("delivery.failed")
     assert ev["delivery_id"] == d.id and ev["reason"] == "retry_exhausted" and ev["attempts"] == d.attempts
     assert h.kinds("inject_written") == []
+
+
+async def test_a_busy_terminal_is_served_when_its_output_stops_not_at_the_next_slot(h: Harness) -> None:
+    engine = await h.started(retry_schedule=(30.0,), quiet_ms=200)
+    t = h.target("s1")
+    t.activity = OutputActivity()
+    printing = True
+
+    async def prints() -> None:
+        while printing:
+            t.activity.note_output(10)  # type: ignore[union-attr]
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(prints())
+    d = await submit(engine)
+    busy = await status_is(engine, d.id, DeliveryStatus.RETRYING)
+    assert busy.reason == "busy" and busy.attempts == 1
+    printing = False
+    await task
+    done = await final(engine, d.id, timeout=5.0)  # the slot would have been 30 s
+    assert done.status is DeliveryStatus.DELIVERED and t.seen == [b"hello"]
+    assert done.attempts == 1  # the look when the output stopped was not another attempt
+
+
+async def test_early_looks_that_still_find_it_busy_keep_the_slot(h: Harness) -> None:
+    # One slot of 30 s: were early looks attempts, the second would exhaust the schedule.
+    engine = await h.started(retry_schedule=(30.0,), quiet_ms=50)
+    t = h.target("s1")
+    t.activity = OutputActivity()
+    t.quiet = [False, False, False]
+    d = await submit(engine)
+    done = await final(engine, d.id, timeout=5.0)
+    assert done.status is DeliveryStatus.DELIVERED and done.attempts == 1
+    assert len(t.guard_args) == 4 and t.seen == [b"hello"]
+
+
+async def test_a_terminal_that_cannot_tell_waits_for_the_slot(h: Harness) -> None:
+    engine = await h.started(retry_schedule=(0.3, 0.3), quiet_ms=50)
+    t = h.target("s1")
+    t.quiet = [False]
+    done = await final(engine, (await submit(engine)).id)
+    assert done.status is DeliveryStatus.DELIVERED and done.attempts == 2
 
 
 async def test_a_retrying_delivery_holds_the_head_of_its_queue(h: Harness) -> None:
