@@ -272,7 +272,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     except OSError as exc:
         await runner.cleanup()
         raise SystemExit(
-            f"telepty: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+            f"telepty: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; "
+            "choose another port with `telepty daemon --port N` (or TELEPTY_PORT=N)"
         ) from None
     server = site._server  # aiohttp exposes no public accessor for the bound port
     sockets = getattr(server, "sockets", None) or []

@@ -293,6 +293,7 @@ def _components() -> dict[str, Any]:
             "Meta": _obj({
                 "name": _str(const="telepty"), "version": _str(), "pid": _int(), "host": _str(),
                 "port": _int(), "machine_id": _str(), "started_at": TIMESTAMP, "home": _str(),
+                "home_id": _str(description="names the home this daemon serves; the CLI checks it"),
                 "capabilities": _arr(_str()),
             }, ("name", "version", "pid", "host", "port", "machine_id", "started_at", "capabilities")),
             "Session": session,

@@ -87,6 +87,36 @@ def new_delivery_id() -> str:
     return f"dlv_{uuid.uuid4().hex}"
 
 
+# Evidence fields that hold text read off the agent's screen: the screen shows the
+# prompt as it is typed, so they are content, kept out of API answers unless the
+# operator keeps content (``TELEPTY_AUDIT_CONTENT=1``), the audit log's rule.
+SCREEN_TEXT_FIELDS = frozenset({"tail_before", "tail_after", "line", "lines", "text", "why"})
+
+
+def withhold_screen_text(value: Any) -> tuple[Any, bool]:
+    """``value`` with every screen-text field replaced by a marker saying how much there
+    was; and whether anything was withheld. The structure (verdicts, patterns, timings,
+    which stage saw what) stays: it is what a person debugging a delivery reads first."""
+    if isinstance(value, list):
+        items = [withhold_screen_text(v) for v in value]
+        return [v for v, _ in items], any(w for _, w in items)
+    if not isinstance(value, dict):
+        return value, False
+    out: dict[str, Any] = {}
+    withheld = False
+    for key, item in value.items():
+        if key in SCREEN_TEXT_FIELDS and isinstance(item, str) and item:
+            out[key] = f"[withheld: {len(item)} characters of screen text]"
+            withheld = True
+        elif key in SCREEN_TEXT_FIELDS and isinstance(item, list) and item:
+            out[key] = [f"[withheld: {len(item)} lines of screen text]"]
+            withheld = True
+        else:
+            out[key], inner = withhold_screen_text(item)
+            withheld = withheld or inner
+    return out, withheld
+
+
 @dataclass
 class Delivery:
     session_id: str  # the exact id the target resolved to when the prompt was accepted
@@ -140,8 +170,12 @@ class Delivery:
     def prompt_sha256(self) -> str:
         return hashlib.sha256(self.prompt).hexdigest()
 
-    def to_public(self, include_prompt: bool = False) -> dict[str, Any]:
-        """JSON-safe view; the prompt itself only on request, since it may be sensitive."""
+    def to_public(self, include_prompt: bool = False, screen_text: bool = False) -> dict[str, Any]:
+        """JSON-safe view; the prompt itself only on request, since it may be sensitive, and
+        the screen text in the evidence only with ``screen_text`` (it shows the prompt)."""
+        evidence, withheld = (self.evidence, False) if screen_text else withhold_screen_text(self.evidence)
+        if withheld:
+            evidence["screen_text"] = "withheld (the daemon keeps it out unless TELEPTY_AUDIT_CONTENT=1)"
         out: dict[str, Any] = {
             "delivery_id": self.id,
             "kind": str(self.kind),
@@ -162,7 +196,7 @@ class Delivery:
             "reason": self.reason,
             "detail": self.detail,
             "stage": self.stage,
-            "evidence": self.evidence,
+            "evidence": evidence,
             "attempts": self.attempts,
             "confirmed": self.confirmed,
             "idempotency_key": self.idempotency_key,

@@ -41,7 +41,8 @@ async def test_keys_answer_the_dialog_a_prompt_was_waiting_on(aiohttp_client, co
                        args=["--dialog-file", str(trigger)])
     await sp.ready()
     # Retries 30 s apart: the prompt must go right after the keys, not at its next retry.
-    client = await app_client(aiohttp_client, config, retry_schedule=(30.0, 30.0))
+    # audit_content: the keys' record keeps the screen it saw before them.
+    client = await app_client(aiohttp_client, config, retry_schedule=(30.0, 30.0), audit_content=True)
     await register(client, sp, "dlg")
     trigger.touch()
     await wait_until(lambda: "Do you want to proceed?" in sp.screen(), message="dialog up")
