@@ -14,6 +14,7 @@ from typing import Any
 from telepty.cli.client import Client, CliError
 from telepty.cli.output import emit_json, print_table
 from telepty.config import Config
+from telepty.delivery.model import DeliveryStatus
 
 FINAL = {"delivered", "failed", "cancelled"}
 
@@ -43,10 +44,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p = sub.add_parser("deliveries", help="list deliveries, show one, or cancel one")
     p.add_argument("id", nargs="?", help="a delivery id to show")
     p.add_argument("--session")
-    p.add_argument("--status", choices=["queued", "delivering", "delivered", "retrying", "failed",
-                                        "cancelled"])
+    p.add_argument("--status", choices=[str(s) for s in DeliveryStatus])
     p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--cancel", action="store_true", help="cancel the given pending delivery")
+    p.add_argument("--cancel", action="store_true",
+                   help="cancel the given pending delivery (or end the hold a failed one put on its session)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_deliveries)
 
