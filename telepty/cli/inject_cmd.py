@@ -150,7 +150,12 @@ def cmd_deliveries(args: argparse.Namespace, config: Config) -> int:
         if not args.id:
             raise CliError("--cancel needs a delivery id", "missing_argument", exit_code=2)
         d = client.request("DELETE", f"/api/deliveries/{args.id}")
-        emit_json(d) if args.json else print(f"{d['delivery_id']} {d['status']}")
+        if args.json:
+            emit_json(d)
+        elif d.get("hold_released"):
+            print(f"{d['delivery_id']} {d['status']}; the hold on {d['hold_released']} is released")
+        else:
+            print(f"{d['delivery_id']} {d['status']}")
         return 0
     if args.id:
         d = client.request("GET", f"/api/deliveries/{args.id}")
@@ -162,6 +167,8 @@ def cmd_deliveries(args: argparse.Namespace, config: Config) -> int:
                     "created_at", "finished_at", "next_attempt_at"):
             if d.get(key) not in (None, ""):
                 print(f"{key:16} {d[key]}")
+        if (d.get("evidence") or {}).get("blocked_by"):
+            print(f"{'blocked_by':16} {d['evidence']['blocked_by']}")
         return 0
     items = client.request("GET", "/api/deliveries",
                            query={"session": args.session, "status": args.status, "limit": args.limit})

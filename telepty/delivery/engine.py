@@ -321,6 +321,13 @@ class DeliveryEngine:
             raise NotFound("delivery_not_found", f"no delivery with id {delivery_id!r}")
         return stored
 
+    def holding(self, delivery_id: str) -> str | None:
+        """The session ``delivery_id`` holds (see ``_Hold``), if it holds one."""
+        for session_id, hold in self._holds.items():
+            if hold.blocking.id == delivery_id:
+                return session_id
+        return None
+
     def hold_of(self, session_id: str) -> dict[str, Any] | None:
         """The hold on a session, if any (``telepty explain`` shows it)."""
         hold = self._holds.get(session_id)
@@ -674,10 +681,10 @@ class DeliveryEngine:
             session = self._session(d)
             transport = self.resolver(session)
             await transport.check_ready()
-            term = getattr(transport, "term", None)
+            term = _screen_of(transport)
             if term is None:
                 raise DeliveryError(INTERRUPTED, f"the {transport.name} transport cannot show what "
-                                    "reached the input", stage=found)
+                                    "reached the input; not pasted again", stage=found)
             profile = getattr(transport, "profile", None) or self.profiles.profile_for(session.agent)
             lines = await look(term, profile)
             if found in SUBMITTED_STAGES:
@@ -840,7 +847,7 @@ class DeliveryEngine:
         try:
             session = self._session(d)
             transport = self.resolver(session)
-            term = getattr(transport, "term", None)
+            term = _screen_of(transport)
             if term is None:
                 return False
             profile = self.profiles.profile_for(session.agent)
@@ -1129,3 +1136,9 @@ def _held_since_mono(d: Delivery) -> float:
     except (TypeError, ValueError):
         return now
     return now - max(0.0, time.time() - since)
+
+
+def _screen_of(transport: Any) -> Any:
+    """The transport's ``TerminalIO`` (``telepty.delivery.confirm``), when it has one."""
+    term = getattr(transport, "term", None)
+    return term if callable(getattr(term, "screen", None)) else None

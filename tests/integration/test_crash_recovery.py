@@ -214,6 +214,8 @@ def test_a_restart_keeps_the_hold(daemon_factory, session, tmp_path) -> None:  #
     d = daemon_factory().start()
     rec = wait_until_sync(lambda: (r := d.delivery(nid))["status"] == "held" and r, message="held again")
     assert rec["evidence"]["blocked_by"] == did
+    shown = d.cli("deliveries", nid)
+    assert "leftover_in_input" in shown.stdout and f"blocked_by       {did}" in shown.stdout
     # A person clears the input at the terminal: the hold sees it go and ends.
     subprocess.run(["tmux", "-S", prog.socket_path, "send-keys", "-t", prog.pane_id, "C-u"], check=True)
     assert d.final(nid)["status"] == "delivered"
