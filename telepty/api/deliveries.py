@@ -137,8 +137,12 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 async def cancel_delivery(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
+    held = svc.deliveries.holding(request.match_info["id"])
     delivery = await svc.deliveries.cancel(request.match_info["id"])
-    return json_response(public(request, delivery))
+    body = public(request, delivery)
+    if held is not None:
+        body["hold_released"] = held  # it was final already: what ended is the hold on that session
+    return json_response(body)
 
 
 def add_routes(app: web.Application) -> None:

@@ -69,6 +69,7 @@ async def explain(request: web.Request) -> web.Response:
         raise Conflict(exc.reason, exc.detail) from None
     out["session_state"] = str(session.state)
     out["pending"] = pending
+    out["hold"] = svc.deliveries.hold_of(session.id)
     return json_response(out)
 
 

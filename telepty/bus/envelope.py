@@ -35,6 +35,7 @@ DAEMON_KINDS = frozenset({
     "session_register",
     "session.replaced",
     "session.idle",
+    "session.held",
     "session_health",
     "session_upstream_stalled",
     "inject_written",

@@ -14,7 +14,7 @@ from telepty.cli.output import emit_json, print_table
 from telepty.cli.waiting import FINAL, wait_final
 from telepty.config import Config
 
-STATUSES = ["queued", "delivering", "delivered", "retrying", "failed", "cancelled"]
+STATUSES = ["queued", "delivering", "delivered", "retrying", "held", "failed", "cancelled"]
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,7 +49,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--status", choices=STATUSES, help="only deliveries with this status")
     p.add_argument("--limit", type=int_between(1, 1000), default=20, metavar="N",
                    help="at most this many (default: %(default)s)")
-    p.add_argument("--cancel", action="store_true", help="cancel the given pending delivery")
+    p.add_argument("--cancel", action="store_true",
+                   help="cancel the given pending delivery (or end the hold a failed one put on its session)")
     add_json(p)
     p.set_defaults(func=cmd_deliveries)
 
@@ -120,7 +121,12 @@ def cmd_deliveries(args: argparse.Namespace, config: Config) -> int:
         if not args.id:
             raise CliError("--cancel needs a delivery id", "missing_argument", exit_code=EXIT_USAGE)
         d = client.request("DELETE", f"/api/deliveries/{args.id}")
-        emit_json(d) if args.json else print(f"{d['delivery_id']} {d['status']}")
+        if args.json:
+            emit_json(d)
+        elif d.get("hold_released"):
+            print(f"{d['delivery_id']} {d['status']}; the hold on {d['hold_released']} is released")
+        else:
+            print(f"{d['delivery_id']} {d['status']}")
         return 0
     if args.id:
         d = client.request("GET", f"/api/deliveries/{args.id}")
@@ -132,6 +138,8 @@ def cmd_deliveries(args: argparse.Namespace, config: Config) -> int:
                     "created_at", "finished_at", "next_attempt_at"):
             if d.get(key) not in (None, ""):
                 print(f"{key:16} {d[key]}")
+        if (d.get("evidence") or {}).get("blocked_by"):
+            print(f"{'blocked_by':16} {d['evidence']['blocked_by']}")
         return 0
     items = client.request("GET", "/api/deliveries",
                            query={"session": args.session, "status": args.status, "limit": args.limit})

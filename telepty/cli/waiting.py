@@ -42,7 +42,11 @@ def describe(record: dict[str, Any], now: float) -> str:
             left = max(0.0, from_iso(when) - now)
         except ValueError:
             left = None
-        if left is not None:
+        if left is not None and record.get("status") == "held":
+            blocked_by = (record.get("evidence") or {}).get("blocked_by")
+            text += f", behind {blocked_by}" if blocked_by else ""
+            text += f", gives up (held_timeout) in {left:.0f}s"
+        elif left is not None:
             text += f", next try in {left:.0f}s" if left >= 1 else ", next try now"
     return text
 

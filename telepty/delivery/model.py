@@ -23,6 +23,7 @@ class DeliveryStatus(StrEnum):
     DELIVERING = "delivering"
     DELIVERED = "delivered"
     RETRYING = "retrying"
+    HELD = "held"  # behind an interrupted prompt whose text may still be in the input
     FAILED = "failed"
     CANCELLED = "cancelled"
 
@@ -64,6 +65,8 @@ BLOCKED_DIALOG = "blocked_dialog"  # a permission/trust dialog is up: a paste wo
 PANE_IN_MODE = "pane_in_mode"  # copy/view mode that would not leave
 SCREEN_UNKNOWN = "screen_unknown"  # no composer in sight: nothing could be confirmed
 COMPOSER_HAS_TEXT = "composer_has_text"  # someone else's text sits in the input box
+LEFTOVER_IN_INPUT = "leftover_in_input"  # a held record's reason: an interrupted prompt's text
+HELD_TIMEOUT = "held_timeout"  # held for TELEPTY_HOLD_MAX_S without the hold ending
 TMUX_CMD_FAILED = "tmux_cmd_failed"
 NO_TRANSPORT = "no_transport"
 
@@ -74,6 +77,16 @@ NO_TRANSPORT = "no_transport"
 STAGE_CHECK_READY = "check_ready"
 STAGE_QUIET_GUARD = "quiet_guard"
 STAGE_PASTE = "paste"
+# Persisted before the submit key goes out: a crash after it may have submitted the
+# prompt, so a restart only looks (never presses Enter again); a crash between ``paste``
+# and here left the prompt unsubmitted, and a restart finishes it (``telepty.delivery.
+# recovery``).
+STAGE_SUBMIT = "submit"
+STAGE_CLEAR = "clear"  # recovery emptying the input of an interrupted paste's remains
+# Where a restart finds a prompt that may sit unsubmitted in the input.
+INPUT_STAGES: frozenset[str | None] = frozenset({STAGE_PASTE, "settle", STAGE_CLEAR})
+# Where the submit key may already have gone out.
+SUBMITTED_STAGES: frozenset[str | None] = frozenset({STAGE_SUBMIT, "confirm", "rescue"})
 PRE_PASTE_STAGES: frozenset[str | None] = frozenset({None, STAGE_CHECK_READY, STAGE_QUIET_GUARD})
 # A relayed delivery's only write is its forward to the peer, and that carries an
 # Idempotency-Key derived from our delivery id: sending it again after a crash makes the

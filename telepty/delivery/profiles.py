@@ -39,6 +39,7 @@ class SubmitProfile:
     dialog_patterns: tuple[str, ...] = ()
     placeholder_patterns: tuple[str, ...] = ()
     rescue: tuple[tuple[str, ...], ...] = ()  # each step: tmux key names
+    clear_keys: tuple[str, ...] = ("C-u",)  # tmux key names that empty the input line/box
     confirm_ms: int = DEFAULT_CONFIRM_MS  # how long the screen may take to show a submission
 
     @property
@@ -139,7 +140,7 @@ def _check(source: str, name: str, key: str, value: object) -> None:
     else:
         if not _str_list(value):
             raise ConfigError(f"{where} must be a list of strings")
-        if key == "submit_keys":
+        if key in ("submit_keys", "clear_keys"):
             _check_key_names(where, value)  # type: ignore[arg-type]
         if key in _PATTERN_KEYS:
             for pattern in value:  # type: ignore[union-attr]

@@ -30,6 +30,9 @@ class PtyTerminal:
     async def screen(self) -> list[str]:
         return self.view.lines()
 
+    async def input_lines(self) -> list[str]:
+        return self.view.input_lines()
+
     async def paste(self, data: bytes) -> None:
         try:
             await self.pty.paste(data, no_enter=True)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
 from telepty.activity import OutputActivity
-from telepty.delivery.confirm import submit_prompt
+from telepty.delivery.confirm import submit_pasted, submit_prompt
 from telepty.delivery.keys import describe
 from telepty.delivery.model import STAGE_CHECK_READY, DeliveryError
 from telepty.delivery.profiles import SubmitProfile, SubmitProfiles, load_profiles
@@ -63,6 +63,10 @@ class ScrollbackScreen:
             self.fed = total
         return self.term.lines()
 
+    def input_lines(self) -> list[str]:
+        self.lines()  # feeds what arrived since
+        return self.term.lines_to_cursor()
+
     def app_cursor(self) -> bool:
         tail = self.scrollback.tail(SEED_BYTES)
         return tail.rfind(_APP_CURSOR_ON) > tail.rfind(_APP_CURSOR_OFF)
@@ -72,6 +76,8 @@ class StreamTerminal(Protocol):
     """``TerminalIO`` (``telepty.delivery.confirm``) over a stream; errors are DeliveryErrors."""
 
     async def screen(self) -> list[str]: ...
+
+    async def input_lines(self) -> list[str]: ...
 
     async def paste(self, data: bytes) -> None: ...
 
@@ -174,6 +180,19 @@ class StreamTransport:
     async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
         with self._activity().ours():
             return await press_keys(self.term, keys, on_stage, self._evidence())
+
+    async def submit_pasted(
+        self, prompt: bytes, *, profile: SubmitProfile, on_stage: StageCallback,
+    ) -> DeliveryOutcome:
+        """Submit a prompt that already sits whole in the input (see ``recovery``)."""
+        self._ensure_connected("capture_before")
+        with self._activity().ours():
+            return await submit_pasted(self.term, prompt, self.profile or profile,
+                                       on_stage=on_stage, evidence=self._evidence())
+
+    async def clear_input(self, keys: Sequence[str]) -> None:
+        with self._activity().ours():
+            await self.term.press(keys)
 
     async def explain(self, tail: int = 20, quiet_ms: int | None = None) -> dict[str, Any]:
         agent = await check_agent(self._kind(), self._pid())

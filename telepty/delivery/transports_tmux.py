@@ -21,7 +21,7 @@ from typing import Any
 
 from telepty.activity import OutputActivity, ours
 from telepty.clock import monotonic
-from telepty.delivery.confirm import submit_prompt
+from telepty.delivery.confirm import submit_pasted, submit_prompt
 from telepty.delivery.model import (
     PANE_DEAD,
     PANE_IN_MODE,
@@ -75,6 +75,12 @@ class PaneTerminal:
             raise _classified(exc, before_paste=True) from None
         self.screens += 1
         return text.split("\n")
+
+    async def input_lines(self) -> list[str]:
+        try:
+            return await self.tmux.capture_to_cursor(self.pane_id, stage="capture")
+        except TmuxError as exc:
+            raise _classified(exc, before_paste=True) from None
 
     async def paste(self, data: bytes) -> None:
         name = f"telepty-{secrets.token_hex(8)}"
@@ -224,9 +230,18 @@ class PasteBufferTransport:
     def settled(self, quiet_ms: int, printed_after: float | None) -> Awaitable[None] | None:
         """Resolves when the pane has printed (after ``printed_after``) and then been
         quiet for ``quiet_ms``: the moment a waiting delivery should look again."""
+        return self._settled(quiet_ms / 1000.0, printed_after)
+
+    async def _settled(self, quiet_s: float, printed_after: float | None) -> None:
+        if self.activity is None:  # not looked at yet (a held delivery after a restart)
+            try:
+                info = await self.tmux.pane_info(self.pane_id)
+                self.activity = await self.tmux.watch_output(info) if info is not None else None
+            except TmuxError:
+                self.activity = None
         if self.activity is None:
-            return None
-        return self.activity.wait_quiet(quiet_ms / 1000.0, printed_after=printed_after)
+            await asyncio.Event().wait()  # tmux cannot tell us: only the caller's bound ends this
+        await self.activity.wait_quiet(quiet_s, printed_after=printed_after)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -252,6 +267,18 @@ class PasteBufferTransport:
         await self._recheck()
         with ours(self.activity):
             return await press_keys(self.term, keys, on_stage, self._evidence())
+
+    async def submit_pasted(
+        self, prompt: bytes, *, profile: SubmitProfile, on_stage: StageCallback,
+    ) -> DeliveryOutcome:
+        """Submit a prompt that already sits whole in the input (see ``recovery``)."""
+        with ours(self.activity):
+            return await submit_pasted(self.term, prompt, self.profile or profile,
+                                       on_stage=on_stage, evidence=self._evidence())
+
+    async def clear_input(self, keys: Sequence[str]) -> None:
+        with ours(self.activity):
+            await self.term.press(keys)
 
     async def explain(self, tail: int = 20, quiet_ms: int | None = None) -> dict[str, Any]:
         """What readiness would see now; changes nothing (a pane in copy mode stays in it)."""

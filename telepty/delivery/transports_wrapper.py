@@ -36,6 +36,9 @@ class WrapperTerminal:
     async def screen(self) -> list[str]:
         return self.view.lines()
 
+    async def input_lines(self) -> list[str]:
+        return self.view.input_lines()
+
     async def paste(self, data: bytes) -> None:
         try:
             reply = await self.link.paste(data, b"", 0, True)

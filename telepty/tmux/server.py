@@ -391,6 +391,19 @@ class TmuxServer:
             rows = rows[-lines:]
         return "\n".join(rows)
 
+    async def capture_to_cursor(self, pane_id: str, *, stage: str = "capture") -> list[str]:
+        """The visible rows from the top down to the cursor's, right-stripped.
+
+        For a line-oriented program (a shell, ``cat``, a REPL) the cursor's row is its
+        input line: a blank one there means an empty input, whatever the rows above show.
+        """
+        _check_pane_id(pane_id)
+        where = await self.run("display-message", "-p", "-t", pane_id, "#{cursor_y}", stage=stage,
+                               retry_safe=True)
+        out = await self.run("capture-pane", "-p", "-t", pane_id, stage=stage, retry_safe=True)
+        rows = [row.rstrip() for row in out.split("\n")]
+        return rows[: _int(where.strip()) + 1]
+
     # -- buffers and keys --------------------------------------------------------------
 
     async def load_buffer(self, name: str, data: bytes, *, stage: str = "load_buffer") -> None:

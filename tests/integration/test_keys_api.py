@@ -142,9 +142,11 @@ def test_cli_keys_and_explain(cli_daemon: DaemonProcess, session, tmp_path) -> N
         "type": "pane", "session_id": "cl", "tmux_pane": sp.pane_id, "tmux_socket": sp.socket_path,
         "agent": "claude"})
     assert status == 201
-    res = cli_daemon.cli("explain", "cl")
-    assert res.returncode == 0, res.stderr
-    assert "verdict    idle" in res.stdout and "profile    claude:" in res.stdout
+    # It has just drawn its screen: explain says busy until that is a quiet window old
+    # (the daemon knows a pane's last output to the second before it has watched it).
+    res = wait_until_sync(lambda: (r := cli_daemon.cli("explain", "cl")).returncode == 0
+                          and "verdict    idle" in r.stdout and r, 10, message="explain idle")
+    assert "profile    claude:" in res.stdout
     assert "agent      claude (process tree: claude" in res.stdout and "running" in res.stdout
 
     trigger.touch()

@@ -47,7 +47,7 @@ def test_arguments_that_name_a_session_complete_session_ids() -> None:
         assert cmds[name].positionals[0] == SESSIONS, name
     assert cmds["deliveries"].values["--session"] == SESSIONS
     assert cmds["deliveries"].values["--status"] == ["queued", "delivering", "delivered", "retrying",
-                                                     "failed", "cancelled"]
+                                                     "held", "failed", "cancelled"]
     assert cmds["list"].values["--agent"] == ["claude", "codex", "gemini", "aider", "other"]
     assert cmds["completion"].positionals[0] == ["bash", "zsh", "fish", SESSIONS]
     assert cmds["inject"].positionals[1] is None  # the prompt: nothing to offer
