@@ -71,10 +71,11 @@ class EventRepo:
         One transaction per batch is what lets the bus take thousands of events a
         second: the cost of a commit is paid once for everything that queued up
         meanwhile. It is a single multi-row ``INSERT`` (a statement outside ``BEGIN``
-        is its own transaction), because every call into SQLite hands the GIL back and
-        forth with the event loop, and those handoffs, not SQLite, were the cost.
-        Batches commit in the order they were queued (the database runs one job at a
-        time), so seqs ascend from one batch to the next.
+        is its own transaction): one call into SQLite instead of one per row. It runs
+        on the calling thread when the database thread is idle (a WAL commit never
+        waits on the disk; see ``telepty.store.db``), else queued behind what is there.
+        Either way batches commit in the order they were queued, so seqs ascend from
+        one batch to the next, and the future is done only once the batch is committed.
         """
         accepted_at = utc_now()
         message_ids = [env["message_id"] for env, _ in items]
@@ -97,7 +98,7 @@ class EventRepo:
                     out.append(Appended(int(conn.execute(_SEQ_OF, (mid,)).fetchone()[0]), False))
             return out
 
-        return self.db.run_soon(q)
+        return self.db.run_here_if_idle(q)
 
     async def since(
         self, seq: int, limit: int = 100, kinds: tuple[str, ...] = ()

@@ -84,3 +84,63 @@ async def test_close_finishes_queued_work_and_stops_the_thread(tmp_path: Path) -
     assert thread is not None and not thread.is_alive()
     with pytest.raises(RuntimeError, match="not open"):
         await d.run(lambda c: None)
+
+
+async def test_an_idle_database_runs_a_short_write_right_here(db: Database) -> None:
+    await db.run(lambda c: c.execute("CREATE TABLE t (x)"))
+    ran_on: list[str] = []
+
+    def write(c: sqlite3.Connection) -> int:
+        ran_on.append(threading.current_thread().name)
+        return c.execute("INSERT INTO t VALUES (1) RETURNING rowid").fetchone()[0]
+
+    fut = db.run_here_if_idle(write)
+    assert fut.done() and fut.result() == 1  # committed before the call returned
+    assert ran_on == [threading.current_thread().name]
+    failed = db.run_here_if_idle(lambda c: c.execute("INSERT INTO nowhere VALUES (1)"))
+    assert isinstance(failed.exception(), sqlite3.OperationalError)
+
+
+async def test_a_busy_database_queues_it_behind_what_was_first(db: Database) -> None:
+    await db.run(lambda c: c.execute("CREATE TABLE t (x)"))
+    gate = threading.Event()
+    order: list[str] = []
+
+    def first(c: sqlite3.Connection) -> None:
+        gate.wait(5)
+        order.append("first")
+
+    def second(c: sqlite3.Connection) -> str:
+        order.append("second")
+        return threading.current_thread().name
+
+    blocked = db.run_soon(first)
+    fut = db.run_here_if_idle(second)
+    assert not fut.done() and order == []
+    gate.set()
+    assert await fut == "telepty-db"
+    await blocked
+    assert order == ["first", "second"]
+
+
+async def test_checkpoints_run_on_the_thread_not_on_every_commit(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from telepty.store import db as db_module
+
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY", 5)
+    where: list[str] = []
+    real = db._checkpoint
+
+    def checkpoint() -> None:
+        where.append(threading.current_thread().name)
+        real()
+
+    monkeypatch.setattr(db, "_checkpoint", checkpoint)
+    assert await db.run(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 0
+    await db.run(lambda c: c.execute("CREATE TABLE t (x)"))
+    for i in range(12):
+        await db.run_here_if_idle(lambda c, i=i: c.execute("INSERT INTO t VALUES (?)", (i,)))
+    await db.run(lambda c: None)  # whatever checkpoint was queued has run by now
+    assert len(where) >= 2 and set(where) == {"telepty-db"}
+    assert await db.run(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 12
