@@ -399,6 +399,7 @@ async def main() -> None:
         await worker_main(url, token, int(n), int(clients), tag)
         return
 
+    load_before = os.getloadavg()
     upstream = None
     if args.upstream:
         up_pid = args.upstream_pid or listening_pid(args.upstream)
@@ -422,10 +423,13 @@ async def main() -> None:
         proc.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
 
+    load_after = os.getloadavg()
     print(f"bus: {args.repeat} run(s) of each row, median shown; publish rows n={args.n} events, "
           f"latency rows m={args.m} events, fan-out to {args.subscribers} subscribers")
     print("clients: bare HTTP/1.1 keep-alive, one request in flight per connection; "
           "subscribers: aiohttp WebSockets")
+    print(f"machine: {os.cpu_count()} CPUs; load average {load_before[0]:.2f} before, "
+          f"{load_after[0]:.2f} after (other work on the machine moves these numbers)")
     print(f"telepty durability: {ours.accepted} accepted (2xx), {logged} in the log, "
           f"{after_kill} in the log after kill -9 + restart")
     if upstream is not None:

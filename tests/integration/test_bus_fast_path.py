@@ -304,3 +304,12 @@ async def test_publishes_stay_on_the_fast_path_until_another_request_comes(confi
         writer.close()
     finally:
         await runner.cleanup()
+
+
+def test_sigterm_with_an_idle_publish_connection_open_exits_cleanly(daemon: DaemonProcess) -> None:
+    idle = Raw(daemon)
+    idle.send(post(idle.host, FAST, b'{"kind": "fast.stop"}'))
+    assert idle.answer()[0] == 202
+    assert daemon.stop() == 0  # SIGTERM: a clean exit, not held up by the idle connection
+    assert idle.closed_by_peer()
+    idle.close()
