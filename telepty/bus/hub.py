@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from telepty.bus.envelope import make_event
 from telepty.store.events import Appended, EventRepo, dumps_event
@@ -74,6 +74,9 @@ class LoggedEvent(dict[str, Any]):
 
 
 Listener = Callable[[LoggedEvent], None]
+T = TypeVar("T")
+# A publisher's future, and what turns ``(seq, inserted)`` into its result (None: itself).
+_Waiting = tuple[asyncio.Future[Any], Callable[[int, bool], Any] | None]
 
 
 class Subscription:
@@ -112,7 +115,8 @@ class EventBus:
         self.subscriber_queue = subscriber_queue
         self._subs: set[Subscription] = set()
         self._listeners: list[Listener] = []
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[tuple[int, bool]]]] = []
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[Any], Callable[[int, bool], Any] | None]]
+        self._pending = []
         self._flush_scheduled = False
         self._in_flight = 0
         self._closed = False
@@ -138,12 +142,19 @@ class EventBus:
         """
         return await self.publish_soon(envelope)
 
-    def publish_soon(self, envelope: dict[str, Any]) -> asyncio.Future[tuple[int, bool]]:
+    @overload
+    def publish_soon(self, envelope: dict[str, Any]) -> asyncio.Future[tuple[int, bool]]: ...
+
+    @overload
+    def publish_soon(self, envelope: dict[str, Any], into: Callable[[int, bool], T]) -> asyncio.Future[T]: ...
+
+    def publish_soon(self, envelope: dict[str, Any], into: Callable[[int, bool], Any] | None = None) -> Any:
         """``publish`` without a coroutine: the future resolves once the event has
-        committed (and has been fanned out)."""
+        committed (and has been fanned out), with ``(seq, inserted)`` or, given
+        ``into``, with ``into(seq, inserted)`` (one future per event, not two)."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[int, bool]] = loop.create_future()
-        self._pending.append((envelope, fut))
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((envelope, fut, into))
         if not self._flush_scheduled and self._in_flight < IN_FLIGHT:
             # Everything published during this turn of the loop goes in one transaction.
             self._flush_scheduled = True
@@ -165,49 +176,56 @@ class EventBus:
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
             rows: list[tuple[dict[str, Any], str]] = []
-            futs: list[asyncio.Future[tuple[int, bool]]] = []
-            for env, fut in batch:
+            waiting: list[_Waiting] = []
+            for env, fut, into in batch:
                 try:
                     rows.append((env, dumps_event(env)))
                 except Exception as exc:  # an envelope that cannot be JSON at all
                     if not fut.done():
                         fut.set_exception(exc)
                     continue
-                futs.append(fut)
+                waiting.append((fut, into))
             if not rows:
                 continue
             try:
                 committed = self.events.append_batch(rows)
             except Exception as exc:  # the database is closed
-                self._failed(rows, futs, exc)
+                self._failed(rows, waiting, exc)
                 continue
             self._in_flight += 1
-            committed.add_done_callback(partial(self._committed, rows, futs))
+            if committed.done():  # committed right here (the database was idle)
+                self._committed(rows, waiting, committed, flushing=True)
+            else:
+                committed.add_done_callback(partial(self._committed, rows, waiting))
 
     def _committed(
-        self, rows: list[tuple[dict[str, Any], str]], futs: list[asyncio.Future[tuple[int, bool]]],
-        committed: asyncio.Future[list[Appended]],
+        self, rows: list[tuple[dict[str, Any], str]], waiting: list[_Waiting],
+        committed: asyncio.Future[list[Appended]], *, flushing: bool = False,
     ) -> None:
         self._in_flight -= 1
         exc = committed.exception()
         if exc is not None:
-            self._failed(rows, futs, exc)
+            self._failed(rows, waiting, exc)
         else:
-            for (env, body), fut, result in zip(rows, futs, committed.result(), strict=True):
+            for (env, body), (fut, into), result in zip(rows, waiting, committed.result(), strict=True):
                 if result.inserted:
                     self.events_in += 1
                     self._fan_out(result.seq, env, body)
-                if not fut.done():
-                    fut.set_result((result.seq, result.inserted))
-        if self._pending:
+                if fut.done():
+                    continue
+                try:
+                    fut.set_result((result.seq, result.inserted) if into is None
+                                   else into(result.seq, result.inserted))
+                except Exception as into_failed:  # never strands the rest of the batch
+                    fut.set_exception(into_failed)
+        if self._pending and not flushing:  # (a flush in progress takes the rest itself)
             self._flush()
 
     def _failed(
-        self, rows: list[tuple[dict[str, Any], str]], futs: list[asyncio.Future[tuple[int, bool]]],
-        exc: BaseException,
+        self, rows: list[tuple[dict[str, Any], str]], waiting: list[_Waiting], exc: BaseException,
     ) -> None:
         log.error("could not append %d event(s) to the log", len(rows), exc_info=exc)
-        for fut in futs:
+        for fut, _ in waiting:
             if not fut.done():
                 fut.set_exception(exc)
 

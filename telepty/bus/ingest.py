@@ -55,9 +55,7 @@ class BusIngest:
         if env["kind"] == TURN_REQUEST:
             turn = parse_turn_request(env, max_prompt_bytes=self.max_prompt_bytes)
             return asyncio.ensure_future(self._publish_and_route(env, turn))
-        receipt: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        self.bus.publish_soon(env).add_done_callback(partial(_receipt_of, receipt, env))
-        return receipt
+        return self.bus.publish_soon(env, partial(_receipt, env["message_id"], env["kind"]))
 
     async def _publish_and_route(self, env: dict[str, Any], turn: TurnRequest) -> Receipt:
         seq, inserted = await self.bus.publish(env)
@@ -68,15 +66,5 @@ class BusIngest:
         return Receipt(seq, env["message_id"], env["kind"], not inserted, route)
 
 
-def _receipt_of(
-    receipt: asyncio.Future[Receipt], env: dict[str, Any], published: asyncio.Future[tuple[int, bool]]
-) -> None:
-    if receipt.done():
-        return
-    if published.cancelled():
-        receipt.cancel()
-    elif (exc := published.exception()) is not None:
-        receipt.set_exception(exc)
-    else:
-        seq, inserted = published.result()
-        receipt.set_result(Receipt(seq, env["message_id"], env["kind"], not inserted))
+def _receipt(message_id: str, kind: str, seq: int, inserted: bool) -> Receipt:
+    return Receipt(seq, message_id, kind, not inserted)
