@@ -86,6 +86,10 @@ def control(frame_kind: str, /, **fields: Any) -> str:
 
 
 async def publish(request: web.Request) -> web.Response:
+    """The route as aiohttp serves it. Most publishes never get here: the daemon's
+    listening site answers plain ones on a leaner path (``telepty.api.bus_fast``) with
+    the same ingest and the same answers; this serves the rest (a query string, chunked
+    bodies, a connection already handed to aiohttp) and the in-process test client."""
     body = await json_object(request)
     receipt = await request.app[BUS_INGEST].accept(body, transport="http")
     return json_response(receipt.to_public(), status=202)
