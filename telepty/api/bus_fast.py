@@ -281,8 +281,8 @@ class FastPublishProtocol(asyncio.Protocol):
         data, self.buf = bytes(self.buf), bytearray()
         if data:
             handler.data_received(data)
-        if self.eof and not transport.is_closing():
-            handler.eof_received()
+        if self.eof and not transport.is_closing() and not handler.eof_received():
+            transport.close()  # what the transport itself does when a protocol says so
 
     def close_if_idle(self, *, before: float) -> None:
         if self.transport is None:
