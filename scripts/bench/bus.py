@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -201,6 +202,7 @@ class Subscribers:
         self.readers: list[asyncio.Task[None]] = []
         self.lat: list[float] = []
         self.arrived: dict[int, int] = {}
+        self.probed: set[int] = set()  # sockets that have seen a probe (i < 0)
         self.changed = asyncio.Event()
 
     async def open(self) -> None:
@@ -208,9 +210,9 @@ class Subscribers:
         for _ in range(self.k):
             ws = await self.http.ws_connect(f"{self.ws_url}?kinds={self.kind}", max_msg_size=0)
             self.socks.append(ws)
-            self.readers.append(asyncio.create_task(self._read(ws)))
+            self.readers.append(asyncio.create_task(self._read(ws, len(self.socks) - 1)))
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, index: int) -> None:
         async for msg in ws:
             now = time.perf_counter()
             frame = orjson.loads(msg.data)
@@ -220,6 +222,8 @@ class Subscribers:
             if payload.get("t0") is not None:
                 self.lat.append(now - payload["t0"])
             i = payload["i"]
+            if i < 0:
+                self.probed.add(index)
             self.arrived[i] = self.arrived.get(i, 0) + 1
             self.changed.set()
 
@@ -228,6 +232,25 @@ class Subscribers:
             while self.arrived.get(i, 0) < self.k:
                 self.changed.clear()
                 await self.changed.wait()
+
+    async def probe(self, conn: KeepAlive, url: str, token: str) -> int:
+        """Publish probes until every socket has seen one: a socket that is still
+        setting up may miss the first (and a bus may not say when it is live)."""
+        sent = 0
+        while len(self.probed) < self.k:
+            sent += 1
+            status, body = await conn.request(
+                publish_request(url, token, {"kind": self.kind, "payload": {"i": -sent}}))
+            if not 200 <= status < 300:
+                raise RuntimeError(f"publish refused: {status} {body[:200]!r}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    while len(self.probed) < self.k:
+                        self.changed.clear()
+                        await self.changed.wait()
+            if sent > 60:
+                raise RuntimeError("subscribers never saw a probe")
+        return sent
 
     async def close(self) -> None:
         for ws in self.socks:
@@ -238,15 +261,14 @@ class Subscribers:
 
 
 async def fan_out(http: aiohttp.ClientSession, url: str, token: str, k: int, m: int,
-                  kind: str) -> list[float]:
-    """One event at a time to ``k`` subscribers; the next once every subscriber has it."""
+                  kind: str) -> tuple[list[float], int]:
+    """One event at a time to ``k`` subscribers; the next once every subscriber has it.
+    Returns the latencies and how many events were published in all."""
     subs = Subscribers(http, url.replace("http", "ws", 1) + "/api/bus", k, kind)
     await subs.open()
     conn = await connect(url)
     try:
-        # Ready = every socket has a probe event: works for a bus without a "live" frame too.
-        await conn.request(publish_request(url, token, {"kind": kind, "payload": {"i": -1}}))
-        await subs.wait_all(-1)
+        probes = await subs.probe(conn, url, token)
         for i in range(m):
             req_head = {"kind": kind, "payload": {"i": i, "t0": time.perf_counter()}}
             status, body = await conn.request(publish_request(url, token, req_head))
@@ -257,7 +279,7 @@ async def fan_out(http: aiohttp.ClientSession, url: str, token: str, k: int, m: 
         assert conn.transport is not None
         conn.transport.close()
         await subs.close()
-    return subs.lat
+    return subs.lat, probes + m
 
 
 # -- one target ---------------------------------------------------------------------------
@@ -320,9 +342,10 @@ async def measure(name: str, url: str, token: str, pid: int, args: argparse.Name
             res.cpu22.append((cpu_seconds(proc) - c0) / acc)
             res.rates22.append(acc / secs)
             res.accepted += acc
-            res.pubsub.append(await fan_out(http, url, token, 1, args.m, LAT_KIND))
-            res.fan.append(await fan_out(http, url, token, args.subscribers, args.m, FAN_KIND))
-            res.accepted += 2 * (args.m + 1)
+            for runs, k, kind in ((res.pubsub, 1, LAT_KIND), (res.fan, args.subscribers, FAN_KIND)):
+                lat, published = await fan_out(http, url, token, k, args.m, kind)
+                runs.append(lat)
+                res.accepted += published
     res.rss = proc.memory_info().rss
     res.rss_peak = peak_rss(pid)
     return res
