@@ -28,7 +28,7 @@ import time
 from email.utils import formatdate
 from functools import partial
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -120,9 +120,8 @@ class FastPublishProtocol(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        tcp_keepalive(transport)
+        self.transport = cast(asyncio.Transport, transport)  # (not a subclass under every loop)
+        tcp_keepalive(self.transport)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple | list) and peer else None
         self.last_active = asyncio.get_running_loop().time()
