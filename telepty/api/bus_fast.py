@@ -94,7 +94,8 @@ class FastPublish:
         self._sweeper = None if self.stopping else loop.call_later(SWEEP_S, self._sweep)
 
     def stop(self) -> None:
-        """Close idle connections now and busy ones once they have answered."""
+        """Close idle connections now and busy ones once they have answered (every
+        answer from now on says ``Connection: close``)."""
         self.stopping = True
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -140,6 +141,7 @@ class FastPublishProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        self.last_active = asyncio.get_running_loop().time()
         if not self.busy:
             self._next()
         elif len(self.buf) > PAUSE_AT and not self.paused and self.transport is not None:
@@ -263,6 +265,7 @@ class FastPublishProtocol(asyncio.Protocol):
         self.last_active = asyncio.get_running_loop().time()
         if close:
             transport.close()
+            self.transport = None  # nothing after a closing answer is read or answered
 
     # -- handing over and closing -------------------------------------------------------
 
@@ -284,10 +287,11 @@ class FastPublishProtocol(asyncio.Protocol):
             transport.close()  # what the transport itself does when a protocol says so
 
     def close_if_idle(self, *, before: float) -> None:
-        if self.transport is None:
-            return
-        if not self.busy and not self.buf and self.last_active < before:
+        """Close unless an answer is pending; a half-sent request is dropped, as
+        aiohttp drops one on its idle connections."""
+        if self.transport is not None and not self.busy and self.last_active < before:
             self.transport.close()
+            self.transport = None
 
 
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}

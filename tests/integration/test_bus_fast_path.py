@@ -261,6 +261,18 @@ def test_connection_close_is_honoured(daemon: DaemonProcess) -> None:
     conn.close()
 
 
+def test_nothing_after_a_closing_request_is_read(daemon: DaemonProcess) -> None:
+    conn = Raw(daemon)
+    conn.send(post(conn.host, FAST, b'{"kind": "fast.closed", "payload": {"i": 0}}', Connection="close")
+              + post(conn.host, FAST, b'{"kind": "fast.closed", "payload": {"i": 1}}'))
+    status, headers, _ = conn.answer()
+    assert (status, headers.get("connection")) == (202, "close")
+    assert conn.closed_by_peer() and conn.buf == b""  # one answer, then the end
+    conn.close()
+    _, page = daemon.request("GET", "/api/bus/events?since=0&kinds=fast.closed")
+    assert [e["payload"]["i"] for e in page["events"]] == [0]
+
+
 def test_a_half_closed_client_still_gets_its_answer(daemon: DaemonProcess) -> None:
     conn = Raw(daemon)
     conn.send(post(conn.host, FAST, b'{"kind": "fast.halfclose"}'))
