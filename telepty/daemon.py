@@ -266,7 +266,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     svc = app[SERVICES]
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    site = bus_routes.publish_site(runner, config.host, config.port)
     try:
         await site.start()
     except OSError as exc:
