@@ -77,6 +77,11 @@ def connect_options(config: Config) -> dict[str, Any]:
     return opts
 
 
+def _refused_credentials(exc: BaseException | None) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "authorization" in text or "authentication" in text
+
+
 def describe_servers(config: Config) -> str:
     return config.bus_url or "(none)"
 
@@ -107,16 +112,21 @@ class NatsLink:
         opts = connect_options(self.config)
         give_up = time.monotonic() + deadline_s
         last: BaseException | None = None
+        # The client would retry a first connection forever when told to reconnect; it is
+        # told so only once connected, so that a server that is not there, or that refuses
+        # our credentials, is reported here.
+        opts["allow_reconnect"] = False
         while True:
             try:
                 self.nc = await self.nats.connect(
                     **opts, error_cb=self._on_error, disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                 )
+                self.nc.options["allow_reconnect"] = True
                 break
             except Exception as exc:  # refused, timed out, authorization violation …
                 last = exc
-            if time.monotonic() >= give_up:
+            if time.monotonic() >= give_up or _refused_credentials(last):
                 raise NatsUnreachable(
                     f"cannot connect to the NATS server at {describe_servers(self.config)}: "
                     f"{type(last).__name__}: {last}".rstrip(": ") + self._hint(last)
@@ -134,8 +144,7 @@ class NatsLink:
 
     @staticmethod
     def _hint(exc: BaseException | None) -> str:
-        text = str(exc).lower()
-        if "authorization" in text or "authentication" in text:
+        if _refused_credentials(exc):
             return ("; the server refused our credentials: check TELEPTY_NATS_TOKEN, TELEPTY_NATS_USER/"
                     "TELEPTY_NATS_PASSWORD, TELEPTY_NATS_NKEY or TELEPTY_NATS_CREDS")
         return "; is nats-server running (nats-server -js …) and TELEPTY_BUS_URL right?"
