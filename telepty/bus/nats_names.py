@@ -1,9 +1,9 @@
 """Where things live on a NATS JetStream bus: stream names and subjects.
 
-One stream, ``TELEPTY_EVENTS``, holds every daemon's events under
+One stream, ``telepty-events``, holds every daemon's events under
 ``telepty.events.<machine>.<kind>``: the machine is the daemon that published (so a
 server can allow each machine to publish only under its own name), the kind is the
-envelope's. Each machine has its own work queue, stream ``TELEPTY_WORK_<machine>`` on
+envelope's. Each machine has its own work queue, stream ``telepty-work-<machine>`` on
 subject ``telepty.work.<machine>``, which only that machine's daemon consumes: prompts
 for ``id@machine`` wait there while its daemon is down.
 
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import re
 
-EVENTS_STREAM = "TELEPTY_EVENTS"
+EVENTS_STREAM = "telepty-events"
 EVENTS_PREFIX = "telepty.events"
 EVENTS_ALL = f"{EVENTS_PREFIX}.>"
 WORK_PREFIX = "telepty.work"
-WORK_STREAM_PREFIX = "TELEPTY_WORK_"
+WORK_STREAM_PREFIX = "telepty-work-"
 WORKER = "telepty-worker"  # the durable consumer of a machine's work queue
 
 _PLAIN = re.compile(r"[a-z0-9-]")

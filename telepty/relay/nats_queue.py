@@ -1,6 +1,6 @@
 """``id@host`` delivery through a fleet's NATS JetStream work queues.
 
-Every daemon on a NATS bus owns one work queue (stream ``TELEPTY_WORK_<machine>``, see
+Every daemon on a NATS bus owns one work queue (stream ``telepty-work-<machine>``, see
 ``telepty.bus.nats_names``) that only it consumes. A prompt for ``s@B`` is still a relay
 delivery on the sender A (a pseudo-session with its own record, per-target FIFO, retry,
 events: ``telepty.relay.service``); its one attempt puts a work item on B's queue and

@@ -92,7 +92,7 @@ def test_turn_request_published_on_a_reaches_a_pane_on_c(nats_server, machines, 
         "delivered", "relay", "bus:turn-fleet-1")
     relay = rec["evidence"]["relay"]
     assert (relay["via"], relay["stream"], relay["remote_status"], relay["machine_id"]) == (
-        "nats", "TELEPTY_WORK_c", "delivered", "C"), relay
+        "nats", "telepty-work-c", "delivered", "C"), relay
     wait_until_sync(lambda: ap.files.submissions() == [prompt], 10, message="the prompt in C's pane")
     remote = c.delivery(relay["remote_delivery_id"])
     assert (remote["status"], remote["origin"], remote["session_id"], remote["idempotency_key"]) == (
