@@ -104,6 +104,10 @@ class NatsLink:
         return self.nc is not None and self.nc.is_connected
 
     @property
+    def closed(self) -> bool:
+        return self.nc is None or self.nc.is_closed
+
+    @property
     def max_payload(self) -> int:
         return int(getattr(self.nc, "max_payload", 0) or 1024 * 1024)
 

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -37,7 +37,7 @@ from telepty.bus.nats_names import (
     event_subject,
     events_filter,
 )
-from telepty.errors import TooLarge, Unavailable
+from telepty.errors import TeleptyError, TooLarge, Unavailable
 from telepty.store.events import Appended, dumps_event
 
 log = logging.getLogger("telepty.bus.nats")
@@ -80,6 +80,9 @@ class NatsEventLog:
         give_up = time.monotonic() + PUBLISH_DEADLINE_S
         last_error = "no acknowledgement"
         while todo:
+            if self.link.closed:
+                last_error = "the daemon's NATS connection is closed (it is stopping)"
+                break
             sent: dict[int, Any] = {}
             for i in todo:
                 env, body = items[i]
@@ -147,7 +150,8 @@ class NatsEventLog:
 
     async def since(self, seq: int, limit: int = 100, kinds: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Every machine's events after ``seq``, oldest first, each with its ``seq``."""
-        return await read_since(self.link, seq, limit, kinds, machine_id=None)
+        with unavailable_when_unreachable():
+            return await read_since(self.link, seq, limit, kinds, machine_id=None)
 
     def of_machine(self, machine_id: str) -> MachineEvents:
         return MachineEvents(self.link, machine_id)
@@ -175,18 +179,32 @@ class NatsEventLog:
         return None
 
     async def last_seq(self) -> int:
-        info = await self.link.js.stream_info(EVENTS_STREAM)
+        with unavailable_when_unreachable():
+            info = await self.link.js.stream_info(EVENTS_STREAM)
         return int(info.state.last_seq or 0)
 
     async def bounds(self) -> tuple[int, int, int]:
         """``(first_seq, last_seq, count)`` of what the stream holds (zeros if empty)."""
-        state = (await self.link.js.stream_info(EVENTS_STREAM)).state
+        with unavailable_when_unreachable():
+            state = (await self.link.js.stream_info(EVENTS_STREAM)).state
         if not state.messages:
             return 0, 0, 0
         return int(state.first_seq), int(state.last_seq), int(state.messages)
 
     async def trim(self, *, keep_newest: int, accepted_before: str | None) -> int:
         return 0  # the stream's max_msgs / max_age do it on the server
+
+
+@contextlib.contextmanager
+def unavailable_when_unreachable() -> Iterator[None]:
+    """A read the server did not answer is ``503 bus_unavailable``, not an internal error."""
+    try:
+        yield
+    except TeleptyError:
+        raise
+    except Exception as exc:
+        raise Unavailable(BUS_UNAVAILABLE,
+                          f"the NATS server did not answer: {type(exc).__name__}: {exc}") from exc
 
 
 class MachineEvents:

@@ -328,3 +328,22 @@ def test_refused_credentials_stop_the_daemon_with_a_clear_error(nats_server, mac
     doctor = d.cli("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert not checks["nats"]["ok"] and "credentials" in checks["nats"]["detail"] + checks["nats"]["hint"]
+
+
+def test_with_the_server_gone_the_bus_says_so_and_a_retry_stores_once(nats_server, machines) -> None:  # type: ignore[no-untyped-def]
+    a = on_nats(machines, nats_server, "A").start()
+    nats_server.stop()
+    status, body = a.request("GET", "/api/bus/events?since=0", timeout=30)
+    assert (status, body["error"]) == (503, "bus_unavailable"), body
+    event = {"kind": "gone.test", "message_id": "gone-1"}
+    status, body = a.request("POST", "/api/bus/publish", event, timeout=30)
+    assert (status, body["error"]) == (503, "bus_unavailable"), body
+    assert "same message_id" in body["detail"]
+    nats_server.start()
+    def accepted() -> tuple[int, Any] | None:
+        answer = a.request("POST", "/api/bus/publish", event, timeout=30)
+        return answer if answer[0] == 202 else None
+
+    _, body = wait_until_sync(accepted, 30, message="publishing again once the server is back")
+    stored = events_since(a, 0, kinds="gone.test")
+    assert [(e["message_id"], e["seq"]) for e in stored] == [("gone-1", body["seq"])]
