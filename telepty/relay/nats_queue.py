@@ -44,7 +44,7 @@ from telepty.bus.nats_names import (
     work_stream,
     work_subject,
 )
-from telepty.delivery.model import STAGE_FORWARD, Delivery, DeliveryError, Origin
+from telepty.delivery.model import STAGE_CHECK_READY, STAGE_FORWARD, Delivery, DeliveryError, Origin
 from telepty.delivery.request import parse_inject
 from telepty.delivery.transport import DeliveryOutcome, StageCallback
 from telepty.errors import TeleptyError, Unavailable
@@ -214,7 +214,7 @@ class QueuedRelayTransport:
             try:
                 self.via_queue = await self.queue.knows(self.http.host)
             except TeleptyError as exc:
-                raise DeliveryError(exc.code, exc.detail, stage="check_ready", retryable=True) from None
+                raise DeliveryError(exc.code, exc.detail, stage=STAGE_CHECK_READY, retryable=True) from None
             if self.via_queue:
                 return
         await self.http.check_ready(for_keys=for_keys)
@@ -322,6 +322,14 @@ class WorkQueueWorker:
 
     async def _follow(self, item: WorkItem, d: Delivery, msg: Any) -> None:
         """Report each status change of ``d``; once final, report that and acknowledge."""
+        try:
+            await self._report_until_final(item, d, msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # unacknowledged, so the item comes back and this starts over
+            log.exception("nats worker: following %s failed", d.id)
+
+    async def _report_until_final(self, item: WorkItem, d: Delivery, msg: Any) -> None:
         seen: tuple[Any, ...] | None = None
         while not d.final:
             now = (str(d.status), d.attempts, d.reason)
