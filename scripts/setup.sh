@@ -8,10 +8,15 @@ PY="${PYTHON:-python3}"
 EXTRA="${1:-}"
 
 # tmux is what telepty drives; curl is what the README's tutorial (and its test) use.
+# The tests also run the NATS bus against a real nats-server (Debian puts it in /usr/sbin);
+# running the daemon never needs it.
 MISSING=""
 for tool in tmux curl; do
   command -v "$tool" >/dev/null 2>&1 || MISSING="$MISSING $tool"
 done
+if [ "$EXTRA" = "test" ] && ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+  MISSING="$MISSING nats-server"
+fi
 if [ -n "$MISSING" ]; then
   echo "setup: installing$MISSING with apt-get" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -37,7 +37,8 @@ class Check:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("doctor", help="check the daemon, tmux, the home directory, peers and sessions",
+    p = sub.add_parser("doctor", help="check the daemon, tmux, the home directory, peers, the NATS bus "
+                       "(when set) and sessions",
                        description="Run health checks; each prints ✓ or ✗ with a fix hint. "
                        "Exits 1 if any check fails.")
     add_json(p)
@@ -212,6 +213,15 @@ def check_sessions(client: Client) -> list[Check]:
     return checks
 
 
+def check_nats(config: Config) -> list[Check]:
+    """With TELEPTY_BUS_URL: the NATS connection, the event stream, this machine's work queue."""
+    if not config.bus_url:
+        return []
+    from telepty.bus.nats_probe import probe_nats  # only a NATS bus loads the NATS client
+
+    return [Check(*finding) for finding in asyncio.run(probe_nats(config))]
+
+
 def run_checks(config: Config) -> list[Check]:
     token = check_token(config)  # before any request: nothing may touch the file first
     client = Client(config, timeout=3.0)
@@ -225,6 +235,7 @@ def run_checks(config: Config) -> list[Check]:
     if peers is not None:
         checks.append(peers)
         checks.extend(check_peer_reachability(config, client if up else None))
+    checks.extend(check_nats(config))
     if up:
         checks.extend(check_sessions(client))
     return checks
