@@ -17,10 +17,11 @@ from telepty.cli.output import emit_json
 from telepty.config import Config
 from telepty.errors import BadRequest
 from telepty.pty.terminal import get_winsize
-from telepty.sessions.agents import AGENT_KINDS
+from telepty.sessions.agents import AGENT_KINDS, agent_name_arg
 from telepty.sessions.model import validate_session_id
 
-AGENT_CHOICES = (*AGENT_KINDS, "other")
+AGENT_HELP = (f"agent kind: a profile name ({', '.join(AGENT_KINDS)}, or one you added to "
+              "profiles.toml) or other; default: detected from CMD")
 
 WRAP_EPILOG = """\
 The command runs in a pseudo-terminal exactly as if started directly (keys, colours,
@@ -39,7 +40,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p = sub.add_parser(
         "wrap",
         help="run an agent CLI in a PTY registered with the daemon",
-        usage="telepty wrap [-h] [--id NAME] [--replace] [--agent KIND] -- CMD [ARG ...]",
+        usage="telepty wrap [-h] [--id NAME] [--replace] [--agent NAME] -- CMD [ARG ...]",
         description="Run CMD transparently in a pseudo-terminal and register it as a wrapped session.",
         epilog=WRAP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -48,21 +49,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="session id (default: chosen by the daemon from the command and directory)")
     p.add_argument("--replace", action="store_true",
                    help="take the id over from a live session using it (that owner is told and detaches)")
-    p.add_argument("--agent", choices=AGENT_CHOICES, metavar="KIND",
-                   help=f"agent kind ({', '.join(AGENT_CHOICES)}; default: detected from CMD)")
+    p.add_argument("--agent", type=agent_name_arg, metavar="NAME", help=AGENT_HELP)
     p.add_argument("argv", nargs="*", metavar="CMD", help="the command and its arguments, after --")
     p.set_defaults(func=cmd_wrap, parser=p)
 
     p = sub.add_parser(
         "spawn",
         help="start a command in a PTY owned by the daemon",
-        usage="telepty spawn [-h] --id NAME [--cwd DIR] [--agent KIND] [--json] -- CMD [ARG ...]",
+        usage="telepty spawn [-h] --id NAME [--cwd DIR] [--agent NAME] [--json] -- CMD [ARG ...]",
         description="Start CMD in a pseudo-terminal owned by the daemon; `telepty attach NAME` to use it.",
     )
     p.add_argument("--id", dest="session_id", metavar="NAME", required=True, help="session id")
     p.add_argument("--cwd", metavar="DIR", help="working directory (default: the current one)")
-    p.add_argument("--agent", choices=AGENT_CHOICES, metavar="KIND",
-                   help=f"agent kind ({', '.join(AGENT_CHOICES)}; default: detected from CMD)")
+    p.add_argument("--agent", type=agent_name_arg, metavar="NAME", help=AGENT_HELP)
     p.add_argument("--json", action="store_true", help="print the session record as JSON")
     p.add_argument("argv", nargs="*", metavar="CMD", help="the command and its arguments, after --")
     p.set_defaults(func=cmd_spawn, parser=p)
