@@ -126,6 +126,27 @@ def _tokens(command: str | Sequence[str]) -> list[str]:
     return [str(t) for t in command]
 
 
+_SEPARATORS = frozenset({";", "&&", "||", "|", "&", "(", ")", "\n"})
+
+
+def _first_command(script: str) -> list[str]:
+    """The first simple command of a shell script: ``claude; exec bash`` runs claude
+    (what comes after runs once it has exited)."""
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    words: list[str] = []
+    try:
+        for word in lexer:
+            if word in _SEPARATORS or set(word) <= set(";&|()"):
+                if words:
+                    break
+                continue
+            words.append(word)
+    except ValueError:  # unbalanced quotes
+        return _tokens(script)
+    return words
+
+
 def kind_of_name(token: str, extra_names: Iterable[str] = ()) -> str | None:
     """Map one program path, script path or package spec to an agent kind, if it is one.
 
@@ -199,7 +220,7 @@ def _detect(tokens: list[str], extra_names: Sequence[str], depth: int = 0) -> st
         for j, tok in enumerate(rest):
             if tok.startswith("-") and not tok.startswith("--") and "c" in tok[1:]:
                 if j + 1 < len(rest):
-                    return _detect(_tokens(rest[j + 1]), extra_names, depth + 1)
+                    return _detect(_first_command(rest[j + 1]), extra_names, depth + 1)
                 return None
         j = _skip_options(rest, 0)
         return _detect(rest[j:], extra_names, depth + 1) if j < len(rest) else None

@@ -105,6 +105,11 @@ class MockServer:
     def received_times(self) -> list[tuple[str, float]]:
         return [(e["text"], e["t"]) for e in self.events() if e.get("event") == "received"]
 
+    def answered_at(self, turn: int) -> float | None:
+        """When the answer to the ``turn``-th human message (1-based) ended."""
+        times = [e["t"] for e in self.events() if e.get("event") == "answered" and e["humans"] == turn]
+        return max(times) if times else None
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -263,8 +268,14 @@ WRAP = "wrap"
 PANE = "pane"
 MODES = (WRAP, PANE)
 
-# What each agent shows once it is ready for input, and how a person quits it.
+# What each agent shows once it is ready for input.
 READY_TEXT = {"claude": "? for shortcuts", "codex": "? for shortcuts", "gemini": "Type your message"}
+
+
+def as_received(agent: str, prompt: str) -> str:
+    """The text the model gets for ``prompt``: Claude Code turns each tab into four
+    spaces (a plain tmux paste shows the same); the others send it as it was."""
+    return prompt.replace("\t", "    ") if agent == "claude" else prompt
 
 
 @dataclass
@@ -302,6 +313,19 @@ class AgentRun:
             if any(binary == c or os.path.realpath(c) == binary for c in cmd[:2]):
                 return p.pid
         return None
+
+    def quit(self) -> None:
+        """Quit the agent the way a person does, with Ctrl-C until it is gone (Claude and
+        Gemini want two presses; one on an empty input quits Codex). The shell stays."""
+        for _ in range(10):
+            self.tmux.send(self.pane, "C-c")
+            try:
+                # Inside every agent's double-press window.
+                wait_for(lambda: self.agent_pid() is None, 0.3, "quit")
+                return
+            except TimeoutError:
+                continue
+        wait_for(lambda: self.agent_pid() is None, 10, f"{self.agent} to quit")
 
     def wait_ready(self, timeout: float = 60) -> None:
         marker = READY_TEXT[self.agent]
@@ -350,7 +374,7 @@ def start_agent(agent: str, mode: str, folder: Path, *, telepty_home: Path | Non
         if telepty_home is None:
             raise ValueError("wrap mode needs the daemon's TELEPTY_HOME")
         env.update({"TELEPTY_HOME": str(telepty_home), "PS1": "$ ", **(telepty_env or {})})
-        argv = [sys.executable, "-m", "telepty", "wrap", "--id", sid, "--agent", agent, "--", *inner]
+        argv = [sys.executable, "-m", "telepty", "wrap", "--id", sid, "--", *inner]
     else:
         env["PS1"] = "$ "
         argv = inner

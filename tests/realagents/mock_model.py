@@ -11,7 +11,8 @@ title and routing side requests offer none) whose conversation holds one more hu
 turn than any earlier main request did. The agent's own context blocks
 (``<system-reminder>``, ``<environment_context>``, ``<session_context>``) are not the
 human's words and are left out; tool results are not turns. Retries of the same
-request (the agents retry on errors) add nothing. Each new turn is logged as
+request (the agents retry on errors) add nothing; a request whose history lost a
+cancelled turn but ends in different words (Gemini CLI does that) is a new turn. Each new turn is logged as
 ``{"event": "received", "text": ..., "t": ...}``.
 
 How it answers is chosen by markers in the prompt, so a test says what it wants in the
@@ -56,6 +57,7 @@ CONTEXT_PREFIXES = (
     "<INSTRUCTIONS>",
     "# AGENTS.md instructions",
     "<turn_aborted>",
+    "[Request interrupted by user",  # Claude Code, after a refused tool call
 )
 SLOW_RE = re.compile(r"\[mock:slow=(\d+(?:\.\d+)?)\]")
 STREAM_RE = re.compile(r"\[mock:stream=(\d+(?:\.\d+)?)\]")
@@ -80,6 +82,7 @@ class MockModel:
     log: TextIO
     dump: Path | None = None
     seen: int = 0  # human turns already logged
+    last: tuple[int, str] = (0, "")  # (turns, last words) of the previous main request
     requests: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -96,15 +99,19 @@ class MockModel:
         self.write(event="request", api=api, path=path, main=main, n=self.requests,
                    stream=bool(body.get("stream")) or "alt=sse" in path,
                    humans=len(turn.humans) if turn else None)
-        if turn is None:
+        if turn is None or not turn.humans:
             return None
+        last = (len(turn.humans), turn.humans[-1])
         if len(turn.humans) > self.seen:
-            for text in turn.humans[self.seen:]:
-                self.write(event="received", api=api, text=text)
-            self.seen = len(turn.humans)
-        if turn.after_tool or not turn.humans:
-            return None
-        return turn.humans[-1]
+            new = turn.humans[self.seen:]
+        elif not turn.after_tool and last != self.last:
+            new = turn.humans[-1:]  # the agent dropped a cancelled turn from its history
+        else:
+            new = []  # a retry, or a tool result continuing the turn
+        for text in new:
+            self.write(event="received", api=api, text=text)
+        self.seen, self.last = len(turn.humans), last
+        return None if turn.after_tool else turn.humans[-1]
 
 
 # -- reading the three request formats ------------------------------------------------
@@ -125,12 +132,12 @@ def anthropic_turn(body: dict[str, Any]) -> Turn | None:
             continue
         content = msg.get("content")
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
-        after_tool = any(b.get("type") == "tool_result" for b in blocks)
-        if after_tool:
-            continue
+        # After a refused tool call the human's next words share a message with the
+        # tool result: words make it a turn, a bare tool result only continues one.
         text = _human([b.get("text", "") for b in blocks if b.get("type") == "text"])
         if text is not None:
             humans.append(text)
+        after_tool = text is None and any(b.get("type") == "tool_result" for b in blocks)
     return Turn(humans, after_tool)
 
 
@@ -165,12 +172,10 @@ def gemini_turn(body: dict[str, Any]) -> Turn | None:
         if content.get("role") != "user":
             continue
         parts = content.get("parts") or []
-        after_tool = any("functionResponse" in p for p in parts)
-        if after_tool:
-            continue
         text = _human([p["text"] for p in parts if "text" in p and not p.get("thought")])
         if text is not None:
             humans.append(text)
+        after_tool = text is None and any("functionResponse" in p for p in parts)
     return Turn(humans, after_tool)
 
 
@@ -348,6 +353,10 @@ def make_app(mock: MockModel) -> web.Application:
             body = {}
         return body if isinstance(body, dict) else {}
 
+    def answered(api: str, turn: Turn | None) -> None:
+        if turn is not None:  # when a turn's answer ended: "the agent was busy until"
+            mock.write(event="answered", api=api, humans=len(turn.humans))
+
     async def messages(request: web.Request) -> web.StreamResponse:
         body = await read(request)
         turn = anthropic_turn(body)
@@ -356,8 +365,11 @@ def make_app(mock: MockModel) -> web.Application:
         answer = choose(prompt, side=turn is None)
         model = str(body.get("model", "claude-mock"))
         if body.get("stream"):
-            return await anthropic_stream(request, model, answer)
-        return web.json_response(anthropic_json(model, answer))
+            resp = await anthropic_stream(request, model, answer)
+        else:
+            resp = web.json_response(anthropic_json(model, answer))
+        answered(ANTHROPIC, turn)
+        return resp
 
     async def count_tokens(request: web.Request) -> web.Response:
         await request.read()
@@ -368,8 +380,10 @@ def make_app(mock: MockModel) -> web.Application:
         turn = openai_turn(body)
         async with mock.lock:
             prompt = mock.note(OPENAI, request.path_qs, body, turn)
-        return await openai_stream(request, str(body.get("model", "mock-model")),
+        resp = await openai_stream(request, str(body.get("model", "mock-model")),
                                    choose(prompt, side=turn is None))
+        answered(OPENAI, turn)
+        return resp
 
     async def gemini(request: web.Request) -> web.StreamResponse:
         body = await read(request)
@@ -381,8 +395,11 @@ def make_app(mock: MockModel) -> web.Application:
             prompt = mock.note(GEMINI, request.path_qs, body, turn)
         answer = choose(prompt, side=turn is None)
         if method == "streamGenerateContent":
-            return await gemini_stream(request, model, answer)
-        return web.json_response(gemini_json(model, answer))
+            resp = await gemini_stream(request, model, answer)
+        else:
+            resp = web.json_response(gemini_json(model, answer))
+        answered(GEMINI, turn)
+        return resp
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [], "models": []})
