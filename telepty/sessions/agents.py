@@ -407,6 +407,27 @@ def _walk(root: int, children: _LazyChildren, extra_names: Sequence[str]) -> str
     return None
 
 
+def find_agent_process(pid: int, kind: str) -> psutil.Process | None:
+    """The process under ``pid`` (or ``pid`` itself) that runs agent ``kind``, nearest first."""
+    if not pid or pid <= 0:
+        return None
+    children = _LazyChildren()
+    queue, seen = [pid], set()
+    while queue:
+        current = queue.pop(0)
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            proc = psutil.Process(current)
+            if proc.status() != psutil.STATUS_ZOMBIE and _process_kind(proc, ()) == kind:
+                return proc
+        except (psutil.Error, OSError):
+            continue
+        queue.extend(children.get(current))
+    return None
+
+
 def detect_agents_in_trees(
     pids: Iterable[int], extra_names: Sequence[str] = (), *, confirm_none: bool = False
 ) -> dict[int, str | None]:

@@ -86,3 +86,51 @@ def test_a_profile_for_a_program_telepty_never_heard_of(
     syntax = d.cli("register-pane", sp.pane_id, "--socket", sp.socket_path, "--id", "q3",
                    "--agent", "Not A Name")
     assert syntax.returncode == 2 and "--agent must be a profile name" in syntax.stderr, syntax.stderr
+
+
+def _npm_package(root: Path, version: str) -> Path:
+    """An npm-style install of ``quill``: its package.json and its program, which runs
+    the stand-in."""
+    pkg = root / "node_modules" / "@acme" / "quill"
+    (pkg / "bin").mkdir(parents=True)
+    (pkg / "package.json").write_text(json.dumps({"name": "@acme/quill", "version": version}))
+    program = pkg / "bin" / "quill"
+    program.write_text(
+        f"#!{sys.executable}\n"
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(PROGRAMS)!r})\n"
+        f"runpy.run_path({str(PROGRAMS / 'standin_paste_burst.py')!r}, run_name='__main__')\n"
+    )
+    program.chmod(0o755)
+    return program
+
+
+def test_doctor_warns_when_an_agent_is_newer_than_its_profile(
+    daemon_factory, session, tmp_path: Path, home: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    (home / "profiles.toml").write_text(QUILL + 'verified_version = "1.4"\n')
+    d: DaemonProcess = daemon_factory().start()
+    program = _npm_package(tmp_path / "install", "3.2.1")
+    window = session.new_window(window_name="quill", window_shell=shlex.join(
+        [str(program), "--out", str(tmp_path / "q.jsonl")]))
+    pane = window.active_pane
+    socket = session.server.cmd("display-message", "-p", "#{socket_path}").stdout[0]
+    wait_until_sync(lambda: "Ask Codex" in "\n".join(pane.capture_pane()), 10, message="quill drawn")
+    reg = d.cli("register-pane", pane.pane_id, "--socket", socket, "--id", "old-profile")
+    assert reg.returncode == 0, reg.stderr
+
+    res = d.cli("doctor", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr  # a warning is not a failure
+    checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    warn = checks["agent version old-profile"]
+    assert warn["warning"] and warn["ok"]
+    assert warn["detail"] == "quill 3.2.1 is newer than the [quill] profile was checked on (1.4)"
+    human = d.cli("doctor").stdout
+    assert "! agent version old-profile: quill 3.2.1 is newer" in human
+    assert human.splitlines()[-1].endswith("1 warning(s), 0 failed")
+
+    (home / "profiles.toml").write_text(QUILL + 'verified_version = "3.2.1"\n')
+    d.stop()
+    d.start()
+    checks = {c["name"]: c for c in json.loads(d.cli("doctor", "--json").stdout)["checks"]}
+    assert "agent version old-profile" not in checks

@@ -39,6 +39,7 @@ from typing import Any
 
 import pytest
 
+from telepty.sessions.agent_version import running_version
 from tests.helpers import DaemonProcess, wait_until_sync
 from tests.realagents.harness import (
     AGENTS,
@@ -46,6 +47,7 @@ from tests.realagents.harness import (
     PANE,
     WRAP,
     AgentRun,
+    agent_version,
     as_received,
     missing_agents,
     start_agent,
@@ -207,6 +209,9 @@ def test_real_agent(scenario: Scenario) -> None:
     idle = s.wait_verdict("idle", 60, save_as="idle")
     assert idle["agent_detected"] == agent and idle["transport"] == (
         "wrapper" if s.run.mode == WRAP else "paste_buffer"), idle
+    # The version doctor reads from the install is the pinned one, which the profile was
+    # checked on: no warning.
+    assert running_version(idle["pid"], agent) == agent_version(agent) == idle["profile"]["verified_version"]
 
     # 2. back to back: each its own exact message, in order
     ids = [s.inject(p) for p in PROMPTS]
