@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from telepty.sessions.agents import find_agent_process, programs_of
+from telepty.sessions.agents import agent_processes, programs_of
 
 _VERSION_RE = re.compile(r"^v?(\d+(?:\.\d+){0,3})")
 _VERSIONED_DIR_RE = re.compile(r"/([^/]+)/versions/(\d+(?:\.\d+){1,3})(?:/|$)")
@@ -27,19 +27,17 @@ _MAX_UP = 6  # package.json is at most this many directories above the program
 
 def running_version(pid: int, kind: str) -> str | None:
     """The version of the ``kind`` agent running under ``pid``, if it can be told."""
-    proc = find_agent_process(pid, kind)
-    if proc is None:
-        return None
-    try:
-        paths = [p for p in proc.cmdline()[:3] if "/" in p]
-        paths.append(proc.exe())
-    except (psutil.Error, OSError):
-        return None
     names = {kind, *programs_of(kind)}
-    for path in paths:
-        version = installed_version(path, names)
-        if version:
-            return version
+    for proc in agent_processes(pid, kind):
+        try:
+            paths = [p for p in proc.cmdline()[:3] if p.startswith("/")]
+            paths.append(proc.exe())
+        except (psutil.Error, OSError):
+            continue
+        for path in paths:
+            version = installed_version(path, names)
+            if version:
+                return version
     return None
 
 

@@ -407,10 +407,12 @@ def _walk(root: int, children: _LazyChildren, extra_names: Sequence[str]) -> str
     return None
 
 
-def find_agent_process(pid: int, kind: str) -> psutil.Process | None:
-    """The process under ``pid`` (or ``pid`` itself) that runs agent ``kind``, nearest first."""
+def agent_processes(pid: int, kind: str) -> list[psutil.Process]:
+    """Every process under ``pid`` (and ``pid`` itself) that runs agent ``kind``, nearest
+    first: a shell ``-c`` that launched it, the launcher, the program itself."""
+    found: list[psutil.Process] = []
     if not pid or pid <= 0:
-        return None
+        return found
     children = _LazyChildren()
     queue, seen = [pid], set()
     while queue:
@@ -421,11 +423,11 @@ def find_agent_process(pid: int, kind: str) -> psutil.Process | None:
         try:
             proc = psutil.Process(current)
             if proc.status() != psutil.STATUS_ZOMBIE and _process_kind(proc, ()) == kind:
-                return proc
+                found.append(proc)
         except (psutil.Error, OSError):
             continue
         queue.extend(children.get(current))
-    return None
+    return found
 
 
 def detect_agents_in_trees(
