@@ -31,6 +31,7 @@ Run: .venv/bin/python scripts/bench/realagents.py [--n 20] [--agents claude,code
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shutil
@@ -49,7 +50,8 @@ from benchlib import pct, start_daemon
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.realagents.harness import (  # noqa: E402  (after the path is set)
+from tests.helpers import wait_until_sync  # noqa: E402  (after the path is set)
+from tests.realagents.harness import (  # noqa: E402
     AGENTS,
     MODES,
     PANE,
@@ -114,17 +116,6 @@ def request(url: str, token: str, method: str, path: str, body: Any = None) -> A
         return json.loads(resp.read() or b"null")
 
 
-def until(pred: Any, limit: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + limit
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
 def run_row(agent: str, mode: str, n: int, tmp: Path, settings: dict[str, str], row_timeout: float) -> Row:
     row = Row(agent, mode)
     home = tmp / "home"
@@ -147,7 +138,7 @@ def run_row(agent: str, mode: str, n: int, tmp: Path, settings: dict[str, str], 
             except OSError:
                 return None
 
-        until(lambda: verdict() == "idle", 90, f"{agent}-{mode} to be idle")
+        wait_until_sync(lambda: verdict() == "idle", 90, 0.2, f"{agent}-{mode} to be idle")
         texts = row.prompts = prompts(n)
         ids = []
         for text in texts:
@@ -161,16 +152,14 @@ def run_row(agent: str, mode: str, n: int, tmp: Path, settings: dict[str, str], 
             return recs if all(r["status"] in FINAL for r in recs) else None
 
         try:
-            row.records = until(finals, row_timeout, "every delivery to be final", interval=1.0)
-        except TimeoutError:
+            row.records = wait_until_sync(finals, row_timeout, 1.0, "every delivery to be final")
+        except AssertionError:
             row.records = [request(url, token, "GET", f"/api/deliveries/{i}") for i in ids]
             row.error = "not all final after the row timeout"
         delivered = sum(1 for r in row.records if r["status"] == "delivered")
         # The model hears of a prompt a moment after the screen shows it was sent.
-        try:
-            until(lambda: len(run.mock.received()) >= delivered, 30, "the model to receive them")
-        except TimeoutError:
-            pass
+        with contextlib.suppress(AssertionError):
+            wait_until_sync(lambda: len(run.mock.received()) >= delivered, 30, 0.2, "the model")
         time.sleep(2)  # anything an agent still had queued
         row.received = run.mock.received_times()
     except Exception as exc:  # one broken row must not hide the others

@@ -20,7 +20,7 @@ import os
 import re
 import shlex
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 
 import psutil
@@ -382,9 +382,9 @@ class _LazyChildren:
         return self._map.get(pid, ())
 
 
-def _walk(root: int, children: _LazyChildren, extra_names: Sequence[str]) -> str | None:
-    # Breadth first: the agent nearest the pane's shell is the one the user talks to;
-    # a deeper one is a tool it launched (an MCP server, `codex exec` run by Claude).
+def _tree(root: int, children: _LazyChildren) -> Iterator[psutil.Process]:
+    """The live processes of the tree under ``root``, breadth first (nearest first); a
+    zombie's children are not looked at, and nothing if ``root`` itself is gone."""
     queue = [root]
     seen: set[int] = set()
     while queue:
@@ -398,36 +398,28 @@ def _walk(root: int, children: _LazyChildren, extra_names: Sequence[str]) -> str
                 continue
         except (psutil.Error, OSError):
             if pid == root:
-                return None
+                return
             continue
+        yield proc
+        queue.extend(children.get(pid))
+
+
+def _walk(root: int, children: _LazyChildren, extra_names: Sequence[str]) -> str | None:
+    # Breadth first: the agent nearest the pane's shell is the one the user talks to;
+    # a deeper one is a tool it launched (an MCP server, `codex exec` run by Claude).
+    for proc in _tree(root, children):
         kind = _process_kind(proc, extra_names)
         if kind:
             return kind
-        queue.extend(children.get(pid))
     return None
 
 
 def agent_processes(pid: int, kind: str) -> list[psutil.Process]:
     """Every process under ``pid`` (and ``pid`` itself) that runs agent ``kind``, nearest
     first: a shell ``-c`` that launched it, the launcher, the program itself."""
-    found: list[psutil.Process] = []
     if not pid or pid <= 0:
-        return found
-    children = _LazyChildren()
-    queue, seen = [pid], set()
-    while queue:
-        current = queue.pop(0)
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            proc = psutil.Process(current)
-            if proc.status() != psutil.STATUS_ZOMBIE and _process_kind(proc, ()) == kind:
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-        queue.extend(children.get(current))
-    return found
+        return []
+    return [p for p in _tree(pid, _LazyChildren()) if _process_kind(p, ()) == kind]
 
 
 def detect_agents_in_trees(

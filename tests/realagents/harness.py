@@ -23,13 +23,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from tests.helpers import wait_until_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS = ("claude", "codex", "gemini")
@@ -63,17 +63,6 @@ def agent_bin(agent: str) -> Path:
 
 def missing_agents() -> list[str]:
     return [a for a in AGENTS if not agent_bin(a).exists()]
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 # -- the mock model -------------------------------------------------------------------
@@ -141,7 +130,7 @@ def start_mock(folder: Path, dump: bool = False) -> MockServer:
         except (OSError, ValueError):
             return None
 
-    return MockServer(log, proc, wait_for(up, 15, "the mock model to listen"))
+    return MockServer(log, proc, wait_until_sync(up, 15, message="the mock model to listen"))
 
 
 # -- a private HOME per agent ---------------------------------------------------------
@@ -321,16 +310,16 @@ class AgentRun:
             self.tmux.send(self.pane, "C-c")
             try:
                 # Inside every agent's double-press window.
-                wait_for(lambda: self.agent_pid() is None, 0.3, "quit")
+                wait_until_sync(lambda: self.agent_pid() is None, 0.3, message="quit")
                 return
-            except TimeoutError:
+            except AssertionError:
                 continue
-        wait_for(lambda: self.agent_pid() is None, 10, f"{self.agent} to quit")
+        wait_until_sync(lambda: self.agent_pid() is None, 10, message=f"{self.agent} to quit")
 
     def wait_ready(self, timeout: float = 60) -> None:
         marker = READY_TEXT[self.agent]
-        wait_for(lambda: marker in self.text(), timeout,
-                 f"{self.agent} to show its input box; screen:\n{self.text()}")
+        wait_until_sync(lambda: marker in self.text(), timeout,
+                        message=f"{self.agent} to show its input box; screen:\n{self.text()}")
 
     def stop(self) -> None:
         self.tmux.close()
