@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
 """Crash safety: SIGKILL the daemon at random moments while deliveries queue, retry and paste.
 
-Several fake agents (tests/programs/fake_agent.py) run in panes of a private tmux
-server, busy at first, so the deliveries queue and retry on a short schedule. The
-daemon is killed with SIGKILL several times (some while the agents are busy, the rest
-after they become free, when pastes are in flight) and restarted each time. Then,
-once every delivery is final, the database and the agents' submission logs must agree:
+Programs of three kinds run in panes of a private tmux server — an agent-like input box
+(tests/programs/fake_agent.py), bash's readline (``read -e``) and ``cat`` on a tty —
+busy at first, so the deliveries queue and retry on a short schedule. The daemon is
+killed with SIGKILL several times (some while the programs are busy, the rest after
+they become free, when pastes are in flight) and restarted each time. Nobody touches
+anything: a prompt a crash caught half-way must be finished by the daemon itself. Then
+the database and the programs' logs must agree:
 
-- every accepted delivery (a 202 with an id) is final: none lost;
-- a delivered one was submitted exactly once;
-- any other (``interrupted`` when the crash hit mid-paste) at most once;
+- every accepted delivery (a 202 with an id) is final within ``--settle`` seconds of the
+  last restart: none unfinished, none lost;
+- a delivered one was submitted exactly once; any other at most once;
 - no prompt was submitted twice, and nothing was submitted that nobody sent;
-- no two prompts went out as one submission. A paste cut short by a crash leaves its
-  text in the agent's input (the fake agents show their input, as real ones do); the
-  next prompt there waits (``composer_has_text``) and this script plays the person who
-  submits that leftover (``keys Enter``), so it goes out on its own.
+- no two prompts went out as one submission.
+
+``--person`` plays the person of older daemons, who submits what a crash left in an
+input (``keys Enter``) when a prompt is held behind it.
 
 Prints the counts as a table; exits 1 on any violation.
 
@@ -42,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from telepty.cli.output import table  # noqa: E402
 from tests.helpers import DaemonProcess, daemon_env, wait_until_sync  # noqa: E402
-from tests.integration.agents import agent_argv, agent_files  # noqa: E402
+from tests.integration.agents import INPUT_KINDS, input_program, input_submissions  # noqa: E402
 
 FINAL = {"delivered", "failed", "cancelled"}
 
@@ -69,17 +71,31 @@ def _kill_and_restart(d: DaemonProcess) -> DaemonProcess:
     return DaemonProcess(home=d.home, env=d.env).start(timeout=20)
 
 
+@dataclass
+class Program:
+    """One input program in a pane: what it is, where it logs, what frees it."""
+
+    kind: str
+    log: Path
+    stop: Path
+
+    def submissions(self) -> list[str]:
+        return input_submissions(self.kind, self.log)
+
+
 def run(deliveries: int, sessions: int, kills: int, seed: int, workdir: Path,
-        timeout: float = 120.0, log=print) -> Result:  # type: ignore[no-untyped-def]
+        timeout: float = 120.0, log=print, *, person: bool = False,  # type: ignore[no-untyped-def]
+        settle: float = 60.0) -> Result:
     rng = random.Random(seed)
     started = time.monotonic()
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
     sock = workdir / "tmux.sock"
-    files = [agent_files(workdir, f"agent{i}") for i in range(sessions)]
+    files = [Program(INPUT_KINDS[i % len(INPUT_KINDS)], workdir / f"agent{i}.log", workdir / f"agent{i}.stop")
+             for i in range(sessions)]
     panes: list[str] = []
     for i, f in enumerate(files):
-        cmd = " ".join(f"'{a}'" for a in agent_argv(f, busy=True, echo=True))
+        cmd = input_program(f.kind, f.log, busy_until=f.stop)
         if i == 0:
             panes.append(_tmux(sock, "new-session", "-d", "-s", "chaos", "-x", "200", "-y", "50",
                                "-P", "-F", "#{pane_id}", cmd))
@@ -93,7 +109,7 @@ def run(deliveries: int, sessions: int, kills: int, seed: int, workdir: Path,
         for i, pane in enumerate(panes):
             status, body = d.request("POST", "/api/sessions/register", {
                 "type": "pane", "session_id": f"chaos{i}", "tmux_pane": pane,
-                "tmux_socket": str(sock), "command": "fake_agent"})
+                "tmux_socket": str(sock), "command": files[i].kind})
             if status != 201:
                 raise RuntimeError(f"register chaos{i}: {status} {body}")
 
@@ -119,14 +135,15 @@ def run(deliveries: int, sessions: int, kills: int, seed: int, workdir: Path,
             time.sleep(rng.uniform(0.1, 1.0))
             d = _kill_and_restart(d)
             restarts += 1
+        last_restart = time.monotonic()
         log(f"{restarts} kill(s) in all; waiting for every delivery to be final")
 
         records: dict[str, dict] = {}  # type: ignore[type-arg]
-        answered: set[str] = set()  # interrupted deliveries whose leftover we submitted
+        answered: set[str] = set()  # blocking deliveries whose leftover the person submitted
 
         def submit_leftover(rec: dict) -> None:  # type: ignore[type-arg]
-            left = (rec.get("evidence") or {}).get("interrupted_delivery")
-            if rec["status"] != "retrying" or rec.get("reason") != "composer_has_text" or left in answered:
+            left = (rec.get("evidence") or {}).get("blocked_by")
+            if not person or rec["status"] != "held" or left in answered:
                 return
             status, _ = d.request("POST", f"/api/sessions/{rec['session_id']}/keys",
                                   {"keys": ["Enter"], "force": True})
@@ -147,10 +164,17 @@ def run(deliveries: int, sessions: int, kills: int, seed: int, workdir: Path,
                         done = False
             return done
 
+        unfinished_at_settle = 0
         try:
-            wait_until_sync(all_final, timeout, interval=0.2, message="all deliveries final")
+            wait_until_sync(all_final, max(0.0, last_restart + settle - time.monotonic()), interval=0.2,
+                            message="all deliveries final")
         except AssertionError:
-            pass  # reported below as lost
+            unfinished_at_settle = sum(1 for did in accepted
+                                       if records.get(did, {}).get("status") not in FINAL)
+            try:
+                wait_until_sync(all_final, timeout, interval=0.2, message="all deliveries final")
+            except AssertionError:
+                pass  # reported below as lost
         # Let any straggling keystrokes land before reading the logs.
         expected = sum(1 for r in records.values() if r["status"] == "delivered")
         settle_until = time.monotonic() + 5
@@ -160,7 +184,12 @@ def run(deliveries: int, sessions: int, kills: int, seed: int, workdir: Path,
             time.sleep(0.1)
         time.sleep(0.5)
         result = _check(accepted, records, files, restarts, time.monotonic() - started)
-        result.counts["leftovers submitted by the person"] = len(answered)
+        result.counts[f"unfinished {settle:g} s after the last restart"] = unfinished_at_settle
+        if unfinished_at_settle:
+            result.violations.append(f"{unfinished_at_settle} delivery(ies) still unfinished {settle:g} s "
+                                     "after the last restart")
+        if person:
+            result.counts["leftovers submitted by the person"] = len(answered)
         return result
     finally:
         if d.proc is not None and d.proc.poll() is None:
@@ -214,6 +243,9 @@ def _check(accepted, records, files, restarts: int, elapsed: float) -> Result:  
             res.violations.append(f"{did}: {key} and submitted {seen} times")
         if seen > 1:
             c["pasted twice"] += 1
+        recovery = (rec.get("evidence") or {}).get("recovery")
+        if recovery:
+            c[f"finished after a restart (input: {recovery.get('input', 'past submit')})"] += 1
         if status != "delivered" and seen == 1:
             c[f"{key}, submitted once"] += 1
     for agent, counter in enumerate(logs):
@@ -238,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kills", type=int, default=6)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for all to be final")
+    ap.add_argument("--settle", type=float, default=60.0,
+                    help="seconds after the last restart by which every delivery must be final")
+    ap.add_argument("--person", action="store_true",
+                    help="submit what a crash left in an input when a prompt is held behind it")
     ap.add_argument("--json", action="store_true", help="print the counts as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (daemon log, agent logs)")
     args = ap.parse_args(argv)
@@ -249,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="telepty-chaos-"))
     quiet = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
     try:
-        res = run(args.deliveries, args.sessions, args.kills, args.seed, workdir, args.timeout, log=quiet)
+        res = run(args.deliveries, args.sessions, args.kills, args.seed, workdir, args.timeout, log=quiet,
+                  person=args.person, settle=args.settle)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

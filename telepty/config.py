@@ -17,6 +17,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3848
 DEFAULT_RETRY_SCHEDULE = (30.0, 180.0, 600.0)
 DEFAULT_QUIET_MS = 2000
+DEFAULT_HOLD_MAX_S = 300.0
 MAX_PROMPT_BYTES = 1024 * 1024
 DEFAULT_BUS_RETENTION_COUNT = 100_000
 DEFAULT_BUS_RETENTION_SECONDS = 7 * 24 * 3600.0
@@ -148,6 +149,9 @@ class Config:
     require_token: bool = False
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     retry_jitter: float = 0.1  # +/- fraction applied to each retry delay
+    # How long a prompt may be held behind an interrupted one whose text may still be in
+    # the input before it fails held_timeout (TELEPTY_HOLD_MAX_S).
+    hold_max_s: float = DEFAULT_HOLD_MAX_S
     quiet_ms: int = DEFAULT_QUIET_MS
     max_prompt_bytes: int = MAX_PROMPT_BYTES
     audit_content: bool = False  # TELEPTY_AUDIT_CONTENT: keep prompt text in the audit log
@@ -231,6 +235,7 @@ class Config:
             require_token=_flag(e.get("TELEPTY_REQUIRE_TOKEN"), False),
             retry_schedule=schedule,
             quiet_ms=_int("TELEPTY_QUIET_MS", e.get("TELEPTY_QUIET_MS"), DEFAULT_QUIET_MS),
+            hold_max_s=_seconds("TELEPTY_HOLD_MAX_S", e.get("TELEPTY_HOLD_MAX_S"), DEFAULT_HOLD_MAX_S),
             max_prompt_bytes=_int(
                 "TELEPTY_MAX_PROMPT_BYTES", e.get("TELEPTY_MAX_PROMPT_BYTES"), MAX_PROMPT_BYTES
             ),

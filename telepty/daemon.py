@@ -121,6 +121,7 @@ def create_app(config: Config) -> web.Application:
     bus = EventBus(EventRepo(db), config.machine_id)
     tmux = TmuxPool(config.tmux_bin)
     registry = SessionRegistry(SessionRepo(db), emit=bus.emit, pane_probe=tmux.pane_alive)
+    tmux.on_output = registry.touch  # a pane's output is its session's activity
     terminals = Terminals(registry, config)
     identities = SessionIdentities(SessionTokenRepo(db), LastReceivedRepo(db))
     terminals.identities = identities  # spawned children get a session token
@@ -265,13 +266,14 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     svc = app[SERVICES]
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    site = bus_routes.publish_site(runner, config.host, config.port)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
         raise SystemExit(
-            f"telepty: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+            f"telepty: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; "
+            "choose another port with `telepty daemon --port N` (or TELEPTY_PORT=N)"
         ) from None
     server = site._server  # aiohttp exposes no public accessor for the bound port
     sockets = getattr(server, "sockets", None) or []

@@ -17,23 +17,27 @@ stdout belongs to the protocol: nothing else may ever be printed there.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field, ValidationError
 
 from telepty import __version__
 from telepty.cli.client import Client, CliError
+from telepty.cli.wording import MCP_WORDS
 from telepty.config import Config
+from telepty.delivery.request import MAX_WAIT_TIMEOUT
 
 INSTRUCTIONS = """\
 telepty delivers prompts into other AI agent CLIs running on this machine (each one a
 "session" with an id). Use list_sessions to see who is there, inject to send a session a
 prompt (wait=true to learn whether it was submitted), reply to answer the last prompt
 you received, read_screen to see a session's terminal, delivery_status to follow a
-delivery. Do not reply to messages that say "no further reply needed", "thread closed",
+delivery. A session is always named by the argument `target` (its id or alias).
+Do not reply to messages that say "no further reply needed", "thread closed",
 "ack received" or "ack-only".
 """
 
@@ -51,7 +55,7 @@ class DaemonTools:
     """The tools' logic, apart from the MCP plumbing (and testable without it)."""
 
     def __init__(self, config: Config) -> None:
-        self.client = Client(config)
+        self.client = Client(config, words=MCP_WORDS)
 
     async def _call(self, method: str, path: str, body: Any = None, *, query: dict[str, Any] | None = None,
                     http_timeout: float | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -69,7 +73,7 @@ class DaemonTools:
         except CliError as exc:
             if isinstance(exc.body, dict) and "delivery_id" in exc.body:
                 return exc.body
-            raise ToolError(str(exc)) from None
+            raise ToolError(exc.line()) from None
 
     async def list_sessions(self, include_exited: bool = False) -> list[dict[str, Any]]:
         sessions = await self._call("GET", "/api/sessions", query={"all": "1" if include_exited else "0"})
@@ -98,8 +102,8 @@ class DaemonTools:
         record = await self._call("GET", f"/api/deliveries/{_path(delivery_id)}")
         return _summary(record, _DELIVERY_FIELDS)
 
-    async def read_screen(self, session_id: str, lines: int = 40) -> str:
-        body = await self._call("GET", f"/api/sessions/{_path(session_id)}/screen", query={"lines": lines})
+    async def read_screen(self, target: str, lines: int = 40) -> str:
+        body = await self._call("GET", f"/api/sessions/{_path(target)}/screen", query={"lines": lines})
         return str(body.get("text", ""))
 
     async def reply(self, prompt: str, *, reply_expected: bool = False, wait: bool = False,
@@ -117,21 +121,39 @@ def _path(value: str) -> str:
     return quote(value, safe="")
 
 
+# One description per argument name, the same in every tool that takes it.
+Target = Annotated[str, Field(description="the session: its id or alias (ID@HOST for one on a peer); "
+                              "list_sessions shows them")]
+Prompt = Annotated[str, Field(min_length=1, description="the text to type into the session and submit")]
+ReplyExpected = Annotated[bool, Field(description="true adds a line telling the receiver how to answer")]
+Wait = Annotated[bool, Field(description="true: return once the delivery is final (delivered or failed, "
+                             "with the reason), or after timeout seconds; false: return at once")]
+Timeout = Annotated[float, Field(ge=0, le=MAX_WAIT_TIMEOUT,
+                                 description="with wait: the most seconds to wait (the delivery goes on "
+                                 "after)")]
+Lines = Annotated[int, Field(ge=1, le=10_000, description="how many of the last screen lines to return")]
+
+
 def build_server(config: Config) -> MCPServer:
     tools = DaemonTools(config)
-    server: MCPServer = MCPServer("telepty", version=__version__, instructions=INSTRUCTIONS,
-                                  log_level="WARNING")
+    server: MCPServer = ToolServer("telepty", version=__version__, instructions=INSTRUCTIONS,
+                                   log_level="WARNING")
 
     @server.tool()
-    async def list_sessions(include_exited: bool = False) -> list[dict[str, Any]]:
+    async def list_sessions(
+        include_exited: Annotated[bool, Field(description="true lists exited sessions too")] = False,
+    ) -> list[dict[str, Any]]:
         """List the agent sessions telepty knows (id, agent kind, state, idle time, project)."""
         return await tools.list_sessions(include_exited)
 
     @server.tool()
-    async def inject(target: str, prompt: str, reply_expected: bool = False, thread_id: str | None = None,
-                     no_enter: bool = False, wait: bool = False,
-                     timeout: float = 60.0) -> dict[str, Any]:  # noqa: ASYNC109 (the daemon's wait)
-        """Deliver a prompt into a session (id or alias) and submit it.
+    async def inject(
+        target: Target, prompt: Prompt, reply_expected: ReplyExpected = False,
+        thread_id: Annotated[str | None, Field(description="the conversation thread it belongs to")] = None,
+        no_enter: Annotated[bool, Field(description="true pastes the prompt without submitting it")] = False,
+        wait: Wait = False, timeout: Timeout = 60.0,  # noqa: ASYNC109 (the daemon's wait)
+    ) -> dict[str, Any]:
+        """Deliver a prompt into a session and submit it.
 
         With wait=true, return once the delivery is final (delivered or failed, with the
         reason) or after timeout seconds; otherwise return at once with its delivery_id.
@@ -141,22 +163,89 @@ def build_server(config: Config) -> MCPServer:
                                   no_enter=no_enter, wait=wait, timeout=timeout)
 
     @server.tool()
-    async def delivery_status(delivery_id: str) -> dict[str, Any]:
+    async def delivery_status(
+        delivery_id: Annotated[str, Field(description="the delivery_id inject or reply returned (dlv_…)")],
+    ) -> dict[str, Any]:
         """The current state of a delivery: queued, delivering, retrying, delivered or failed (why)."""
         return await tools.delivery_status(delivery_id)
 
     @server.tool()
-    async def read_screen(session_id: str, lines: int = 40) -> str:
-        """The last lines a session's terminal shows (ANSI stripped)."""
-        return await tools.read_screen(session_id, lines)
+    async def read_screen(target: Target, lines: Lines = 40) -> str:
+        """The last lines a session's terminal shows, as text."""
+        return await tools.read_screen(target, lines)
 
     @server.tool()
-    async def reply(prompt: str, reply_expected: bool = False, wait: bool = False,
-                    timeout: float = 60.0) -> dict[str, Any]:  # noqa: ASYNC109 (the daemon's wait)
+    async def reply(
+        prompt: Annotated[str, Field(min_length=1, description="the answer, typed into the session "
+                                     "that asked and submitted")],
+        reply_expected: ReplyExpected = False, wait: Wait = False,
+        timeout: Timeout = 60.0,  # noqa: ASYNC109 (the daemon's wait)
+    ) -> dict[str, Any]:
         """Answer the last prompt this session received that named a sender (its reply_to)."""
         return await tools.reply(prompt, reply_expected=reply_expected, wait=wait, timeout=timeout)
 
     return server
+
+
+_EXPECTED = {"string": "a string", "integer": "a whole number", "number": "a number",
+             "boolean": "true or false", "array": "a list", "object": "an object"}
+
+
+def _expected(schema: dict[str, Any]) -> str:
+    """What a value for this argument must be, from its JSON schema, in words."""
+    kinds = [schema.get("type")] + [s.get("type") for s in schema.get("anyOf", [])]
+    words = [_EXPECTED[k] for k in kinds if isinstance(k, str) and k in _EXPECTED]
+    text = " or ".join(dict.fromkeys(words)) or "a valid value"
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    if lo is not None and hi is not None:
+        text += f" from {lo:g} to {hi:g}"
+    elif lo is not None:
+        text += f" of at least {lo:g}"
+    if schema.get("minLength"):
+        text += ", not empty"
+    return text
+
+
+def argument_errors(tool: str, schema: dict[str, Any], arguments: dict[str, Any],
+                    error: ValidationError | None) -> str | None:
+    """The arguments' problems in the tool's own terms; None when there are none.
+
+    Names only arguments the tool has, and never the validation library's text (which
+    quotes the caller's data and links to its documentation).
+    """
+    props: dict[str, Any] = schema.get("properties", {})
+    problems = [f"unknown argument {name!r}" for name in sorted(set(arguments) - set(props))]
+    for err in error.errors() if error is not None else []:
+        name = str(err["loc"][0]) if err.get("loc") else ""
+        if name not in props:
+            continue
+        if err["type"] == "missing":
+            problems.append(f"missing argument {name!r}")
+        else:
+            problems.append(f"argument {name!r} must be {_expected(props[name])}")
+    if not problems:
+        return None
+    required = set(schema.get("required", []))
+    names = ", ".join(f"{n}{'' if n in required else '?'}" for n in props)
+    return f"{tool}: {'; '.join(dict.fromkeys(problems))}. Its arguments: {names} (? = optional)"
+
+
+class ToolServer(MCPServer):
+    """MCPServer whose argument errors name the tool's real arguments, in plain words."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        schema = next((t.input_schema for t in await self.list_tools() if t.name == name), None)
+        if schema is not None:
+            message = argument_errors(name, schema, arguments, None)  # unknown arguments
+            if message:
+                raise ToolError(message)
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if schema is not None and isinstance(exc.__cause__, ValidationError):
+                message = argument_errors(name, schema, arguments, exc.__cause__)
+                raise ToolError(message or f"{name}: invalid arguments") from None
+            raise
 
 
 def run_mcp(config: Config) -> int:

@@ -1,174 +1,464 @@
 #!/usr/bin/env python3
-"""Bus throughput and fan-out latency against a real daemon process.
+"""Bus throughput, latency, CPU and memory against a real daemon, optionally side by side
+with another already-running bus (``--upstream URL``, e.g. the Node.js telepty) under the
+very same client and load.
 
-Rows:
-  HTTP publish, sequential     one client, one POST /api/bus/publish at a time
-  HTTP publish, C concurrent   C requests in flight on one connection pool
-  WS publish, pipelined        one socket (receive=0), every event sent, then every ack read
-  fan-out to K subscribers     K live sockets; one event at a time is published over a socket
-                               and the time from send to arrival is measured at every
-                               subscriber (p50/p95 over all arrivals)
+Rows (each measured ``--repeat`` times; the median run is printed):
+  HTTP publish, 4 clients        4 keep-alive connections in this process, one request in
+                                 flight on each; events/s = accepted (2xx) / wall time
+  HTTP publish, 2 proc × 2       two client processes with 2 connections each, started together
+  publish → subscriber           one WebSocket subscriber; one event at a time is published over
+                                 HTTP and timed from just before the request to its arrival
+  fan-out to 100 subscribers     100 WebSocket subscribers; one event at a time, the next only
+                                 when all 100 have it; latency = publish → arrival, every arrival
+  daemon CPU per event           the daemon process's user+system CPU over a publish row / accepted
+  daemon RSS                     resident memory after all rows, and its peak (VmHWM)
 
-Every event is appended to SQLite before anyone sees it, so these numbers include the
-durable log. Loopback only; bounded counts; the daemon is started and stopped here.
+The publish client is a bare HTTP/1.1 keep-alive client on asyncio: an HTTP library's own
+per-request cost would otherwise be most of what is measured on a 2-core machine. Both
+targets get byte-identical requests (a JSON event without ``message_id``: the bus assigns
+one). Ours logs every accepted event durably before it answers; after the rows the bench
+counts what our log holds, kills our daemon with SIGKILL, restarts it and counts again.
 
-Run: .venv/bin/python scripts/bench/bus.py [--n 2000] [--m 200] [--concurrency 16]
+Loopback only; bounded counts; our daemon is started and stopped here, upstream's is not.
+
+Run:
+  .venv/bin/python scripts/bench/bus.py [--n 20000] [--m 200] [--repeat 3]
+      [--upstream http://127.0.0.1:PORT [--upstream-token T] [--upstream-pid PID]]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import shutil
+import signal
+import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+import psutil
 from benchlib import pct, start_daemon
 
-
-async def http_sequential(http: aiohttp.ClientSession, url: str, n: int) -> tuple[float, list[float]]:
-    lat = []
-    t_start = time.perf_counter()
-    for i in range(n):
-        t = time.perf_counter()
-        async with http.post(f"{url}/api/bus/publish", json={"kind": "bench.http", "payload": {"i": i}}) as r:
-            if r.status != 202:
-                raise RuntimeError(await r.text())
-            await r.read()
-        lat.append(time.perf_counter() - t)
-    return n / (time.perf_counter() - t_start), lat
+PUBLISH_PATH = "/api/bus/publish"
+FAN_KIND = "bench.fan"
+LAT_KIND = "bench.lat"
 
 
-async def http_concurrent(
-    http: aiohttp.ClientSession, url: str, n: int, concurrency: int
-) -> tuple[float, list[float]]:
+# -- a bare keep-alive HTTP client -------------------------------------------------------
+
+
+class KeepAlive(asyncio.Protocol):
+    """One HTTP/1.1 connection, one request in flight: what a publisher does, and cheap
+    enough that the daemon, not the client, is what the numbers measure."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buf[:end]).lower()
+        at = head.find(b"\r\ncontent-length:")
+        if at < 0:
+            waiter.set_exception(RuntimeError(f"response without Content-Length: {head[:200]!r}"))
+            return
+        stop = head.find(b"\r\n", at + 2)
+        length = int(head[at + 17: stop if stop > 0 else len(head)])
+        total = end + 4 + length
+        if len(self.buf) < total:
+            return
+        body = bytes(self.buf[end + 4: total])
+        del self.buf[:total]
+        waiter.set_result((int(head[9:12]), body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+    async def request(self, data: bytes) -> tuple[int, bytes]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self.waiter
+
+
+async def connect(url: str) -> KeepAlive:
+    parts = urlsplit(url)
+    _, proto = await asyncio.get_running_loop().create_connection(
+        KeepAlive, parts.hostname, parts.port
+    )
+    return proto
+
+
+def publish_request(url: str, token: str, event: dict[str, object]) -> bytes:
+    parts = urlsplit(url)
+    body = orjson.dumps(event)
+    head = (
+        f"POST {PUBLISH_PATH} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
+        f"Content-Type: application/json\r\nx-telepty-token: {token}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def publish_load(url: str, token: str, n: int, clients: int, tag: str,
+                       go: Callable[[], Awaitable[None]] | None = None) -> tuple[int, float, list[float]]:
+    """``n`` events over ``clients`` connections; returns (accepted, seconds, latencies)."""
+    conns = [await connect(url) for _ in range(clients)]
+    # Requests built before the clock starts: the client's cost stays out of the number.
+    reqs = [publish_request(url, token, {"kind": "bench.http", "source": f"bench:{tag}",
+                                         "payload": {"i": i}}) for i in range(n)]
     lat: list[float] = []
-    counter = iter(range(n))
+    accepted = 0
+    it = iter(reqs)
 
-    async def worker() -> None:
-        for i in counter:
+    async def worker(conn: KeepAlive) -> None:
+        nonlocal accepted
+        for req in it:
             t = time.perf_counter()
-            async with http.post(f"{url}/api/bus/publish",
-                                 json={"kind": "bench.http", "payload": {"i": i}}) as r:
-                if r.status != 202:
-                    raise RuntimeError(await r.text())
-                await r.read()
+            status, body = await conn.request(req)
             lat.append(time.perf_counter() - t)
+            if not 200 <= status < 300:
+                raise RuntimeError(f"publish refused: {status} {body[:200]!r}")
+            accepted += 1
 
-    t_start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - t_start), lat
-
-
-async def ws_pipelined(http: aiohttp.ClientSession, ws_url: str, n: int) -> tuple[float, list[float]]:
-    async with http.ws_connect(ws_url + "?receive=0", max_msg_size=0) as ws:
-        sent_at: dict[str, float] = {}
-        lat: list[float] = []
-
-        async def read_acks() -> None:
-            got = 0
-            async for msg in ws:
-                frame = orjson.loads(msg.data)
-                if frame.get("kind") != "bus.ack":
-                    raise RuntimeError(frame)
-                lat.append(time.perf_counter() - sent_at[frame["message_id"]])
-                got += 1
-                if got == n:
-                    return
-
-        reader = asyncio.create_task(read_acks())
-        t_start = time.perf_counter()
-        for i in range(n):
-            mid = f"bench-ws-{i}"
-            sent_at[mid] = time.perf_counter()
-            frame = {"kind": "bench.ws", "message_id": mid, "payload": {"i": i}}
-            await ws.send_str(orjson.dumps(frame).decode())
-        await reader
-        return n / (time.perf_counter() - t_start), lat
+    if go is not None:
+        await go()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    elapsed = time.perf_counter() - t0
+    for c in conns:
+        assert c.transport is not None
+        c.transport.close()
+    return accepted, elapsed, lat
 
 
-async def fan_out(
-    http: aiohttp.ClientSession, ws_url: str, subscribers: int, m: int
-) -> tuple[float, list[float]]:
-    kind = f"bench.fan{subscribers}"
-    lat: list[float] = []
-    arrivals = 0
-    done = asyncio.Event()
-    socks = [await http.ws_connect(f"{ws_url}?kinds={kind}", max_msg_size=0) for _ in range(subscribers)]
+async def worker_main(url: str, token: str, n: int, clients: int, tag: str) -> None:
+    """A client process of the 2 × 2 row: connects, says ready, waits for go on stdin."""
+    loop = asyncio.get_running_loop()
 
-    async def read(ws: aiohttp.ClientWebSocketResponse, ready: asyncio.Event) -> None:
-        nonlocal arrivals
+    async def go() -> None:
+        print("ready", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)
+
+    accepted, elapsed, lat = await publish_load(url, token, n, clients, tag, go)
+    print(orjson.dumps({"accepted": accepted, "elapsed": elapsed, "lat": lat}).decode(), flush=True)
+
+
+async def multi_process_load(url: str, token: str, n: int, procs: int, clients: int) -> tuple[
+        int, float, list[float]]:
+    """``procs`` client processes × ``clients`` connections, ``n`` events in all."""
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--worker", url, token, str(n // procs), str(clients), f"p{i}",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        for i in range(procs)
+    ]
+    for w in workers:
+        assert w.stdout is not None
+        if (await w.stdout.readline()).strip() != b"ready":
+            raise RuntimeError("a client process did not start")
+    t0 = time.perf_counter()
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.write(b"go\n")
+        await w.stdin.drain()
+    outs = [orjson.loads((await w.communicate())[0].splitlines()[-1]) for w in workers]
+    elapsed = time.perf_counter() - t0
+    return sum(o["accepted"] for o in outs), elapsed, [x for o in outs for x in o["lat"]]
+
+
+# -- subscribers -------------------------------------------------------------------------
+
+
+class Subscribers:
+    """K WebSocket subscribers; each arrival of a timed event records publish → arrival."""
+
+    def __init__(self, http: aiohttp.ClientSession, ws_url: str, k: int, kind: str) -> None:
+        self.http, self.ws_url, self.k, self.kind = http, ws_url, k, kind
+        self.socks: list[aiohttp.ClientWebSocketResponse] = []
+        self.readers: list[asyncio.Task[None]] = []
+        self.lat: list[float] = []
+        self.arrived: dict[int, int] = {}
+        self.probed: set[int] = set()  # sockets that have seen a probe (i < 0)
+        self.changed = asyncio.Event()
+
+    async def open(self) -> None:
+        # ``kinds`` is ours; a bus without it sends everything, and the reader filters.
+        for _ in range(self.k):
+            ws = await self.http.ws_connect(f"{self.ws_url}?kinds={self.kind}", max_msg_size=0)
+            self.socks.append(ws)
+            self.readers.append(asyncio.create_task(self._read(ws, len(self.socks) - 1)))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, index: int) -> None:
         async for msg in ws:
             now = time.perf_counter()
             frame = orjson.loads(msg.data)
-            if frame.get("kind") == "bus.live":
-                ready.set()
-                continue
-            lat.append(now - frame["payload"]["t0"])
-            arrivals += 1
-            if arrivals == m * subscribers:
-                done.set()
+            if frame.get("kind") != self.kind:
+                continue  # control frames (bus.live) and other traffic
+            payload = frame["payload"]
+            if payload.get("t0") is not None:
+                self.lat.append(now - payload["t0"])
+            i = payload["i"]
+            if i < 0:
+                self.probed.add(index)
+            self.arrived[i] = self.arrived.get(i, 0) + 1
+            self.changed.set()
 
-    readies = [asyncio.Event() for _ in socks]
-    readers = [asyncio.create_task(read(ws, r)) for ws, r in zip(socks, readies, strict=True)]
-    for r in readies:
-        await r.wait()
-    async with http.ws_connect(ws_url + "?receive=0") as pub:
-        t_start = time.perf_counter()
+    async def wait_all(self, i: int) -> None:
+        async with asyncio.timeout(30):
+            while self.arrived.get(i, 0) < self.k:
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def probe(self, conn: KeepAlive, url: str, token: str) -> int:
+        """Publish probes until every socket has seen one: a socket that is still
+        setting up may miss the first (and a bus may not say when it is live)."""
+        sent = 0
+        while len(self.probed) < self.k:
+            sent += 1
+            status, body = await conn.request(
+                publish_request(url, token, {"kind": self.kind, "payload": {"i": -sent}}))
+            if not 200 <= status < 300:
+                raise RuntimeError(f"publish refused: {status} {body[:200]!r}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    while len(self.probed) < self.k:
+                        self.changed.clear()
+                        await self.changed.wait()
+            if sent > 60:
+                raise RuntimeError("subscribers never saw a probe")
+        return sent
+
+    async def close(self) -> None:
+        for ws in self.socks:
+            await ws.close()
+        for t in self.readers:
+            t.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+
+
+async def fan_out(http: aiohttp.ClientSession, url: str, token: str, k: int, m: int,
+                  kind: str) -> tuple[list[float], int]:
+    """One event at a time to ``k`` subscribers; the next once every subscriber has it.
+    Returns the latencies and how many events were published in all."""
+    subs = Subscribers(http, url.replace("http", "ws", 1) + "/api/bus", k, kind)
+    await subs.open()
+    conn = await connect(url)
+    try:
+        probes = await subs.probe(conn, url, token)
         for i in range(m):
-            frame = {"kind": kind, "payload": {"i": i, "t0": time.perf_counter()}}
-            await pub.send_str(orjson.dumps(frame).decode())
-            await pub.receive()  # the ack: one event in flight at a time
-        await asyncio.wait_for(done.wait(), 60)
-        elapsed = time.perf_counter() - t_start
-    for ws in socks:
-        await ws.close()
-    for t in readers:
-        t.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    return m * subscribers / elapsed, lat
+            req_head = {"kind": kind, "payload": {"i": i, "t0": time.perf_counter()}}
+            status, body = await conn.request(publish_request(url, token, req_head))
+            if not 200 <= status < 300:
+                raise RuntimeError(f"publish refused: {status} {body[:200]!r}")
+            await subs.wait_all(i)
+    finally:
+        assert conn.transport is not None
+        conn.transport.close()
+        await subs.close()
+    return subs.lat, probes + m
+
+
+# -- one target ---------------------------------------------------------------------------
+
+
+def listening_pid(url: str) -> int | None:
+    port = urlsplit(url).port
+    for c in psutil.net_connections(kind="tcp"):
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            return c.pid
+    return None
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def peak_rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class Result:
+    name: str
+    rates4: list[float] = field(default_factory=list)
+    cpu4: list[float] = field(default_factory=list)
+    lat4: list[list[float]] = field(default_factory=list)
+    rates22: list[float] = field(default_factory=list)
+    cpu22: list[float] = field(default_factory=list)
+    pubsub: list[list[float]] = field(default_factory=list)
+    fan: list[list[float]] = field(default_factory=list)
+    accepted: int = 0
+    rss: int = 0
+    rss_peak: int = 0
+
+
+async def measure(name: str, url: str, token: str, pid: int, args: argparse.Namespace) -> Result:
+    proc = psutil.Process(pid)
+    res = Result(name)
+    async with aiohttp.ClientSession(headers={"x-telepty-token": token},
+                                     connector=aiohttp.TCPConnector(limit=0)) as http:
+        await publish_load(url, token, 500, 4, "warm")
+        res.accepted += 500
+        for _ in range(args.repeat):
+            c0 = cpu_seconds(proc)
+            acc, secs, lat = await publish_load(url, token, args.n, 4, "c4")
+            res.cpu4.append((cpu_seconds(proc) - c0) / acc)
+            res.rates4.append(acc / secs)
+            res.lat4.append(lat)
+            res.accepted += acc
+            c0 = cpu_seconds(proc)
+            acc, secs, _ = await multi_process_load(url, token, args.n, 2, 2)
+            res.cpu22.append((cpu_seconds(proc) - c0) / acc)
+            res.rates22.append(acc / secs)
+            res.accepted += acc
+            for runs, k, kind in ((res.pubsub, 1, LAT_KIND), (res.fan, args.subscribers, FAN_KIND)):
+                lat, published = await fan_out(http, url, token, k, args.m, kind)
+                runs.append(lat)
+                res.accepted += published
+    res.rss = proc.memory_info().rss
+    res.rss_peak = peak_rss(pid)
+    return res
+
+
+async def count_logged(url: str, token: str) -> int:
+    async with aiohttp.ClientSession(headers={"x-telepty-token": token}) as http:
+        async with http.get(f"{url}/api/bus/events?limit=1") as r:
+            return int((await r.json())["retained"])
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def median_run(runs: list[list[float]], p: float) -> float:
+    return statistics.median(pct(r, p) for r in runs)
+
+
+def row_values(r: Result) -> dict[str, float]:
+    return {
+        "events/s, 4 clients": statistics.median(r.rates4),
+        "events/s, 2 processes × 2 clients": statistics.median(r.rates22),
+        "publish (4 clients) p50 ms": median_run(r.lat4, 50) * 1e3,
+        "publish → subscriber p50 ms": median_run(r.pubsub, 50) * 1e3,
+        "publish → subscriber p95 ms": median_run(r.pubsub, 95) * 1e3,
+        "fan-out to {k} subscribers p50 ms": median_run(r.fan, 50) * 1e3,
+        "fan-out to {k} subscribers p95 ms": median_run(r.fan, 95) * 1e3,
+        "daemon CPU µs/event, 4 clients": statistics.median(r.cpu4) * 1e6,
+        "daemon CPU µs/event, 2 × 2": statistics.median(r.cpu22) * 1e6,
+        "daemon RSS MB (after)": r.rss / 2**20,
+        "daemon RSS MB (peak)": r.rss_peak / 2**20,
+    }
+
+
+HIGHER_IS_BETTER = {"events/s, 4 clients", "events/s, 2 processes × 2 clients"}
+
+
+def print_table(ours: Result, upstream: Result | None, k: int) -> None:
+    a = row_values(ours)
+    b = row_values(upstream) if upstream else None
+    head = f"| {'measurement':38} | {'telepty':>9} |"
+    rule = f"|{'-' * 40}|{'-' * 11}|"
+    if b is not None:
+        head += f" {'upstream':>9} | {'ours/upstream':>13} |"
+        rule += f"{'-' * 11}|{'-' * 15}|"
+    print(head)
+    print(rule)
+    for key, value in a.items():
+        label = key.replace("{k}", str(k))
+        line = f"| {label:38} | {fmt(value):>9} |"
+        if b is not None:
+            ratio = value / b[key] if b[key] else float("nan")
+            line += f" {fmt(b[key]):>9} | {ratio:13.2f} |"
+        print(line)
+
+
+def fmt(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.2f}"
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=2000, help="events per publish row")
-    ap.add_argument("--m", type=int, default=200, help="events per fan-out row")
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20000, help="events per publish row (default 20000)")
+    ap.add_argument("--m", type=int, default=200, help="events per latency / fan-out row")
+    ap.add_argument("--subscribers", type=int, default=100, help="sockets in the fan-out row")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of every row; the median is shown")
+    ap.add_argument("--upstream", help="URL of an already-running bus to measure the same way")
+    ap.add_argument("--upstream-token", default="", help="its token, if it wants one")
+    ap.add_argument("--upstream-pid", type=int, help="its pid (default: whoever listens on its port)")
+    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        url, token, n, clients, tag = args.worker
+        await worker_main(url, token, int(n), int(clients), tag)
+        return
+
+    load_before = os.getloadavg()
+    upstream = None
+    if args.upstream:
+        up_pid = args.upstream_pid or listening_pid(args.upstream)
+        if up_pid is None:
+            raise SystemExit(f"no process listens on {args.upstream}; pass --upstream-pid")
+        upstream = await measure("upstream", args.upstream.rstrip("/"), args.upstream_token, up_pid, args)
+
     tmp = Path(tempfile.mkdtemp(prefix="telepty-bench-bus-"))
-    proc, url, token = start_daemon(tmp / "home", TELEPTY_MACHINE_ID="bench",
-                                     TELEPTY_BUS_SUBSCRIBER_QUEUE="100000")
-    ws_url = "ws" + url[len("http"):] + "/api/bus"
-    rows: list[tuple[str, float, list[float]]] = []
+    settings = {"TELEPTY_MACHINE_ID": "bench", "TELEPTY_BUS_SUBSCRIBER_QUEUE": "100000",
+                "TELEPTY_BUS_RETENTION_COUNT": "0"}
+    proc, url, token = start_daemon(tmp / "home", **settings)
     try:
-        # No connection limit: the fan-out rows hold 50 sockets open at once; HTTP
-        # concurrency is bounded by the number of workers instead.
-        conn = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(headers={"x-telepty-token": token}, connector=conn) as http:
-            await http_sequential(http, url, 50)  # warm up
-            rows.append(("HTTP publish, sequential", *await http_sequential(http, url, args.n)))
-            rows.append((f"HTTP publish, {args.concurrency} concurrent",
-                         *await http_concurrent(http, url, args.n, args.concurrency)))
-            rows.append(("WS publish, 1 socket pipelined", *await ws_pipelined(http, ws_url, args.n)))
-            for k in (1, 10, 50):
-                rate, lat = await fan_out(http, ws_url, k, args.m)
-                rows.append((f"fan-out to {k} subscriber{'s' if k > 1 else ''}", rate, lat))
+        ours = await measure("telepty", url, token, proc.pid, args)
+        logged = await count_logged(url, token)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        proc, url, token = start_daemon(tmp / "home", **settings)
+        after_kill = await count_logged(url, token)
     finally:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"bus: publish n={args.n}, fan-out m={args.m} events per row; durable log (SQLite WAL) included")
-    print("publish rows: latency = request → receipt/ack; fan-out rows: send → arrival at each subscriber,")
-    print("events/s = deliveries to subscribers per second, one event in flight at a time;")
-    print("the pipelined row sends all n frames at once, so its latency is mostly queueing\n")
-    print(f"| {'measurement':32} | {'events/s':>9} | {'p50 ms':>7} | {'p95 ms':>7} |")
-    print(f"|{'-' * 34}|{'-' * 11}|{'-' * 9}|{'-' * 9}|")
-    for name, rate, lat in rows:
-        print(f"| {name:32} | {rate:9.0f} | {pct(lat, 50) * 1000:7.2f} | {pct(lat, 95) * 1000:7.2f} |")
+    load_after = os.getloadavg()
+    print(f"bus: {args.repeat} run(s) of each row, median shown; publish rows n={args.n} events, "
+          f"latency rows m={args.m} events, fan-out to {args.subscribers} subscribers")
+    print("clients: bare HTTP/1.1 keep-alive, one request in flight per connection; "
+          "subscribers: aiohttp WebSockets")
+    print(f"machine: {os.cpu_count()} CPUs; load average {load_before[0]:.2f} before, "
+          f"{load_after[0]:.2f} after (other work on the machine moves these numbers)")
+    print(f"telepty durability: {ours.accepted} accepted (2xx), {logged} in the log, "
+          f"{after_kill} in the log after kill -9 + restart")
+    if upstream is not None:
+        print(f"upstream: {upstream.accepted} accepted (2xx), no durable log to count")
+    print()
+    print_table(ours, upstream, args.subscribers)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ __all__ = [
     "is_tailscale",
     "normalize_origin",
     "parse_allowlist",
+    "presented_token",
     "read_token",
 ]
 
@@ -469,14 +470,21 @@ def extract_token(request: web.Request) -> str | None:
     The query form exists because browsers' WebSocket API cannot set headers; it is
     the last resort since URLs end up in logs and shell history.
     """
-    header = request.headers.get(TOKEN_HEADER, "").strip()
+    return presented_token(
+        request.headers.get(TOKEN_HEADER), request.headers.get("Authorization"),
+        request.query.get("token"),
+    )
+
+
+def presented_token(header: str | None, authorization: str | None, query: str | None) -> str | None:
+    """:func:`extract_token` from the raw strings, for a caller that parsed them itself."""
+    header = (header or "").strip()
     if header:
         return header
-    scheme, _, credential = request.headers.get("Authorization", "").strip().partition(" ")
+    scheme, _, credential = (authorization or "").strip().partition(" ")
     if scheme.lower() == "bearer" and credential.strip():
         return credential.strip()
-    query = request.query.get("token", "").strip()
-    return query or None
+    return (query or "").strip() or None
 
 
 def auth_middleware(

@@ -35,6 +35,11 @@ async def json_object(request: web.Request, *, max_bytes: int | None = None) -> 
         raise TooLarge("too_large", f"request body over {max_bytes} bytes") from None
     if len(raw) > max_bytes:
         raise TooLarge("too_large", f"request body over {max_bytes} bytes")
+    return parse_json_object(raw)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A body as a JSON object (an empty body is ``{}``), or ``BadRequest``."""
     if not raw.strip():
         return {}
     try:

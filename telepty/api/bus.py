@@ -22,7 +22,9 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from telepty.api.auth import TrustPolicy
 from telepty.api.body import MAX_BODY, json_object, json_response, query_int
+from telepty.api.bus_fast import FastPublish, FastPublishSite
 from telepty.api.keys import SERVICES
 from telepty.bus.envelope import KIND_RE
 from telepty.bus.hub import BUS_CLOSED, SUBSCRIBER_OVERFLOW, EventBus, Subscription
@@ -84,6 +86,10 @@ def control(frame_kind: str, /, **fields: Any) -> str:
 
 
 async def publish(request: web.Request) -> web.Response:
+    """The route as aiohttp serves it. Most publishes never get here: the daemon's
+    listening site answers plain ones on a leaner path (``telepty.api.bus_fast``) with
+    the same ingest and the same answers; this serves the rest (a query string, chunked
+    bodies, a connection already handed to aiohttp) and the in-process test client."""
     body = await json_object(request)
     receipt = await request.app[BUS_INGEST].accept(body, transport="http")
     return json_response(receipt.to_public(), status=202)
@@ -343,3 +349,17 @@ def install(app: web.Application) -> None:
     app.router.add_post("/api/bus/publish", publish)
     app.router.add_get("/api/bus/events", list_events)
     app.router.add_get("/api/bus", bus_socket)
+
+
+def publish_site(runner: web.AppRunner, host: str, port: int) -> web.TCPSite:
+    """The daemon's listening site: connections start on the fast publish path
+    (``telepty.api.bus_fast``) and go to the app for everything else. Call after
+    ``runner.setup()``."""
+    app = runner.app
+    svc = app[SERVICES]
+    assert runner.server is not None, "runner.setup() first"
+    fast = FastPublish(
+        runner.server, app[BUS_INGEST], TrustPolicy.from_config(svc.config, svc.token),
+        svc.config.max_body_bytes,
+    )
+    return FastPublishSite(runner, host, port, fast=fast, reuse_address=True)

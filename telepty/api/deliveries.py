@@ -25,6 +25,13 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 200
 
 
+def public(request: web.Request, delivery: Delivery, *, include_prompt: bool = False) -> dict[str, Any]:
+    """A delivery as the API shows it: screen text in its evidence only under the audit
+    log's content rule (TELEPTY_AUDIT_CONTENT), since the screen shows the prompt."""
+    return delivery.to_public(include_prompt=include_prompt,
+                              screen_text=request.app[SERVICES].config.audit_content)
+
+
 def _origin(request: web.Request) -> Origin:
     value = request.query.get("origin") or request.headers.get("x-telepty-origin") or "api"
     try:
@@ -88,7 +95,7 @@ async def delivery_answer(
         out, status = {**accepted, **extra}, 202
     else:
         delivery = await request.app[SERVICES].deliveries.wait(delivery.id, wait_s)
-        out = {**delivery.to_public(), **extra}
+        out = {**public(request, delivery), **extra}
         if not delivery.final:
             status = 202
         elif delivery.status is DeliveryStatus.DELIVERED:
@@ -113,7 +120,7 @@ async def get_delivery(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     delivery = await svc.deliveries.get(request.match_info["id"])
     include_prompt = request.query.get("prompt") in {"1", "true"}
-    return json_response(delivery.to_public(include_prompt=include_prompt))
+    return json_response(public(request, delivery, include_prompt=include_prompt))
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
@@ -125,13 +132,17 @@ async def list_deliveries(request: web.Request) -> web.Response:
     items = await svc.deliveries.list(
         session=request.query.get("session") or None, status=status, limit=limit
     )
-    return json_response([d.to_public() for d in items])
+    return json_response([public(request, d) for d in items])
 
 
 async def cancel_delivery(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
+    held = svc.deliveries.holding(request.match_info["id"])
     delivery = await svc.deliveries.cancel(request.match_info["id"])
-    return json_response(delivery.to_public())
+    body = public(request, delivery)
+    if held is not None:
+        body["hold_released"] = held  # it was final already: what ended is the hold on that session
+    return json_response(body)
 
 
 def add_routes(app: web.Application) -> None:

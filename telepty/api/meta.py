@@ -9,6 +9,11 @@ from aiohttp import web
 from telepty import __version__
 from telepty.api.body import json_response
 from telepty.api.keys import SERVICES
+from telepty.home_id import ensure_home_id
+
+# The id of the home this daemon serves (telepty.home_id): the CLI refuses a daemon
+# whose id is not its own home's.
+HOME_ID = web.AppKey("home_id", str)
 
 CAPABILITIES = (
     "sessions",
@@ -59,11 +64,13 @@ async def meta(request: web.Request) -> web.Response:
             "machine_id": svc.config.machine_id,
             "started_at": svc.started_at,
             "home": str(svc.config.home),
+            "home_id": request.app[HOME_ID],
             "capabilities": list(svc.capabilities),
         }
     )
 
 
 def add_routes(app: web.Application) -> None:
+    app[HOME_ID] = ensure_home_id(app[SERVICES].config.home)
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/meta", meta)

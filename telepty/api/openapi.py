@@ -238,6 +238,7 @@ def _components() -> dict[str, Any]:
         "keys": _arr({}, description="a keys delivery's key sequence"),
         "prompt": _str(description="only with ?prompt=1"),
         "warnings": _arr(_str()),
+        "hold_released": _str(description="a cancel that ended the hold this delivery put on a session"),
     }, ("delivery_id", "kind", "session_id", "target", "status", "origin", "attempts", "created_at"))
     session = _obj({
         "id": _str(), "type": _enum(SessionType), "command": _str(), "cwd": _str(),
@@ -294,6 +295,7 @@ def _components() -> dict[str, Any]:
             "Meta": _obj({
                 "name": _str(const="telepty"), "version": _str(), "pid": _int(), "host": _str(),
                 "port": _int(), "machine_id": _str(), "started_at": TIMESTAMP, "home": _str(),
+                "home_id": _str(description="names the home this daemon serves; the CLI checks it"),
                 "capabilities": _arr(_str()),
             }, ("name", "version", "pid", "host", "port", "machine_id", "started_at", "capabilities")),
             "Session": session,
@@ -640,7 +642,8 @@ def _deliveries() -> dict[str, Schema]:
                                _query("prompt", _str(), "1 or true: include the prompt text")),
                        ok={200: _ok("Delivery")}, errors={404: "delivery_not_found"}),
             "delete": _op(
-                "cancelDelivery", "Cancel a delivery that has not been written yet", "deliveries",
+                "cancelDelivery", "Cancel a delivery that has not been written yet, or end the hold a "
+                "failed one put on its session", "deliveries",
                 params=(_path(description="a delivery id"),), ok={200: _ok("Delivery", "cancelled")},
                 errors={404: "delivery_not_found", 409: "not_cancellable: already final or writing"},
             ),

@@ -64,11 +64,12 @@ async def explain(request: web.Request) -> web.Response:
         describe = getattr(transport, "explain", None)
         if describe is None:
             raise Conflict("no_screen", f"the {transport.name} transport cannot show its screen")
-        out = await describe(tail=lines)
+        out = await describe(tail=lines, quiet_ms=svc.config.quiet_ms)
     except DeliveryError as exc:
         raise Conflict(exc.reason, exc.detail) from None
     out["session_state"] = str(session.state)
     out["pending"] = pending
+    out["hold"] = svc.deliveries.hold_of(session.id)
     return json_response(out)
 
 

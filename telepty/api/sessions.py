@@ -137,7 +137,7 @@ async def delete_session(request: web.Request) -> web.Response:
     return json_response({"session_id": session.id, "removed": True, "type": str(session.type)})
 
 
-PENDING_STATUSES = ("queued", "delivering", "retrying")
+PENDING_STATUSES = ("queued", "delivering", "retrying", "held")
 
 
 async def rename_session(request: web.Request) -> web.Response:

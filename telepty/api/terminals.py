@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import time
 from typing import Any
 
@@ -16,6 +15,8 @@ from aiohttp import WSMsgType, web
 from telepty.api.body import json_object, json_response, opt, query_int, req
 from telepty.api.keys import SERVICES
 from telepty.api.sessions import parse_register, require_profile, with_pane_owner
+from telepty.delivery.screen import render_output
+from telepty.delivery.transports_stream import SEED_BYTES, dims
 from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
 from telepty.sessions.agents import validate_agent_name
@@ -28,7 +29,6 @@ from telepty.sessions.wrapper_link import WrapperLink
 log = logging.getLogger("telepty.api")
 
 HEARTBEAT_S = 15.0
-ANSI_RE = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
 
 # -- spawn ----------------------------------------------------------------------
@@ -242,13 +242,10 @@ async def _wrapper_message(svc: Any, link: WrapperLink, text: str) -> None:
 # -- screen -------------------------------------------------------------------------
 
 
-def strip_ansi(data: bytes) -> str:
-    return ANSI_RE.sub(b"", data).replace(b"\r\n", b"\n").replace(b"\r", b"\n").decode(
-        "utf-8", errors="replace"
-    )
-
-
 async def screen(request: web.Request) -> web.Response:
+    """The session's screen as text: a tmux pane's capture, or a PTY session's recent
+    output rendered by the terminal model ``explain`` reads (same seed, same size), so
+    backspaces, carriage returns and redraws show as the terminal shows them."""
     svc = request.app[SERVICES]
     session = svc.registry.resolve(request.match_info["id"])
     lines = query_int(request, "lines", 40, 1, 10_000)
@@ -259,10 +256,10 @@ async def screen(request: web.Request) -> web.Response:
             text = await svc.tmux_for(session).capture_tail(session.tmux_pane, lines)
             source = "pane"
     if text is None:
-        data = svc.terminals.recent_output(session.id)
+        data = svc.terminals.recent_output(session.id, SEED_BYTES)
         if data is None:
             raise NotFound("no_screen", f"nothing is known of session {session.id!r}'s screen")
-        text = "\n".join(strip_ansi(data).split("\n")[-lines:])
+        text = "\n".join(render_output(data, *dims(session))[-lines:])
     return json_response({"session_id": session.id, "source": source, "lines": lines, "text": text})
 
 

@@ -7,8 +7,8 @@ so that HTTP and WebSocket ingest reject exactly the same things with the same c
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ DAEMON_KINDS = frozenset({
     "session_register",
     "session.replaced",
     "session.idle",
+    "session.held",
     "session_health",
     "session_upstream_stalled",
     "inject_written",
@@ -55,7 +56,14 @@ _RESERVED_BODY_FIELDS = frozenset({"version", "message_id", "kind", "type", "sou
 
 
 def new_message_id(kind: str) -> str:
-    return f"{kind}-{uuid.uuid4()}"
+    """``<kind>-<uuid4>``, from the OS's randomness (an id a publisher could predict
+    is one it could take first, and the daemon's own event would then be dropped as its
+    duplicate), formatted without a ``UUID`` object: this runs for most events."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{kind}-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def make_event(

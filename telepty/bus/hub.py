@@ -3,10 +3,12 @@
 Appending before fan-out is what lets a subscriber that reconnects with ``since``
 miss nothing: whatever a live subscriber saw is already in the log.
 
-Publishes are group-committed: whatever queued up while the database was busy goes
-in as one transaction, and is then fanned out in ``seq`` order. So subscribers always
-see seqs ascending (a cursor can trust "everything up to here"), and publishers pay
-one commit per batch instead of one each.
+Publishes are group-committed: everything published during one turn of the event loop
+goes in as one transaction, queued behind the previous one without waiting for it, and
+each batch is fanned out in ``seq`` order once it has committed. So subscribers always
+see seqs ascending (a cursor can trust "everything up to here"), publishers pay one
+commit per batch instead of one each, and nobody is answered before their event is on
+disk.
 
 Publishers never wait on subscribers: fan-out is a ``put_nowait`` into each
 subscriber's bounded queue, and a subscriber whose queue is full is cut loose with a
@@ -18,15 +20,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar, overload
 
 from telepty.bus.envelope import make_event
-from telepty.store.events import EventRepo, dumps_event
+from telepty.store.events import Appended, EventRepo, dumps_event
 
 log = logging.getLogger("telepty.bus")
 
 SUBSCRIBER_QUEUE = 1000
 MAX_BATCH = 512
+IN_FLIGHT = 1  # batches queued on the database at once
 
 SUBSCRIBER_OVERFLOW = "subscriber_overflow"
 BUS_CLOSED = "daemon_stopping"
@@ -34,14 +38,27 @@ BUS_CLOSED = "daemon_stopping"
 
 class LoggedEvent(dict[str, Any]):
     """An event as it left the log: the envelope with its ``seq`` (a plain mapping, as
-    subscribers always got), plus its JSON serialised once for every subscriber —
-    fan-out to fifty sockets must not mean fifty serialisations."""
+    subscribers always got), plus its JSON for the wire, made once for every subscriber
+    — fan-out to fifty sockets must not mean fifty serialisations.
 
-    __slots__ = ("text",)
+    The JSON is the logged text with ``seq`` spliced in as the last field, byte for
+    byte what serialising the mapping would give, without serialising again; and only
+    made when something asks (an event nobody subscribed to never needs it).
+    """
 
-    def __init__(self, envelope: dict[str, Any], text: str) -> None:
+    __slots__ = ("_body", "_text")
+
+    def __init__(self, envelope: dict[str, Any], seq: int, body: str) -> None:
         super().__init__(envelope)
-        self.text = text
+        self["seq"] = seq
+        self._body = body
+        self._text: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = f'{self._body[:-1]},"seq":{self["seq"]}}}'
+        return self._text
 
     @property
     def seq(self) -> int:
@@ -57,6 +74,9 @@ class LoggedEvent(dict[str, Any]):
 
 
 Listener = Callable[[LoggedEvent], None]
+T = TypeVar("T")
+# A publisher's future, and what turns ``(seq, inserted)`` into its result (None: itself).
+_Waiting = tuple[asyncio.Future[Any], Callable[[int, bool], Any] | None]
 
 
 class Subscription:
@@ -95,8 +115,10 @@ class EventBus:
         self.subscriber_queue = subscriber_queue
         self._subs: set[Subscription] = set()
         self._listeners: list[Listener] = []
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[tuple[int, bool]]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[Any], Callable[[int, bool], Any] | None]]
+        self._pending = []
+        self._flush_scheduled = False
+        self._in_flight = 0
         self._closed = False
         # Counters for /metrics: events accepted into the log, events handed to
         # subscribers, and subscribers cut loose for falling behind.
@@ -118,51 +140,101 @@ class EventBus:
         A ``message_id`` already in the log is not appended or fanned out again: the
         first event's seq comes back with ``inserted`` False.
         """
-        fut: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
-        self._pending.append((envelope, fut))
-        if self._flusher is None or self._flusher.done():
-            # A task of its own, so a publisher cancelled mid-await cannot strand the
-            # batch it happened to be carrying.
-            self._flusher = asyncio.create_task(self._flush(), name="telepty-bus-flush")
-        return await fut
+        return await self.publish_soon(envelope)
 
-    async def _flush(self) -> None:
-        while self._pending:
+    @overload
+    def publish_soon(self, envelope: dict[str, Any]) -> asyncio.Future[tuple[int, bool]]: ...
+
+    @overload
+    def publish_soon(self, envelope: dict[str, Any], into: Callable[[int, bool], T]) -> asyncio.Future[T]: ...
+
+    def publish_soon(self, envelope: dict[str, Any], into: Callable[[int, bool], Any] | None = None) -> Any:
+        """``publish`` without a coroutine: the future resolves once the event has
+        committed (and has been fanned out), with ``(seq, inserted)`` or, given
+        ``into``, with ``into(seq, inserted)`` (one future per event, not two)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((envelope, fut, into))
+        if not self._flush_scheduled and self._in_flight < IN_FLIGHT:
+            # Everything published during this turn of the loop goes in one transaction.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        """Queue what is pending as one transaction (up to ``MAX_BATCH`` events).
+
+        At most ``IN_FLIGHT`` batches wait on the database at once; what is published
+        meanwhile waits here and goes in with the next. That is the group commit: the
+        busier the bus, the more events share a commit. Batches commit in the order
+        they were queued and each is fanned out when it has committed, so subscribers
+        see seqs ascending. A callback rather than a task, so a publisher cancelled
+        mid-await cannot strand the batch it happened to be carrying.
+        """
+        self._flush_scheduled = False
+        while self._pending and self._in_flight < IN_FLIGHT:
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
             rows: list[tuple[dict[str, Any], str]] = []
-            futs: list[asyncio.Future[tuple[int, bool]]] = []
-            for env, fut in batch:
+            waiting: list[_Waiting] = []
+            for env, fut, into in batch:
                 try:
                     rows.append((env, dumps_event(env)))
-                    futs.append(fut)
                 except Exception as exc:  # an envelope that cannot be JSON at all
                     if not fut.done():
                         fut.set_exception(exc)
+                    continue
+                waiting.append((fut, into))
             if not rows:
                 continue
             try:
-                results = await self.events.append_many(rows)
-            except Exception as exc:
-                log.exception("could not append %d event(s) to the log", len(rows))
-                for fut in futs:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                committed = self.events.append_batch(rows)
+            except Exception as exc:  # the database is closed
+                self._failed(rows, waiting, exc)
                 continue
-            for (env, _), fut, result in zip(rows, futs, results, strict=True):
+            self._in_flight += 1
+            if committed.done():  # committed right here (the database was idle)
+                self._committed(rows, waiting, committed, flushing=True)
+            else:
+                committed.add_done_callback(partial(self._committed, rows, waiting))
+
+    def _committed(
+        self, rows: list[tuple[dict[str, Any], str]], waiting: list[_Waiting],
+        committed: asyncio.Future[list[Appended]], *, flushing: bool = False,
+    ) -> None:
+        self._in_flight -= 1
+        exc = committed.exception()
+        if exc is not None:
+            self._failed(rows, waiting, exc)
+        else:
+            for (env, body), (fut, into), result in zip(rows, waiting, committed.result(), strict=True):
                 if result.inserted:
                     self.events_in += 1
-                    self._fan_out(result.seq, env)
-                if not fut.done():
-                    fut.set_result((result.seq, result.inserted))
+                    self._fan_out(result.seq, env, body)
+                if fut.done():
+                    continue
+                try:
+                    fut.set_result((result.seq, result.inserted) if into is None
+                                   else into(result.seq, result.inserted))
+                except Exception as into_failed:  # never strands the rest of the batch
+                    fut.set_exception(into_failed)
+        if self._pending and not flushing:  # (a flush in progress takes the rest itself)
+            self._flush()
 
-    def _fan_out(self, seq: int, envelope: dict[str, Any]) -> None:
+    def _failed(
+        self, rows: list[tuple[dict[str, Any], str]], waiting: list[_Waiting], exc: BaseException,
+    ) -> None:
+        log.error("could not append %d event(s) to the log", len(rows), exc_info=exc)
+        for fut, _ in waiting:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def _fan_out(self, seq: int, envelope: dict[str, Any], body: str) -> None:
         kind = envelope["kind"]
-        wanting = [s for s in self._subs if s.wants(kind)]
+        wanting = [s for s in self._subs if s.wants(kind)] if self._subs else []
         if not wanting and not self._listeners:
             return
-        out = dict(envelope, seq=seq)
-        event = LoggedEvent(out, dumps_event(out))
+        event = LoggedEvent(envelope, seq, body)
         for listener in self._listeners:
             try:
                 listener(event)

@@ -7,12 +7,14 @@ whose prompt fails its SHA-1) is never logged, never fanned out, never delivered
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from telepty.bus.envelope import TURN_REQUEST, normalize_envelope
 from telepty.bus.hub import EventBus
-from telepty.bus.router import RouteOutcome, TurnRouter, parse_turn_request
+from telepty.bus.router import RouteOutcome, TurnRequest, TurnRouter, parse_turn_request
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,25 @@ class BusIngest:
 
     async def accept(self, raw: object, *, transport: str) -> Receipt:
         """Raises ``BadRequest``/``TooLarge`` for input that changes nothing."""
+        return await self.accept_soon(raw, transport=transport)
+
+    def accept_soon(self, raw: object, *, transport: str) -> asyncio.Future[Receipt]:
+        """``accept`` for callers that answer from a callback: refusals raise here, at
+        once; the future resolves with the receipt once the event has committed."""
         env = normalize_envelope(raw, machine_id=self.bus.machine_id, default_source=f"bus:{transport}")
-        turn = None
         if env["kind"] == TURN_REQUEST:
             turn = parse_turn_request(env, max_prompt_bytes=self.max_prompt_bytes)
+            return asyncio.ensure_future(self._publish_and_route(env, turn))
+        return self.bus.publish_soon(env, partial(_receipt, env["message_id"], env["kind"]))
+
+    async def _publish_and_route(self, env: dict[str, Any], turn: TurnRequest) -> Receipt:
         seq, inserted = await self.bus.publish(env)
-        route = None
-        if turn is not None:
-            # Routed again on a duplicate too: the delivery's idempotency key makes that
-            # return the first delivery, and lets a retry succeed where the first
-            # routing failed before any delivery existed (target not registered yet).
-            route = await self.router.route(turn, env)
+        # Routed again on a duplicate too: the delivery's idempotency key makes that
+        # return the first delivery, and lets a retry succeed where the first
+        # routing failed before any delivery existed (target not registered yet).
+        route = await self.router.route(turn, env)
         return Receipt(seq, env["message_id"], env["kind"], not inserted, route)
+
+
+def _receipt(message_id: str, kind: str, seq: int, inserted: bool) -> Receipt:
+    return Receipt(seq, message_id, kind, not inserted)

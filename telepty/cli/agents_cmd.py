@@ -16,15 +16,17 @@ import sys
 import uuid
 from typing import Any
 
-from telepty.cli.client import Client, CliError
-from telepty.cli.inject_cmd import read_prompt, report_delivery, spinner
+from telepty.cli.client import EXIT_FAILED, EXIT_PENDING, EXIT_USAGE, Client, CliError
+from telepty.cli.inject_cmd import follow, post_delivery, read_prompt, report_delivery
+from telepty.cli.options import add_agent, add_json, add_wait, int_between, non_blank, session_arg
 from telepty.cli.output import emit_json, print_table
+from telepty.cli.waiting import Progress
 from telepty.config import Config
 
 # -- init --print-snippet ------------------------------------------------------------
 
 SNIPPET_FILES = {"claude": "CLAUDE.md", "agents": "AGENTS.md", "gemini": "GEMINI.md"}
-# What an agent says to end a conversation, and must not answer (SPEC §5). Each one is
+# What an agent says to end a conversation, and must not answer. Each one is
 # detected by telepty.bus.reply_guide.termination_signal (a unit test keeps them in step).
 TERMINATION_PHRASES = (
     "no further reply needed",
@@ -99,18 +101,17 @@ def snippet(target: str, fmt: str) -> str:
 
 def _delivery_options(p: argparse.ArgumentParser, *, with_from: bool = True) -> None:
     if with_from:
-        p.add_argument("--from", dest="sender",
-                       help="who is sending (default: this session, when inside one)")
-        p.add_argument("--reply-to", help="where replies should go (default: --from)")
-    p.add_argument("--thread", dest="thread_id", help="thread id")
+        session_arg(p, "--from", "who is sending (default: this session, when inside one)", dest="sender")
+        session_arg(p, "--reply-to", "where replies should go (default: --from)")
+    p.add_argument("--thread", dest="thread_id", metavar="ID", help="the conversation thread it belongs to")
     p.add_argument("--reply-expected", action="store_true",
                    help="ask for an answer (the prompt gets a line saying how to reply)")
     p.add_argument("--no-enter", action="store_true", help="paste without submitting")
     p.add_argument("--force", action="store_true", help="skip the quiet guard")
-    p.add_argument("--raw", action="store_true", help="allow control characters")
-    p.add_argument("--wait", action="store_true", help="wait until every delivery is final")
-    p.add_argument("--timeout", type=float, default=120.0, help="with --wait: give up after (s)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--raw", action="store_true",
+                   help="allow control characters other than newline and tab")
+    add_wait(p, "every delivery is final")
+    add_json(p)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -120,8 +121,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "session received that named one, from this session, in the same thread.",
     )
     p.add_argument("prompt", help="the reply, or - to read it from stdin")
-    p.add_argument("--session", metavar="ID",
-                   help="reply as this session (only outside a session: inside one, its token decides)")
+    session_arg(p, "--session", "reply as this session (only outside a session: inside one, its token "
+                "decides)")
     _delivery_options(p, with_from=False)
     p.set_defaults(func=cmd_reply)
 
@@ -130,7 +131,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         description="Deliver PROMPT to each of IDS (comma-separated ids or aliases): one delivery "
         "per session. Nothing is sent if any of them is unknown.",
     )
-    p.add_argument("ids", metavar="ID,ID…", help="comma-separated session ids or aliases")
+    session_arg(p, "ids", "comma-separated session ids or aliases", metavar="ID,ID…")
     p.add_argument("prompt", help="the prompt text, or - to read it from stdin")
     _delivery_options(p)
     p.set_defaults(func=cmd_multicast)
@@ -141,10 +142,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "(and --exclude). Refused when that is more than TELEPTY_FANOUT_MAX sessions (default 100).",
     )
     p.add_argument("prompt", help="the prompt text, or - to read it from stdin")
-    p.add_argument("--agent", help="only sessions of this agent kind")
+    add_agent(p, "only sessions of this agent kind")
     p.add_argument("--project", help="only sessions in this project (basename of their cwd)")
     p.add_argument("--type", choices=["spawned", "wrapped", "pane"], help="only sessions of this type")
-    p.add_argument("--exclude", metavar="ID,ID…", help="comma-separated sessions to leave out")
+    session_arg(p, "--exclude", "comma-separated sessions to leave out", metavar="ID,ID…")
     _delivery_options(p)
     p.set_defaults(func=cmd_broadcast)
 
@@ -154,28 +155,32 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "verified), to which session, and the prompt's sha256 and length (its text only when the "
         "daemon runs with TELEPTY_AUDIT_CONTENT=1).",
     )
-    p.add_argument("--since", help="from this time on: ISO-8601, epoch seconds, or ago (15m, 2h, 7d)")
-    p.add_argument("--until", help="up to this time (same forms as --since)")
-    p.add_argument("--to", help="only injections into this session")
-    p.add_argument("--from", dest="sender", help="only injections from this sender (claimed or verified)")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--since", metavar="WHEN",
+                   help="from this time on: ISO-8601, epoch seconds, or ago (15m, 2h, 7d)")
+    p.add_argument("--until", metavar="WHEN", help="up to this time (same forms as --since)")
+    session_arg(p, "--to", "only injections into this session")
+    session_arg(p, "--from", "only injections from this sender (claimed or verified)", dest="sender")
+    p.add_argument("--limit", type=int_between(1, 1000), default=50, metavar="N",
+                   help="at most this many rows, newest first (default: %(default)s)")
+    add_json(p)
     p.set_defaults(func=cmd_injects)
 
     p = sub.add_parser("whoami", help="the session this shell runs in (from its session token)")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=cmd_whoami)
 
     p = sub.add_parser(
         "init", help="print the telepty paragraph for an agent's CLAUDE.md / AGENTS.md / GEMINI.md",
         description="Print what an agent needs to know to talk through telepty: its session id, how "
-        "to reply, how to list peers, and the phrases that end a conversation.",
+        "to reply, how to list peers, and the phrases that end a conversation. Nothing is written: "
+        "paste it into the agent's file yourself.",
     )
-    p.add_argument("--print-snippet", action="store_true", required=True,
-                   help="print the snippet to stdout (nothing is written anywhere)")
+    p.add_argument("--print-snippet", action="store_true",
+                   help="print the snippet to stdout (what init does anyway: nothing is written anywhere)")
     p.add_argument("--target", choices=sorted(SNIPPET_FILES), default="claude",
-                   help="which agent's file it is for (default: claude)")
-    p.add_argument("--format", choices=["markdown", "json"], default="markdown")
+                   help="which agent's file it is for (default: %(default)s)")
+    p.add_argument("--format", choices=["markdown", "json"], default="markdown",
+                   help="markdown to paste, or json with the MCP setup too (default: %(default)s)")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser(
@@ -199,17 +204,18 @@ def _body(args: argparse.Namespace, prompt: str) -> dict[str, Any]:
     for key in ("reply_expected", "no_enter", "force", "raw"):
         if getattr(args, key, False):
             body[key] = True
-    if args.wait:
-        body["wait"] = True
-        body["timeout"] = args.timeout
     return body
 
 
 def _post(client: Client, path: str, body: dict[str, Any], args: argparse.Namespace, label: str) -> Any:
-    """POST with a fresh idempotency key; a final failure's record is an answer, not an error."""
+    """A fan-out, waited for by the daemon with --wait; a final failure's answer is an answer."""
+    if args.wait:
+        body = {**body, "wait": True, "timeout": args.timeout}
     headers = {"Idempotency-Key": f"cli-{uuid.uuid4()}", "x-telepty-origin": "cli"}
+    progress = Progress(sys.stderr, live=sys.stderr.isatty(), enabled=args.wait and not args.json)
     try:
-        with spinner(label, args.wait and sys.stderr.isatty() and not args.json):
+        with progress:
+            progress.update(f"{label}: waiting until every delivery is final (up to {args.timeout:g}s)")
             return client.request("POST", path, body, headers=headers,
                                   timeout=(args.timeout + 10) if args.wait else None)
     except CliError as exc:
@@ -221,7 +227,7 @@ def _post(client: Client, path: str, body: dict[str, Any], args: argparse.Namesp
 def _ids(text: str) -> list[str]:
     ids = [part.strip() for part in text.split(",") if part.strip()]
     if not ids:
-        raise CliError("no session ids given (expected ID,ID,…)", "missing_argument", exit_code=2)
+        raise CliError("no session ids given (expected ID,ID,…)", "missing_argument", exit_code=EXIT_USAGE)
     return ids
 
 
@@ -241,19 +247,24 @@ def _fanout_result(result: dict[str, Any], args: argparse.Namespace) -> int:
             print(f"warning: --from contradicts this session ({result.get('verified_sender')}); "
                   "recorded as spoofed", file=sys.stderr)
     summary = result.get("summary", {})
+    if not args.json:
+        counts = ", ".join(f"{summary.get(k, 0)} {k}" for k in ("delivered", "failed", "pending"))
+        print(f"{len(result.get('results', []))} deliveries: {counts}")
     if summary.get("failed"):
         if not args.json:
             print(f"telepty: {result.get('detail') or 'some deliveries failed'}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if args.wait and summary.get("pending"):
-        print(f"telepty: {summary['pending']} still pending after {args.timeout:.0f}s", file=sys.stderr)
-        return 4
+        if not args.json:
+            print(f"telepty: stopped waiting after {args.timeout:g}s; {summary['pending']} still pending "
+                  "(the daemon keeps trying; `telepty deliveries ID --cancel` cancels one)", file=sys.stderr)
+        return EXIT_PENDING
     return 0
 
 
 def cmd_multicast(args: argparse.Namespace, config: Config) -> int:
     ids = _ids(args.ids)
-    body = _body(args, read_prompt(args.prompt))
+    body = _body(args, non_blank(read_prompt(args.prompt)))
     body["session_ids"] = ids
     result = _post(Client(config), "/api/sessions/multicast/inject", body, args,
                    f"delivering to {len(ids)} sessions")
@@ -261,7 +272,7 @@ def cmd_multicast(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_broadcast(args: argparse.Namespace, config: Config) -> int:
-    body = _body(args, read_prompt(args.prompt))
+    body = _body(args, non_blank(read_prompt(args.prompt)))
     for key in ("agent", "project", "type"):
         if getattr(args, key):
             body[key] = getattr(args, key)
@@ -272,14 +283,15 @@ def cmd_broadcast(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_reply(args: argparse.Namespace, config: Config) -> int:
-    body = _body(args, read_prompt(args.prompt))
+    body = _body(args, non_blank(read_prompt(args.prompt)))
     session = args.session
     if session is None and not config.session_token:
         # Outside a token-bearing session, the id the environment names is the next best thing.
         session = config.session_id
     if session is not None:
         body["session_id"] = session
-    result = _post(Client(config), "/api/reply", body, args, "replying")
+    client = Client(config)
+    result = follow(client, post_delivery(client, "/api/reply", body), args)
     return report_delivery(result, args, f" → {result.get('reply_to') or result.get('target')}")
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import sys
 from typing import Any
 
-from telepty.bus.envelope import ENVELOPE_FIELDS, KIND_RE
-from telepty.cli.client import Client, CliError
+from telepty.bus.envelope import DAEMON_KINDS, ENVELOPE_FIELDS, KIND_RE
+from telepty.cli.client import EXIT_INTERRUPTED, EXIT_USAGE, Client, CliError, NoDaemon
+from telepty.cli.options import add_json, session_arg
 from telepty.cli.output import emit_json
 from telepty.config import Config
 
@@ -36,10 +38,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "session (payload.prompt is typed there).",
     )
     p.add_argument("kind", help="the event kind, e.g. turn_request")
-    p.add_argument("--target", help="target session id or alias (optionally SESSION@HOST)")
+    session_arg(p, "--target", "target session id or alias (optionally SESSION@HOST)")
     p.add_argument("--payload", help="the payload as a JSON object, or - to read it from stdin")
     p.add_argument("--message-id", help="your id for the event (a repeat is not published twice)")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=cmd_publish)
 
     p = bus_sub.add_parser(
@@ -47,9 +49,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         description="Print bus events as they happen. With --since, replay the log after that "
         "seq first. Survives daemon restarts: it resumes after the last seq it printed.",
     )
-    p.add_argument("--since", type=int, help="replay events after this seq first (0 = everything kept)")
-    p.add_argument("--kinds", help="only these kinds, comma-separated")
-    p.add_argument("--count", type=int, help="exit after printing this many events")
+    p.add_argument("--since", type=int, metavar="SEQ",
+                   help="replay events after this seq first (0 = everything kept)")
+    p.add_argument("--kinds", metavar="KIND,KIND…",
+                   help="only these kinds, comma-separated (session_health is shown only when named here)")
+    p.add_argument("--new-kinds", action="store_true",
+                   help="accept --kinds that nobody has published yet (your own publishers' kinds)")
+    p.add_argument("--count", type=int, metavar="N", help="exit after printing this many events")
     p.add_argument("--json", action="store_true", help="one JSON event per line")
     p.set_defaults(func=cmd_tail)
 
@@ -69,9 +75,10 @@ def read_payload(arg: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise CliError(f"--payload is not valid JSON: {exc}", "invalid_payload", exit_code=2) from None
+        raise CliError(f"--payload is not valid JSON: {exc}", "invalid_payload",
+                       exit_code=EXIT_USAGE) from None
     if not isinstance(value, dict):
-        raise CliError("--payload must be a JSON object", "invalid_payload", exit_code=2)
+        raise CliError("--payload must be a JSON object", "invalid_payload", exit_code=EXIT_USAGE)
     return value
 
 
@@ -104,14 +111,42 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
 
 # -- tail -------------------------------------------------------------------------------
 
+# A heartbeat per live session every 10 s would drown everything else: shown only when asked.
+HIDDEN_BY_DEFAULT = frozenset({"session_health"})
+
 
 def parse_kinds(raw: str | None) -> tuple[str, ...]:
     kinds = tuple(dict.fromkeys(k.strip() for k in (raw or "").split(",") if k.strip()))
     bad = [k for k in kinds if not KIND_RE.match(k)]
     if bad:
         raise CliError(f"--kinds has invalid kind names: {', '.join(bad)}", "invalid_argument",
-                       exit_code=2)
+                       exit_code=EXIT_USAGE)
     return kinds
+
+
+def check_kinds(client: Client, kinds: tuple[str, ...]) -> None:
+    """Refuse kinds nobody emits: a typo would otherwise wait silently forever.
+
+    Known are the kinds the daemon emits and any kind already in its log (what
+    publishers use). A kind no one has published yet is taken with ``--new-kinds``.
+    """
+    unknown = []
+    for kind in kinds:
+        if kind in DAEMON_KINDS:
+            continue
+        page = client.request("GET", "/api/bus/events", query={"since": 0, "kinds": kind, "limit": 1})
+        if not (isinstance(page, dict) and page.get("events")):
+            unknown.append(kind)
+    if not unknown:
+        return
+    guesses = [m for k in unknown for m in difflib.get_close_matches(k, sorted(DAEMON_KINDS), n=1)]
+    did_you_mean = f" (did you mean {', '.join(guesses)}?)" if guesses else ""
+    raise CliError(
+        f"--kinds: no event of kind {', '.join(unknown)} was ever published here, and the daemon "
+        f"emits no such kind{did_you_mean}", "unknown_kind", exit_code=EXIT_USAGE,
+        hint=f"the daemon emits {', '.join(sorted(DAEMON_KINDS))}; to follow a kind nobody has "
+        "published yet, add --new-kinds",
+    )
 
 
 def format_event(event: dict[str, Any]) -> str:
@@ -123,19 +158,29 @@ def format_event(event: dict[str, Any]) -> str:
             f"{event.get('target') or '-':<16} {summary}").rstrip()
 
 
-class Tail:
-    """The follow loop; ``cursor`` is the last seq printed (None: live from now)."""
+def _note(text: str) -> None:
+    print(f"telepty: {text}", file=sys.stderr, flush=True)
 
-    def __init__(self, config: Config, *, since: int | None, kinds: tuple[str, ...],
-                 count: int | None, as_json: bool) -> None:
-        self.client = Client(config)
+
+class Tail:
+    """The follow loop; ``cursor`` is the last seq seen (None: live from now).
+
+    Every (re)connection goes to the daemon of this CLI's home, found again through
+    ``daemon.json`` (a restarted daemon may listen on another port) and checked by its
+    home id: never to whatever else listens meanwhile.
+    """
+
+    def __init__(self, client: Client, *, since: int | None, kinds: tuple[str, ...],
+                 count: int | None, as_json: bool, hidden: frozenset[str] = frozenset()) -> None:
+        self.client = client
         self.cursor = since
         self.kinds = kinds
+        self.hidden = hidden
         self.remaining = count
         self.as_json = as_json
+        self.said_waiting = False
 
-    def url(self) -> str:
-        base = self.client.url  # re-read every time: a restarted daemon may listen elsewhere
+    def url(self, base: str) -> str:
         ws = "ws" + base[len("http"):] if base.startswith("http") else base
         query = []
         if self.cursor is not None:
@@ -144,21 +189,29 @@ class Tail:
             query.append("kinds=" + ",".join(self.kinds))
         return f"{ws}/api/bus" + ("?" + "&".join(query) if query else "")
 
+    async def _locate(self) -> str:
+        """This home's daemon, found and verified afresh (off the event loop: urllib)."""
+        self.client.forget()
+        return await asyncio.to_thread(lambda: self.client.url)
+
     async def run(self) -> int:
         import aiohttp  # only tail needs it; the other commands stay quick to start
 
         backoff = BACKOFF_FIRST_S
         lost = False
         connected_once = False
+        last_problem = ""
         async with aiohttp.ClientSession() as http:
             while True:
-                headers = {"x-telepty-token": self.client.token or ""}
+                problem = ""
                 try:
-                    async with http.ws_connect(self.url(), headers=headers, heartbeat=30.0,
+                    base = await self._locate()
+                    headers = {"x-telepty-token": self.client.token or ""}
+                    async with http.ws_connect(self.url(base), headers=headers, heartbeat=30.0,
                                                max_msg_size=0) as ws:
                         if lost:
                             after = f" after seq {self.cursor}" if self.cursor is not None else ""
-                            print(f"telepty: reconnected; resuming{after}", file=sys.stderr, flush=True)
+                            _note(f"reconnected to {base}; resuming{after}")
                         lost = False
                         connected_once = True
                         async for msg in ws:
@@ -168,6 +221,10 @@ class Tail:
                                 backoff = BACKOFF_FIRST_S  # a healthy connection resets the backoff
                             if self.remaining is not None and self.remaining <= 0:
                                 return 0
+                except NoDaemon as exc:
+                    if not connected_once:
+                        raise  # never reached this home's daemon: say so and stop (exit 3)
+                    problem = exc.line() if exc.code == "wrong_daemon" else ""
                 except aiohttp.WSServerHandshakeError as exc:
                     if exc.status in (400, 401, 403, 404):
                         raise CliError(f"the daemon refused the bus connection: HTTP {exc.status} "
@@ -176,10 +233,12 @@ class Tail:
                     pass
                 if not lost:
                     after = f" after seq {self.cursor}" if self.cursor is not None else ""
-                    what = "bus connection lost" if connected_once else (
-                        f"daemon not reachable at {self.client.url}")
-                    print(f"telepty: {what}; retrying (will resume{after})", file=sys.stderr, flush=True)
+                    _note(f"bus connection lost; waiting for this home's daemon ({self.client.config.home}) "
+                          f"to come back (will resume{after})")
                     lost = True
+                if problem and problem != last_problem:
+                    _note(f"not following it: {problem}")
+                last_problem = problem
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -192,20 +251,28 @@ class Tail:
             last = frame.get("last_seq")
             if self.cursor is None and isinstance(last, int):
                 self.cursor = last  # resume from here if the daemon goes away before any event
+            if not self.said_waiting:
+                self.said_waiting = True
+                which = f"events of kind {', '.join(self.kinds)}" if self.kinds else "events"
+                hidden = (f" ({', '.join(sorted(self.hidden))} hidden: --kinds names it to see it)"
+                          if self.hidden else "")
+                _note(f"following the bus; waiting for {which}{hidden}; Ctrl-C stops")
             return True
         if kind == "bus.gap":
-            print(f"telepty: {frame.get('detail')}", file=sys.stderr, flush=True)
+            _note(str(frame.get("detail")))
             return True
         if kind == "bus.error":
-            print(f"telepty: bus: {frame.get('error')}: {frame.get('detail')}", file=sys.stderr, flush=True)
+            _note(f"bus: {frame.get('error')}: {frame.get('detail')}")
             return False
         seq = frame.get("seq")
         if not isinstance(seq, int) or (self.cursor is not None and seq <= self.cursor):
             return False
+        self.cursor = seq
+        if kind in self.hidden:
+            return True
         line = json.dumps(frame, ensure_ascii=False) if self.as_json else format_event(frame)
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
-        self.cursor = seq
         if self.remaining is not None:
             self.remaining -= 1
         return True
@@ -213,9 +280,16 @@ class Tail:
 
 def cmd_tail(args: argparse.Namespace, config: Config) -> int:
     if args.since is not None and args.since < 0:
-        raise CliError("--since must be a seq >= 0", "invalid_argument", exit_code=2)
+        raise CliError("--since must be a seq >= 0", "invalid_argument", exit_code=EXIT_USAGE)
     if args.count is not None and args.count < 1:
-        raise CliError("--count must be at least 1", "invalid_argument", exit_code=2)
-    tail = Tail(config, since=args.since, kinds=parse_kinds(args.kinds), count=args.count,
-                as_json=args.json)
-    return asyncio.run(tail.run())
+        raise CliError("--count must be at least 1", "invalid_argument", exit_code=EXIT_USAGE)
+    kinds = parse_kinds(args.kinds)
+    client = Client(config)
+    if not args.new_kinds:
+        check_kinds(client, kinds)  # also finds this home's daemon, or fails (exit 3)
+    hidden = frozenset() if kinds else HIDDEN_BY_DEFAULT
+    tail = Tail(client, since=args.since, kinds=kinds, count=args.count, as_json=args.json, hidden=hidden)
+    try:
+        return asyncio.run(tail.run())
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import quote
 
-from telepty.cli.client import Client, CliError
+from telepty.cli.client import START_HINT, Client, CliError, NoDaemon
+from telepty.cli.options import add_json
 from telepty.cli.output import emit_json
 from telepty.config import Config, ConfigError
 from telepty.delivery.profiles import load_profiles
@@ -43,16 +44,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p = sub.add_parser("doctor", help="check the daemon, tmux, the home directory, peers and sessions",
                        description="Run health checks; each prints ✓ or ✗ with a fix hint. "
                        "Exits 1 if any check fails.")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=cmd_doctor)
 
 
 def check_daemon(client: Client) -> tuple[Check, bool]:
     try:
-        meta = client.request("GET", "/api/meta")
+        meta = client.meta  # found through this home's daemon.json and checked to serve this home
     except CliError as exc:
-        return Check("daemon", False, str(exc),
-                     "start it with `telepty daemon` (or `telepty service install`)"), False
+        # The hint is said once, under the ✗, never also inside the detail.
+        hint = exc.hint or "see `telepty status`"
+        if isinstance(exc, NoDaemon) and exc.code != "wrong_daemon":
+            hint = hint.replace(START_HINT, f"{START_HINT} (`telepty service install` starts it at login)")
+        return Check("daemon", False, exc.message, hint), False
     detail = f"telepty {meta.get('version')} at {client.url} (pid {meta.get('pid')})"
     return Check("daemon", True, detail), True
 
@@ -238,6 +242,10 @@ def run_checks(config: Config) -> list[Check]:
     token = check_token(config)  # before any request: nothing may touch the file first
     client = Client(config, timeout=3.0)
     daemon, up = check_daemon(client)
+    if not up and not token.ok and not config.token_path.exists():
+        # The daemon makes the token on its first start: the daemon's fix is this one's too.
+        token = Check("token", False, f"token file {config.token_path} does not exist yet "
+                      "(the daemon creates it on its first start)")
     checks = [daemon, check_tmux(config), check_home(config), token]
     peers = check_peers(config)
     if peers is not None:

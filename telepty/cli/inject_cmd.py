@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import itertools
 import sys
-import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
-from telepty.cli.client import Client, CliError
+from telepty.cli.client import EXIT_FAILED, EXIT_USAGE, Client, CliError
+from telepty.cli.options import add_json, add_quiet_ms, add_wait, int_between, non_blank, session_arg
 from telepty.cli.output import emit_json, print_table
+from telepty.cli.waiting import FINAL, wait_final
 from telepty.config import Config
 
-FINAL = {"delivered", "failed", "cancelled"}
+STATUSES = ["queued", "delivering", "delivered", "retrying", "held", "failed", "cancelled"]
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,56 +24,35 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         description="Deliver PROMPT (or stdin with '-') into TARGET (an id or alias), "
         "whole, at a quiet moment, then submit it.",
     )
-    p.add_argument("target", help="session id or alias; ID@HOST for a session on a peer")
+    session_arg(p, "target", "session id or alias; ID@HOST for a session on a peer")
     p.add_argument("prompt", help="the prompt text, or - to read it from stdin")
-    p.add_argument("--from", dest="sender", help="who is sending (a session id)")
-    p.add_argument("--reply-to", help="where replies should go (default: --from)")
-    p.add_argument("--thread", dest="thread_id", help="thread id")
-    p.add_argument("--reply-expected", action="store_true")
+    p.add_argument("--from", dest="sender", metavar="SESSION",
+                   help="who is sending (a session id; default: this session, when inside one)")
+    p.add_argument("--reply-to", metavar="SESSION", help="where replies should go (default: --from)")
+    p.add_argument("--thread", dest="thread_id", metavar="ID", help="the conversation thread it belongs to")
+    p.add_argument("--reply-expected", action="store_true",
+                   help="ask for an answer (the prompt gets a line saying how to reply)")
     p.add_argument("--no-enter", action="store_true", help="paste without submitting")
     p.add_argument("--force", action="store_true", help="skip the quiet guard")
-    p.add_argument("--raw", action="store_true", help="allow control characters")
-    p.add_argument("--quiet-ms", type=int, help="quiet time required before injecting")
-    p.add_argument("--wait", action="store_true", help="wait until the delivery is final")
-    p.add_argument("--timeout", type=float, default=120.0, help="with --wait: give up after (s)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--raw", action="store_true",
+                   help="allow control characters other than newline and tab")
+    add_quiet_ms(p)
+    add_wait(p)
+    add_json(p)
     p.set_defaults(func=cmd_inject)
 
-    p = sub.add_parser("deliveries", help="list deliveries, show one, or cancel one")
-    p.add_argument("id", nargs="?", help="a delivery id to show")
-    p.add_argument("--session")
-    p.add_argument("--status", choices=["queued", "delivering", "delivered", "retrying", "failed",
-                                        "cancelled"])
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--cancel", action="store_true", help="cancel the given pending delivery")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("deliveries", help="list deliveries, show one, or cancel one",
+                       description="List recent deliveries (newest first), show one with ID, or "
+                       "cancel a pending one with ID --cancel.")
+    p.add_argument("id", nargs="?", help="a delivery id (dlv_…) to show or cancel")
+    session_arg(p, "--session", "only deliveries to this session")
+    p.add_argument("--status", choices=STATUSES, help="only deliveries with this status")
+    p.add_argument("--limit", type=int_between(1, 1000), default=20, metavar="N",
+                   help="at most this many (default: %(default)s)")
+    p.add_argument("--cancel", action="store_true",
+                   help="cancel the given pending delivery (or end the hold a failed one put on its session)")
+    add_json(p)
     p.set_defaults(func=cmd_deliveries)
-
-
-@contextlib.contextmanager
-def spinner(label: str, enabled: bool) -> Iterator[None]:
-    """A spinner on stderr while we wait — only for a person at a terminal."""
-    if not enabled:
-        yield
-        return
-    stop = threading.Event()
-
-    def spin() -> None:
-        for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
-            if stop.wait(0.1):
-                break
-            sys.stderr.write(f"\r{frame} {label}")
-            sys.stderr.flush()
-        sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()
-
-    t = threading.Thread(target=spin, daemon=True)
-    t.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        t.join()
 
 
 def read_prompt(arg: str) -> str:
@@ -88,7 +66,7 @@ def read_prompt(arg: str) -> str:
 
 
 def cmd_inject(args: argparse.Namespace, config: Config) -> int:
-    prompt = read_prompt(args.prompt)
+    prompt = non_blank(read_prompt(args.prompt))
     body: dict[str, Any] = {"prompt": prompt}
     for key, value in (("from", args.sender), ("reply_to", args.reply_to),
                        ("thread_id", args.thread_id), ("quiet_ms", args.quiet_ms)):
@@ -98,16 +76,28 @@ def cmd_inject(args: argparse.Namespace, config: Config) -> int:
         if getattr(args, key):
             body[key] = True
     client = Client(config)
+    accepted = post_delivery(client, f"/api/sessions/{quote(args.target, safe='@')}/inject", body)
+    return report_delivery(follow(client, accepted, args), args)
+
+
+def post_delivery(client: Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST a delivery (answered at once, 202); a refusal comes back as its record."""
     # One idempotency key per invocation: a retried HTTP request cannot deliver twice.
     headers = {"Idempotency-Key": f"cli-{uuid.uuid4()}", "x-telepty-origin": "cli"}
-    if args.wait:
-        body["wait"] = True
-        body["timeout"] = args.timeout
-        with spinner(f"delivering to {args.target}", sys.stderr.isatty() and not args.json):
-            result = _request_final(client, args.target, body, headers, args.timeout)
-    else:
-        result = client.request("POST", f"/api/sessions/{args.target}/inject", body, headers=headers)
-    return report_delivery(result, args)
+    try:
+        return dict(client.request("POST", path, body, headers=headers))
+    except CliError as exc:
+        if isinstance(exc.body, dict) and "delivery_id" in exc.body:
+            return dict(exc.body)  # a final failure: the record says why
+        raise
+
+
+def follow(client: Client, accepted: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """With --wait, the record once final (what the answer said besides is kept)."""
+    if not args.wait or accepted.get("status") in FINAL:
+        return accepted
+    record = wait_final(client, accepted["delivery_id"], args.timeout, show=not args.json)
+    return {**accepted, **record}
 
 
 def report_delivery(result: dict[str, Any], args: argparse.Namespace, suffix: str = "") -> int:
@@ -122,34 +112,21 @@ def report_delivery(result: dict[str, Any], args: argparse.Namespace, suffix: st
         print(line)
         for w in result.get("warnings", []):
             print(f"warning: {w}", file=sys.stderr)
-    if status in {"failed", "cancelled"}:
-        return 1
-    if args.wait and status not in FINAL:
-        print(f"telepty: still {status} after {args.timeout:.0f}s", file=sys.stderr)
-        return 4
-    return 0
-
-
-def _request_final(client: Client, target: str, body: dict[str, Any], headers: dict[str, str],
-                   timeout: float) -> dict[str, Any]:
-    try:
-        return client.request("POST", f"/api/sessions/{target}/inject", body, headers=headers,
-                              timeout=timeout + 10)
-    except CliError as exc:
-        # A final failure comes back as an error status with the record in the body.
-        record = getattr(exc, "body", None)
-        if isinstance(record, dict) and "delivery_id" in record:
-            return record
-        raise
+    return EXIT_FAILED if status in {"failed", "cancelled"} else 0
 
 
 def cmd_deliveries(args: argparse.Namespace, config: Config) -> int:
     client = Client(config)
     if args.cancel:
         if not args.id:
-            raise CliError("--cancel needs a delivery id", "missing_argument", exit_code=2)
+            raise CliError("--cancel needs a delivery id", "missing_argument", exit_code=EXIT_USAGE)
         d = client.request("DELETE", f"/api/deliveries/{args.id}")
-        emit_json(d) if args.json else print(f"{d['delivery_id']} {d['status']}")
+        if args.json:
+            emit_json(d)
+        elif d.get("hold_released"):
+            print(f"{d['delivery_id']} {d['status']}; the hold on {d['hold_released']} is released")
+        else:
+            print(f"{d['delivery_id']} {d['status']}")
         return 0
     if args.id:
         d = client.request("GET", f"/api/deliveries/{args.id}")
@@ -161,6 +138,8 @@ def cmd_deliveries(args: argparse.Namespace, config: Config) -> int:
                     "created_at", "finished_at", "next_attempt_at"):
             if d.get(key) not in (None, ""):
                 print(f"{key:16} {d[key]}")
+        if (d.get("evidence") or {}).get("blocked_by"):
+            print(f"{'blocked_by':16} {d['evidence']['blocked_by']}")
         return 0
     items = client.request("GET", "/api/deliveries",
                            query={"session": args.session, "status": args.status, "limit": args.limit})

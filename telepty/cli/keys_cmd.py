@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import uuid
 from typing import Any
+from urllib.parse import quote
 
-from telepty.cli.client import Client, CliError
+from telepty.cli.client import Client
+from telepty.cli.inject_cmd import follow, post_delivery, report_delivery
+from telepty.cli.options import add_json, add_quiet_ms, add_wait, int_between, session_arg
 from telepty.cli.output import emit_json
 from telepty.config import Config
 
-FINAL = {"delivered", "failed", "cancelled"}
 TEXT_PREFIX = "text:"
 
 
@@ -24,13 +24,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "Left Right Home End PageUp PageDown F1-F12, single characters, with C-/M-/S- "
         "prefixes. `text:yes` types the text after the colon.",
     )
-    p.add_argument("target", help="session id or alias")
-    p.add_argument("keys", nargs="+", metavar="KEY", help="key names, or text:WORDS")
+    session_arg(p, "target", "session id or alias")
+    p.add_argument("keys", nargs="+", metavar="KEY", help="key names, or text:WORDS to type WORDS")
     p.add_argument("--force", action="store_true", help="skip the quiet guard")
-    p.add_argument("--quiet-ms", type=int, help="quiet time required before sending")
-    p.add_argument("--wait", action="store_true", help="wait until the keys were sent (or failed)")
-    p.add_argument("--timeout", type=float, default=60.0, help="with --wait: give up after (s)")
-    p.add_argument("--json", action="store_true")
+    add_quiet_ms(p, "sending")
+    add_wait(p, "the keys were sent (or failed)")
+    add_json(p)
     p.set_defaults(func=cmd_keys)
 
     p = sub.add_parser(
@@ -40,9 +39,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "verdict (idle / busy / blocked / composer-has-text / unknown) with the pattern that "
         "decided it, plus what is waiting in the session's queue.",
     )
-    p.add_argument("target", help="session id or alias")
-    p.add_argument("--lines", type=int, default=20, help="screen lines to show (default 20)")
-    p.add_argument("--json", action="store_true")
+    session_arg(p, "target", "session id or alias")
+    p.add_argument("--lines", type=int_between(1, 1000), default=20, metavar="N",
+                   help="screen lines to show (default: %(default)s)")
+    add_json(p)
     p.set_defaults(func=cmd_explain)
 
 
@@ -62,33 +62,9 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
         body["force"] = True
     if args.quiet_ms is not None:
         body["quiet_ms"] = args.quiet_ms
-    if args.wait:
-        body["wait"] = True
-        body["timeout"] = args.timeout
     client = Client(config)
-    headers = {"Idempotency-Key": f"cli-{uuid.uuid4()}", "x-telepty-origin": "cli"}
-    try:
-        result = client.request("POST", f"/api/sessions/{args.target}/keys", body, headers=headers,
-                                timeout=(args.timeout + 10) if args.wait else None)
-    except CliError as exc:
-        record = exc.body
-        if not (isinstance(record, dict) and "delivery_id" in record):
-            raise
-        result = record
-    if args.json:
-        emit_json(result)
-    else:
-        line = f"{result['delivery_id']} {result['status']}"
-        if result.get("reason"):
-            line += f" ({result['reason']}{': ' + result['detail'] if result.get('detail') else ''})"
-        print(line)
-    status = result.get("status")
-    if status in {"failed", "cancelled"}:
-        return 1
-    if args.wait and status not in FINAL:
-        print(f"telepty: still {status} after {args.timeout:.0f}s", file=sys.stderr)
-        return 4
-    return 0
+    accepted = post_delivery(client, f"/api/sessions/{quote(args.target, safe='@')}/keys", body)
+    return report_delivery(follow(client, accepted, args), args)
 
 
 def _profile_line(p: dict[str, Any]) -> str:

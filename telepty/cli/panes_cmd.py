@@ -13,12 +13,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from telepty.cli.client import Client, CliError, DaemonDown
+from telepty.cli.client import EXIT_USAGE, Client, CliError, NoDaemon
+from telepty.cli.options import add_agent, add_json
 from telepty.cli.output import emit_json, print_table
 from telepty.config import Config, ConfigError
 from telepty.delivery.profiles import load_profiles
 from telepty.errors import BadRequest
-from telepty.sessions.agents import agent_name_arg
 from telepty.sessions.model import PANE_ID_RE, validate_session_id
 from telepty.tmux import TmuxError, TmuxServer
 from telepty.tmux.discovery import find_panes
@@ -28,17 +28,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p = sub.add_parser("panes", help="list tmux panes, marking those running an agent CLI")
     p.add_argument("--all", action="store_true", help="include panes with no agent")
     p.add_argument("--socket", action="append", help="a tmux socket path (default: all of yours)")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=cmd_panes)
 
     p = sub.add_parser("register-pane", help="register an existing tmux pane as a session")
     p.add_argument("pane", help="pane id, e.g. %%3")
     p.add_argument("--id", dest="session_id", required=True, help="session id to give it")
     p.add_argument("--socket", help="tmux socket path (default: this tmux, else the default server)")
-    p.add_argument("--agent", type=agent_name_arg, metavar="NAME",
-                   help="agent kind, a profile name or other (default: detected)")
+    add_agent(p, "agent kind, a profile name or other (default: detected)")
     p.add_argument("--replace", action="store_true", help="take over a live session of that name")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=cmd_register_pane)
 
 
@@ -109,8 +108,8 @@ def cmd_panes(args: argparse.Namespace, config: Config) -> int:
         for s in Client(config, timeout=3.0).request("GET", "/api/sessions", query={"all": "0"}):
             if s.get("tmux_pane"):
                 registered[(s["tmux_pane"], s.get("tmux_socket") or "")] = s["id"]
-    except DaemonDown:
-        pass  # listing panes does not need the daemon
+    except NoDaemon:
+        pass  # listing panes does not need the daemon (and never asks another home's)
     for r in rows:
         r["session_id"] = registered.get((r["pane"], r["socket"]))
     if not args.all:
@@ -145,11 +144,11 @@ async def _pane_details(pane: str, socket: str | None) -> tuple[str, Any]:
 def cmd_register_pane(args: argparse.Namespace, config: Config) -> int:
     if not PANE_ID_RE.match(args.pane):
         raise CliError(f"invalid_field: pane must look like %3, got {args.pane!r}", "invalid_field",
-                       exit_code=2)
+                       exit_code=EXIT_USAGE)
     try:
         validate_session_id(args.session_id, "--id")
     except BadRequest as exc:
-        raise CliError(f"{exc.code}: {exc.detail}", exc.code, exit_code=2) from None
+        raise CliError(f"{exc.code}: {exc.detail}", exc.code, exit_code=EXIT_USAGE) from None
     if not TmuxServer().available():
         raise CliError("tmux_unavailable: tmux is not installed or not on PATH", "tmux_unavailable")
     know_user_agents(config)

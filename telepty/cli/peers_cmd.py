@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from telepty.cli.client import Client
+from telepty.cli.options import add_json
 from telepty.cli.output import emit_json, print_table
 from telepty.config import Config
 
@@ -14,7 +15,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                        description="Peers come from $TELEPTY_HOME/peers.json: "
                        '{"name": {"url": "http://100.x.y.z:3848", "token": "..."}}. '
                        "Address a session on one as ID@NAME.")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=cmd_peers)
 
 

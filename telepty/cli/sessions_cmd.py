@@ -1,7 +1,7 @@
 """``telepty list``, ``screen``, ``kill``, ``rename`` and ``clean``.
 
 ``kill`` and ``rename`` take exact session ids only, never aliases: alias resolution
-once killed a sibling session in the Node.js telepty (SPEC §8).
+once killed a sibling session in the Node.js telepty.
 """
 
 from __future__ import annotations
@@ -12,37 +12,43 @@ from typing import Any
 from urllib.parse import quote
 
 from telepty.cli.client import Client
+from telepty.cli.options import add_agent, add_json, int_between, session_arg
 from telepty.cli.output import emit_json, human_seconds, print_table
 from telepty.config import Config
+
+SESSION_TYPES = ["spawned", "wrapped", "pane"]
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("list", aliases=["ls"], help="list sessions")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.add_argument("--all", action="store_true",
                    help="include exited sessions and the sessions of every peer in peers.json")
-    p.add_argument("--type", choices=["spawned", "wrapped", "pane"])
-    p.add_argument("--agent")
-    p.add_argument("--project")
+    p.add_argument("--type", choices=SESSION_TYPES, help="only sessions of this type")
+    add_agent(p, "only sessions of this agent kind")
+    p.add_argument("--project", help="only sessions in this project (basename of their cwd)")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("screen", help="what the session's terminal shows now")
-    p.add_argument("id")
-    p.add_argument("--lines", type=int, default=40)
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("screen", help="what the session's terminal shows now",
+                       description="The last lines of the session's screen: a tmux pane's capture, or "
+                       "the output of a PTY session rendered by the terminal model `explain` uses.")
+    session_arg(p, "id", "session id or alias")
+    p.add_argument("--lines", type=int_between(1, 10_000), default=40, metavar="N",
+                   help="at most this many lines, the last ones (default: %(default)s)")
+    add_json(p)
     p.set_defaults(func=cmd_screen)
 
     p = sub.add_parser("kill", help="stop a session (exact id only, never an alias)")
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true")
+    session_arg(p, "id", "the session's exact id")
+    add_json(p)
     p.set_defaults(func=cmd_kill)
 
     p = sub.add_parser("rename", help="give a session a new id (exact ids only, never an alias)",
                        description="Rename session OLD (its exact id) to NEW. Refused while deliveries to "
                        "it are pending or its wrapper is disconnected.")
-    p.add_argument("old", metavar="OLD")
-    p.add_argument("new", metavar="NEW")
-    p.add_argument("--json", action="store_true")
+    session_arg(p, "old", "the session's exact id now", metavar="OLD")
+    p.add_argument("new", metavar="NEW", help="the id it gets")
+    add_json(p)
     p.set_defaults(func=cmd_rename)
 
     p = sub.add_parser("clean", help="forget exited sessions",
@@ -53,7 +59,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--older-than", metavar="D",
                    help="only those idle longer than D (90s, 15m, 2h, 7d, 1w)")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=cmd_clean)
 
 
@@ -64,44 +70,31 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
         query={"type": args.type, "agent": args.agent, "project": args.project,
                "all": "1" if args.all else "0", "scope": "all" if args.all else None},
     )
-    if isinstance(answer, dict):  # scope=all: local and peer sessions
-        return _list_everywhere(answer, args.json)
     sessions = answer
+    if isinstance(answer, dict):  # scope=all: local and peer sessions, each with its address
+        sessions = answer.get("sessions") or []
+        for p in answer.get("peers") or []:
+            if not p.get("reachable"):
+                print(f"telepty: peer {p['name']} ({p['url']}) unreachable: {p.get('error')}",
+                      file=sys.stderr)
     if args.json:
-        emit_json(sessions)
+        emit_json(sessions)  # with --all, each also has its host and address
         return 0
     if not sessions:
         print("no sessions" + ("" if args.all else " (use --all to include exited ones)"))
         return 0
-    rows = [
-        (s["id"], s["type"], s["agent"], s["state"], s.get("tmux_pane") or "-",
-         human_seconds(s.get("idle_seconds")), s.get("clients", 0), s["locator"]["project_id"],
-         s["command"][:40])
-        for s in sessions
-    ]
-    print_table(rows, ["ID", "TYPE", "AGENT", "STATE", "PANE", "IDLE", "CLIENTS", "PROJECT", "COMMAND"])
+    print_table([_row(s) for s in sessions], LIST_COLUMNS)
     return 0
 
 
-def _list_everywhere(answer: dict[str, Any], as_json: bool) -> int:
-    sessions = answer.get("sessions") or []
-    peers = answer.get("peers") or []
-    for p in peers:
-        if not p.get("reachable"):
-            print(f"telepty: peer {p['name']} ({p['url']}) unreachable: {p.get('error')}", file=sys.stderr)
-    if as_json:
-        emit_json(sessions)  # the same shape as a local list, each with host and address
-        return 0
-    if not sessions:
-        print("no sessions")
-        return 0
-    rows = [
-        (s["address"], s["host"], s["type"], s["agent"], s["state"], human_seconds(s.get("idle_seconds")),
-         s.get("locator", {}).get("project_id", ""), s["command"][:40])
-        for s in sessions
-    ]
-    print_table(rows, ["ADDRESS", "HOST", "TYPE", "AGENT", "STATE", "IDLE", "PROJECT", "COMMAND"])
-    return 0
+LIST_COLUMNS = ["ID", "TYPE", "AGENT", "STATE", "PANE", "IDLE", "CLIENTS", "PROJECT", "COMMAND"]
+
+
+def _row(s: dict[str, Any]) -> tuple[Any, ...]:
+    """One session, the same columns with or without --all (a peer's is ID@HOST)."""
+    return (s.get("address") or s["id"], s["type"], s["agent"], s["state"], s.get("tmux_pane") or "-",
+            human_seconds(s.get("idle_seconds")), s.get("clients", 0),
+            (s.get("locator") or {}).get("project_id", ""), s["command"][:40])
 
 
 def cmd_kill(args: argparse.Namespace, config: Config) -> int:

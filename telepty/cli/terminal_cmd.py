@@ -2,7 +2,7 @@
 
 Everything before ``--`` belongs to telepty and everything after it to the command,
 so ``telepty wrap -- claude --help`` runs ``claude --help`` while ``telepty wrap
---help`` prints our help and starts nothing (SPEC §7: help is never sent anywhere).
+--help`` prints our help and starts nothing: help is never sent anywhere.
 The heavy imports (aiohttp, the PTY code) happen inside the commands, so ``telepty
 list`` does not pay for them.
 """
@@ -12,16 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from telepty.cli.client import Client, CliError
+from telepty.cli.client import EXIT_USAGE, Client, CliError
+from telepty.cli.options import AGENT_HELP, add_agent, add_json, session_arg
 from telepty.cli.output import emit_json
 from telepty.config import Config
 from telepty.errors import BadRequest
 from telepty.pty.terminal import get_winsize
-from telepty.sessions.agents import AGENT_KINDS, agent_name_arg
 from telepty.sessions.model import validate_session_id
-
-AGENT_HELP = (f"agent kind: a profile name ({', '.join(AGENT_KINDS)}, or one you added to "
-              "profiles.toml) or other; default: detected from CMD")
 
 WRAP_EPILOG = """\
 The command runs in a pseudo-terminal exactly as if started directly (keys, colours,
@@ -49,7 +46,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="session id (default: chosen by the daemon from the command and directory)")
     p.add_argument("--replace", action="store_true",
                    help="take the id over from a live session using it (that owner is told and detaches)")
-    p.add_argument("--agent", type=agent_name_arg, metavar="NAME", help=AGENT_HELP)
+    add_agent(p, AGENT_HELP)
     p.add_argument("argv", nargs="*", metavar="CMD", help="the command and its arguments, after --")
     p.set_defaults(func=cmd_wrap, parser=p)
 
@@ -61,8 +58,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     p.add_argument("--id", dest="session_id", metavar="NAME", required=True, help="session id")
     p.add_argument("--cwd", metavar="DIR", help="working directory (default: the current one)")
-    p.add_argument("--agent", type=agent_name_arg, metavar="NAME", help=AGENT_HELP)
-    p.add_argument("--json", action="store_true", help="print the session record as JSON")
+    add_agent(p, AGENT_HELP)
+    add_json(p)
     p.add_argument("argv", nargs="*", metavar="CMD", help="the command and its arguments, after --")
     p.set_defaults(func=cmd_spawn, parser=p)
 
@@ -72,7 +69,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         description="Show a spawned session's screen and type into it. Ctrl-] detaches and leaves "
                     "the session running.",
     )
-    p.add_argument("id", metavar="ID", help="session id or alias")
+    session_arg(p, "id", "session id or alias", metavar="ID")
     p.set_defaults(func=cmd_attach)
 
 
@@ -82,7 +79,7 @@ def _session_id(value: str | None) -> str | None:
     try:
         return validate_session_id(value, "--id")
     except BadRequest as exc:
-        raise CliError(exc.detail, code=exc.code, exit_code=2) from None
+        raise CliError(exc.detail, code=exc.code, exit_code=EXIT_USAGE) from None
 
 
 def _command(args: argparse.Namespace) -> list[str]:
@@ -99,7 +96,7 @@ def cmd_wrap(args: argparse.Namespace, config: Config) -> int:
     try:
         timings = WrapTimings.from_env(os.environ)
     except WrapConfigError as exc:
-        raise CliError(f"bad configuration: {exc}", code="bad_config", exit_code=2) from None
+        raise CliError(f"bad configuration: {exc}", code="bad_config", exit_code=EXIT_USAGE) from None
     opts = WrapOptions(
         argv=argv, session_id=_session_id(args.session_id), replace=args.replace, agent=args.agent,
         timings=timings,
@@ -132,4 +129,7 @@ def cmd_spawn(args: argparse.Namespace, config: Config) -> int:
 def cmd_attach(args: argparse.Namespace, config: Config) -> int:
     from telepty.pty.attach_client import run_attach
 
+    # Found and checked to be this home's daemon before the terminal goes raw: no daemon,
+    # or another home's, is the one-line error (exit 3) every command gives.
+    Client(config, timeout=3.0).meta  # noqa: B018 (the check is the point)
     return run_attach(config, args.id)

@@ -33,10 +33,12 @@ from telepty.delivery.model import (
     BLOCKED_DIALOG,
     NOT_SUBMITTED,
     STAGE_PASTE,
+    STAGE_SUBMIT,
     UNCONFIRMED,
     DeliveryError,
 )
 from telepty.delivery.profiles import SubmitProfile
+from telepty.delivery.recovery import bottom_shows_tail
 from telepty.delivery.screen import (
     BLOCKED,
     BUSY,
@@ -54,7 +56,6 @@ from telepty.delivery.transport import (
 )
 
 STAGE_SETTLE = "settle"
-STAGE_SUBMIT = "submit"
 STAGE_CONFIRM = "confirm"
 STAGE_RESCUE = "rescue"
 
@@ -74,6 +75,11 @@ class TerminalIO(Protocol):
 
     async def screen(self) -> list[str]:
         """The visible screen, one string per line."""
+        ...
+
+    async def input_lines(self) -> list[str]:
+        """The screen from the top down to the cursor's row: where a line-oriented
+        program's input is (a blank last row: nothing typed)."""
         ...
 
     async def paste(self, data: bytes) -> None:
@@ -187,8 +193,29 @@ class Procedure:
         if self.no_enter:
             after = trim(await self.io.screen())
             self.evidence["tail_after"] = "\n".join(after[-TAIL_LINES:])
-            return DeliveryOutcome(CONFIRMED_SCREEN if seen in ("text", "placeholder")
+            return DeliveryOutcome(CONFIRMED_SCREEN if seen in ("text", "placeholder", "tail")
                                    else CONFIRMED_UNVERIFIED, self.evidence)
+        return await self._submit(before, timings)
+
+    async def run_submit(self) -> DeliveryOutcome:
+        """Only submit and confirm: the prompt is already in the input (a paste that a
+        crash interrupted before its submit key; ``telepty.delivery.recovery``)."""
+        self._t0 = self.clock()
+        self._text = self.prompt.decode("utf-8", errors="replace")
+        self.evidence.update(profile=self.profile.name, settle_ms=self.profile.settle_ms)
+        before = trim(await self.io.screen())
+        self.evidence["tail_before"] = "\n".join(before[-TAIL_LINES:])
+        timings: dict[str, float] = {}
+        self.evidence["timings_ms"] = timings
+        try:
+            return await self._submit(before, timings)
+        except DeliveryError as exc:
+            exc.retryable = False
+            exc.evidence = {**self.evidence, **exc.evidence}
+            raise
+
+    async def _submit(self, before: list[str], timings: dict[str, float]) -> DeliveryOutcome:
+        p = self.profile
         await self.on_stage(STAGE_SUBMIT)
         await self.io.press(p.submit_keys)
         timings["submit"] = self._ms()
@@ -247,6 +274,8 @@ class Procedure:
             held = holds_prompt(r.composer, self._text, p)
             if held is not None:
                 return held
+            if r.composer is None and bottom_shows_tail(last, self._text):
+                return "tail"  # the input scrolled out of view under a long paste's end
             if self.clock() >= deadline:
                 break
             await asyncio.sleep(self.poll_s)
@@ -279,6 +308,20 @@ class Procedure:
                     return verdict, after
                 extra -= 1
             await asyncio.sleep(self.poll_s)
+
+
+async def submit_pasted(
+    io: TerminalIO,
+    prompt: bytes,
+    profile: SubmitProfile,
+    *,
+    on_stage: Callable[[str], Awaitable[None]],
+    evidence: dict[str, Any] | None = None,
+    poll_s: float = 0.02,
+) -> DeliveryOutcome:
+    """Submit a prompt that already sits whole in the input, and confirm it."""
+    proc = Procedure(io, profile, prompt, False, on_stage, poll_s=poll_s, evidence=dict(evidence or {}))
+    return await proc.run_submit()
 
 
 async def submit_prompt(

@@ -7,20 +7,24 @@ Rules it keeps, and why:
 - One worker per target session, strictly FIFO. A delivery waiting on the retry
   schedule keeps the head of its queue: a later prompt must not overtake it and reach
   the agent first. Sessions never wait on each other.
-- The stage ``paste`` is persisted before a transport may write a byte. A record found
-  at ``delivering`` past that point after a restart may already be on the agent's
-  screen, so it fails as ``interrupted`` instead of being pasted a second time.
+- The stage ``paste`` is persisted before a transport may write a byte, and ``submit``
+  before the submit key goes out. A prompt a restart finds between the two sits
+  unsubmitted in the input (or never arrived): the engine finishes it from what the
+  screen shows, exactly once (``telepty.delivery.recovery``). One found past ``submit``
+  is never submitted again: the screen confirms it, or it fails ``unconfirmed``.
 - A worker never dies of a delivery's failure: unexpected errors fail that delivery
   (``write_failed``) and the queue moves on.
-- After a delivery was ``interrupted`` mid-paste, its text may still sit in the agent's
-  input. The next prompt to that session waits (``composer_has_text``) until the screen
-  no longer shows it or a person has sent keys, so the two are never submitted merged
-  (``telepty.delivery.leftover``).
+- Only when a restart cannot settle what an interrupted prompt left in the input does
+  the session *hold*: every prompt behind it is ``held`` (reason, blocking delivery),
+  ``session.held`` is published once, and the hold ends when the screen no longer
+  shows that text, when keys are sent, when the blocking delivery is cancelled, or —
+  for each held prompt — after ``hold_max_s`` (``held_timeout``). Two prompts are
+  never submitted merged.
 - Raw keys (``submit_keys``) are deliveries too, in the same queue. One exception to
   strict FIFO: keys may go ahead of a prompt that waits *because of the screen*
-  (``blocked_dialog``, ``composer_has_text``), since answering that dialog or clearing
-  that composer is what the prompt is waiting for; the prompt is then tried again at
-  once instead of at its next retry time.
+  (``blocked_dialog``, ``composer_has_text``, or held), since answering that dialog or
+  clearing that composer is what the prompt is waiting for; the prompt is then tried
+  again at once instead of at its next retry time.
 """
 
 from __future__ import annotations
@@ -40,23 +44,30 @@ import orjson
 
 from telepty.clock import from_iso, monotonic, to_iso, utc_now
 from telepty.config import Config
-from telepty.delivery.leftover import shows_leftover
+from telepty.delivery.confirm import judge
 from telepty.delivery.model import (
     BLOCKED_DIALOG,
     BUSY,
     CANCELLED,
     COMPOSER_HAS_TEXT,
+    HELD_TIMEOUT,
     IDEMPOTENT_STAGES,
     INTERRUPTED,
+    LEFTOVER_IN_INPUT,
     NO_TRANSPORT,
     PANE_DEAD,
     PRE_PASTE_STAGES,
     RETRY_EXHAUSTED,
+    SCREEN_UNKNOWN,
     SESSION_DISCONNECTED,
     SESSION_EXITED,
     SESSION_NOT_FOUND,
     STAGE_CHECK_READY,
+    STAGE_CLEAR,
     STAGE_QUIET_GUARD,
+    STAGE_SUBMIT,
+    SUBMITTED_STAGES,
+    UNCONFIRMED,
     WRITE_FAILED,
     Delivery,
     DeliveryError,
@@ -65,9 +76,11 @@ from telepty.delivery.model import (
     Origin,
 )
 from telepty.delivery.profiles import SubmitProfiles
+from telepty.delivery.recovery import InputView, input_view, look, shows_prompt
 from telepty.delivery.request import InjectRequest
 from telepty.delivery.schedule import RetrySchedule
-from telepty.delivery.transport import DeliveryOutcome, TransportResolver
+from telepty.delivery.screen import echoed
+from telepty.delivery.transport import CONFIRMED_SCREEN, DeliveryOutcome, TransportResolver
 from telepty.errors import Conflict, NotFound
 from telepty.sessions.model import Session, SessionState
 from telepty.sessions.registry import SessionRegistry
@@ -77,12 +90,13 @@ log = logging.getLogger("telepty.delivery")
 
 Emit = Callable[..., Awaitable[Any]]
 
-INTERRUPTED_DETAIL = "daemon stopped while pasting; not retried to avoid a double paste"
+INTERRUPTED_DETAIL = "daemon stopped while sending keys; not sent again (a key twice is another answer)"
 # A prompt retrying for one of these reasons lets a keys delivery go first (see above).
 KEYS_MAY_OVERTAKE = frozenset({BLOCKED_DIALOG, COMPOSER_HAS_TEXT})
 # Retry reasons that stay the final reason once the schedule runs out (a relayed
 # delivery to a peer that never came back fails ``peer_unreachable``).
 KEEP_REASON_WHEN_EXHAUSTED = frozenset({"peer_unreachable"})
+CONFIRM_POLL_S = 0.02  # how often recovery looks at a screen it waits to see change
 
 
 class _EngineState(Enum):
@@ -91,10 +105,39 @@ class _EngineState(Enum):
     RUNNING = "running"
 
 
+# Why a delivery waits that the terminal itself can end: a look at the screen is worth
+# taking as soon as its output stops, not only at the next slot of the retry schedule.
+WAKE_WHEN_SETTLED = frozenset({BUSY, BLOCKED_DIALOG, COMPOSER_HAS_TEXT, SCREEN_UNKNOWN})
+
+Settled = Callable[[], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class _RetryNeeded:
     reason: str
     detail: str
+    # Resolves when the terminal's output has stopped: look again then (None: only the
+    # retry schedule can tell).
+    settled: Settled | None = None
+
+
+@dataclass
+class _Hold:
+    """A session whose input may still hold an interrupted prompt's text."""
+
+    blocking: Delivery  # the failed delivery whose text it is
+    detail: str
+    announced: bool = False
+
+    def evidence(self, held_since: str) -> dict[str, Any]:
+        return {"blocked_by": self.blocking.id, "held_since": held_since}
+
+
+class _PasteAgain:
+    """Recovery's answer when the input is clear: the prompt goes in the normal way."""
+
+
+PASTE_AGAIN = _PasteAgain()
 
 
 class _CancelledBeforePaste(Exception):
@@ -125,10 +168,15 @@ class DeliveryEngine:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._held: list[Delivery] = []  # accepted while start() is still resuming
         self._retry_at: dict[str, float] = {}  # delivery id → monotonic time of next attempt
+        # delivery id → what resolves when its terminal settles (see WAKE_WHEN_SETTLED)
+        self._settled: dict[str, Settled] = {}
         self._wakeups: dict[str, asyncio.Event] = {}  # interrupts a retry wait (cancel)
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
-        # session id → the delivery interrupted mid-paste whose text may still be there
-        self._leftover: dict[str, Delivery] = {}
+        # delivery id → the stage a restart found it in (finished by _recover)
+        self._recovering: dict[str, str] = {}
+        # session id → the hold on it; delivery id → monotonic time it became held
+        self._holds: dict[str, _Hold] = {}
+        self._held_since: dict[str, float] = {}
         # Told of every delivery as it becomes final (metrics); synchronous and must not raise.
         self.on_final: list[Callable[[Delivery], None]] = []
 
@@ -171,6 +219,9 @@ class DeliveryEngine:
             quiet_ms=req.quiet_ms,
             idempotency_key=idempotency_key,
         )
+        hold = self._holds.get(session.id)
+        if hold is not None:
+            self._mark_held(d, hold)  # behind the hold from the start, and saying so
         stored = await self.repo.insert(d)
         if stored is not d:  # another request with the same key won the race
             return self._snapshot(self._active.get(stored.id, stored))
@@ -235,11 +286,12 @@ class DeliveryEngine:
         if not queue:
             return False
         head = self._active.get(queue[0])
+        waits_on_screen = (head is not None and head.status is DeliveryStatus.RETRYING
+                           and head.reason in KEYS_MAY_OVERTAKE)
         if (
             head is None
             or head.kind is not DeliveryKind.PROMPT
-            or head.status is not DeliveryStatus.RETRYING
-            or head.reason not in KEYS_MAY_OVERTAKE
+            or not (waits_on_screen or head.status is DeliveryStatus.HELD)
         ):
             return False
         queue.appendleft(keys.id)
@@ -268,6 +320,21 @@ class DeliveryEngine:
         if stored is None:
             raise NotFound("delivery_not_found", f"no delivery with id {delivery_id!r}")
         return stored
+
+    def holding(self, delivery_id: str) -> str | None:
+        """The session ``delivery_id`` holds (see ``_Hold``), if it holds one."""
+        for session_id, hold in self._holds.items():
+            if hold.blocking.id == delivery_id:
+                return session_id
+        return None
+
+    def hold_of(self, session_id: str) -> dict[str, Any] | None:
+        """The hold on a session, if any (``telepty explain`` shows it)."""
+        hold = self._holds.get(session_id)
+        if hold is None:
+            return None
+        return {"blocked_by": hold.blocking.id, "reason": LEFTOVER_IN_INPUT, "detail": hold.detail,
+                "hold_max_s": self.config.hold_max_s}
 
     def pending(self, session_id: str) -> list[Delivery]:
         """This session's unfinished deliveries in the order they will be tried."""
@@ -309,7 +376,11 @@ class DeliveryEngine:
     # -- cancelling -----------------------------------------------------------------------
 
     async def cancel(self, delivery_id: str) -> Delivery:
-        """Cancel a delivery that has not started writing; 409 once it has, 404 if unknown."""
+        """Cancel a delivery that has not started writing; 409 once it has, 404 if unknown.
+
+        Cancelling the delivery a session is held behind (see ``_Hold``) ends that hold
+        instead: whoever asks has dealt with what it left in the input.
+        """
         d = self._active.get(delivery_id)
         if d is None:
             stored = await self.repo.get(delivery_id)
@@ -317,10 +388,15 @@ class DeliveryEngine:
                 raise NotFound("delivery_not_found", f"no delivery with id {delivery_id!r}")
             # start() may have picked it up while we read it.
             d = self._active.get(delivery_id, stored)
+        hold = self._holds.get(d.session_id)
+        if hold is not None and hold.blocking.id == d.id:
+            await self._release(d.session_id, "the blocking delivery was cancelled")
+            return self._snapshot(d)
         # A delivery still checking readiness or quietness has written nothing: the
         # worker looks at the status before the paste stage and stops there.
         pre_paste = d.status is DeliveryStatus.DELIVERING and d.stage in PRE_PASTE_STAGES
-        if d.status not in (DeliveryStatus.QUEUED, DeliveryStatus.RETRYING) and not pre_paste:
+        cancellable = (DeliveryStatus.QUEUED, DeliveryStatus.RETRYING, DeliveryStatus.HELD)
+        if d.status not in cancellable and not pre_paste:
             raise Conflict(
                 "not_cancellable", f"delivery {delivery_id} is {d.status}"
                 f"{' (stage ' + d.stage + ')' if d.stage else ''}; only deliveries that have "
@@ -349,22 +425,32 @@ class DeliveryEngine:
             return
         self._state = _EngineState.STARTING
         try:
-            for d in await self.repo.interrupted_leftovers():
+            for d in await self.repo.blocking_leftovers():
                 s = self.registry.get(d.session_id)
                 if s is not None and s.state is not SessionState.EXITED:
-                    self._leftover[d.session_id] = d
+                    # Announced by the daemon that found it.
+                    self._holds[d.session_id] = _Hold(d, self._hold_detail(d), announced=True)
             for d in await self.repo.unfinished():
                 if self._state is not _EngineState.STARTING:
                     break  # stop() was called meanwhile; the rows stay for the next start
                 if d.id in self._active:
                     continue
-                if (d.status is DeliveryStatus.DELIVERING and d.stage not in PRE_PASTE_STAGES
-                        and d.stage not in IDEMPOTENT_STAGES):
+                caught = d.stage not in PRE_PASTE_STAGES and d.stage not in IDEMPOTENT_STAGES
+                if caught and d.kind is DeliveryKind.PROMPT:
+                    # On its way into the input when the daemon died: finish it from what
+                    # the screen shows (``_recover``), at the head of its queue.
+                    log.warning("delivery caught mid-way id=%s stage=%s: recovering", d.id, d.stage)
+                    self._recovering[d.id] = str(d.stage)
+                    if d.status is DeliveryStatus.RETRYING:
+                        self._retry_at[d.id] = monotonic() + self._remaining_wait(d)
+                    self._enqueue(d)
+                    continue
+                if caught and d.status is DeliveryStatus.DELIVERING:
                     log.warning("delivery interrupted id=%s stage=%s", d.id, d.stage)
                     await self._fail(d, INTERRUPTED, INTERRUPTED_DETAIL)
-                    if d.kind is DeliveryKind.PROMPT:
-                        self._leftover[d.session_id] = d
                     continue
+                if d.status is DeliveryStatus.HELD:
+                    self._held_since[d.id] = _held_since_mono(d)
                 if d.status is DeliveryStatus.DELIVERING:
                     # It never got as far as the paste, or its write is safe to repeat.
                     d.status = DeliveryStatus.QUEUED
@@ -404,8 +490,11 @@ class DeliveryEngine:
         self._active.clear()
         self._held.clear()
         self._retry_at.clear()
+        self._settled.clear()
         self._wakeups.clear()
-        self._leftover.clear()
+        self._recovering.clear()
+        self._holds.clear()
+        self._held_since.clear()
         for waiters in self._waiters.values():
             for fut in waiters:
                 if not fut.done():
@@ -448,18 +537,40 @@ class DeliveryEngine:
                     self._queues.pop(session_id, None)
 
     async def _drive(self, d: Delivery) -> None:
-        """Attempts on the retry schedule until ``d`` is final."""
+        """Attempts on the retry schedule until ``d`` is final.
+
+        The schedule is the upper bound of a wait. A delivery that waits because its
+        terminal is busy (or shows a dialog, or someone's text) looks again as soon as
+        the terminal's output stops; such an early look that still finds it not ready
+        is not an attempt: the slot it waits in stays as it was.
+        """
         while not d.final:
+            early = False
             if d.status is DeliveryStatus.RETRYING:
-                await self._wait_for_retry(d)
-                if d.final:  # cancelled while waiting
-                    return
-                queue = self._queues.get(d.session_id)
-                if queue and queue[0] != d.id:
-                    return  # keys were put ahead of it; the worker comes back to it
-            retry = await self._attempt(d)
-            if retry is None or d.final:
+                early = await self._wait_for_retry(d)
+            elif d.status is DeliveryStatus.HELD:
+                await self._wait_while_held(d)
+            if d.final:  # cancelled (or timed out, held) while waiting
                 return
+            queue = self._queues.get(d.session_id)
+            if queue and queue[0] != d.id:
+                return  # keys were put ahead of it; the worker comes back to it
+            if d.kind is DeliveryKind.PROMPT and d.id not in self._recovering:
+                hold = self._holds.get(d.session_id)
+                if hold is not None and await self._still_held(d, hold):
+                    await self._set_held(d, hold)
+                    continue
+            slot_end = self._retry_at.get(d.id)
+            if d.id in self._recovering:
+                result = await self._recover(d, count=not early)
+                retry = await self._attempt(d, count=False) if result is PASTE_AGAIN else result
+            else:
+                retry = await self._attempt(d, count=not early)
+            if not isinstance(retry, _RetryNeeded) or d.final:
+                return
+            if early and slot_end is not None and slot_end - monotonic() > 0:
+                await self._set_retrying(d, retry, slot_end - monotonic())
+                continue
             delay = self.schedule.delay_for(d.attempts - 1)
             if delay is None:
                 await self._fail(
@@ -469,11 +580,13 @@ class DeliveryEngine:
                 return
             await self._set_retrying(d, retry, delay)
 
-    async def _attempt(self, d: Delivery) -> _RetryNeeded | None:
-        """One try. Returns why to retry, or None once ``d`` is final."""
+    async def _attempt(self, d: Delivery, *, count: bool = True) -> _RetryNeeded | None:
+        """One try (``count=False``: an early look, see ``_drive``). Returns why to
+        retry, or None once ``d`` is final."""
         now = utc_now()
         d.status = DeliveryStatus.DELIVERING
-        d.attempts += 1
+        if count or d.attempts == 0:
+            d.attempts += 1
         d.started_at = d.started_at or now
         d.stage = STAGE_CHECK_READY
         d.reason = None
@@ -481,8 +594,11 @@ class DeliveryEngine:
         d.next_attempt_at = None
         d.updated_at = now
         self._retry_at.pop(d.id, None)
+        self._settled.pop(d.id, None)
         await self.repo.update(d)
         keys = d.kind is DeliveryKind.KEYS
+        quiet_ms = d.quiet_ms if d.quiet_ms is not None else self.config.quiet_ms
+        transport: Any = None
         try:
             session = self._session(d)
             transport = self.resolver(session)
@@ -493,15 +609,17 @@ class DeliveryEngine:
                 await transport.check_ready(for_keys=True)  # type: ignore[call-arg]
             else:
                 await transport.check_ready()
-                await self._check_leftover(d, transport)
             if not d.force:
                 await self._enter_stage(d, STAGE_QUIET_GUARD)
-                quiet_ms = d.quiet_ms if d.quiet_ms is not None else self.config.quiet_ms
                 quiet = await transport.is_quiet(quiet_ms)
                 if d.final:  # cancelled while we were watching the screen
                     return None
                 if not quiet:
-                    return _RetryNeeded(BUSY, f"the target was not quiet for {quiet_ms} ms")
+                    guard = getattr(transport, "guard", None)
+                    if guard is not None:
+                        d.evidence = {"quiet_guard": guard}
+                    return _RetryNeeded(BUSY, f"the target was not quiet for {quiet_ms} ms",
+                                        _settled_after(transport, quiet_ms, None))
             if keys:
                 send_keys = getattr(transport, "send_keys", None)
                 if send_keys is None:
@@ -526,7 +644,10 @@ class DeliveryEngine:
             if exc.evidence:
                 d.evidence = exc.evidence
             if exc.retryable:
-                return _RetryNeeded(exc.reason, exc.detail)
+                # The screen said no: worth another look once it has changed and settled.
+                wake = (_settled_after(transport, quiet_ms, monotonic())
+                        if exc.reason in WAKE_WHEN_SETTLED else None)
+                return _RetryNeeded(exc.reason, exc.detail, wake)
             await self._fail(d, exc.reason, exc.detail, stage=exc.stage)
             return None
         except Exception as exc:
@@ -536,25 +657,270 @@ class DeliveryEngine:
         await self._delivered(d, outcome)
         return None
 
-    async def _check_leftover(self, d: Delivery, transport: Any) -> None:
-        """Hold a prompt while an interrupted one's text may still be in the input."""
-        left = self._leftover.get(d.session_id)
-        term = getattr(transport, "term", None)
-        if left is None or term is None:
+    # -- after a crash: finishing what was caught mid-way ------------------------------------
+
+    async def _recover(self, d: Delivery, *, count: bool) -> _RetryNeeded | _PasteAgain | None:
+        """Finish a prompt a restart found on its way in (see ``telepty.delivery.recovery``).
+
+        Returns ``PASTE_AGAIN`` once the input is clear, a retry while the terminal is not
+        ready to be looked at, None once ``d`` is final.
+        """
+        found = self._recovering[d.id]
+        d.status = DeliveryStatus.DELIVERING
+        if count or d.attempts == 0:
+            d.attempts += 1
+        d.reason = d.detail = d.next_attempt_at = None
+        d.updated_at = utc_now()
+        self._retry_at.pop(d.id, None)
+        self._settled.pop(d.id, None)
+        # The stage stays as found: a crash during this look finds the same and looks again.
+        await self.repo.update(d)
+        quiet_ms = d.quiet_ms if d.quiet_ms is not None else self.config.quiet_ms
+        transport: Any = None
+        try:
+            session = self._session(d)
+            transport = self.resolver(session)
+            await transport.check_ready()
+            term = _screen_of(transport)
+            if term is None:
+                raise DeliveryError(INTERRUPTED, f"the {transport.name} transport cannot show what "
+                                    "reached the input; not pasted again", stage=found)
+            profile = getattr(transport, "profile", None) or self.profiles.profile_for(session.agent)
+            lines = await look(term, profile)
+            if found in SUBMITTED_STAGES:
+                await self._confirm_after_restart(d, term, profile, lines)
+                return None
+            view = input_view(lines, d.prompt, profile)
+            d.evidence = {"recovery": {"found_at": found, "input": str(view)}}
+            log.info("recovering id=%s found_at=%s input=%s", d.id, found, view)
+            if view is InputView.WHOLE:
+                outcome = await transport.submit_pasted(d.prompt, profile=profile,
+                                                        on_stage=partial(self._enter_stage, d))
+                self._recovering.pop(d.id, None)
+                outcome.detail["recovery"] = {"found_at": found, "input": str(view),
+                                              "action": "submitted what was in the input"}
+                await self._delivered(d, outcome)
+                return None
+            if view is not InputView.EMPTY:
+                why = (f"profile {profile.name} has no clear_keys" if not profile.clear_keys
+                       else None if await self._clear(d, transport, term, profile)
+                       else f"it stayed after {' '.join(profile.clear_keys)}")
+                if why is not None:
+                    await self._fail_holding(
+                        d, INTERRUPTED, f"a restart found part of this prompt in the input and "
+                        f"could not clear it ({why}); not pasted again, so nothing is merged", lines)
+                    return None
+            self._recovering.pop(d.id, None)
+            return PASTE_AGAIN
+        except DeliveryError as exc:
+            if d.final:
+                return None
+            if exc.retryable:
+                wake = (_settled_after(transport, quiet_ms, monotonic())
+                        if exc.reason in WAKE_WHEN_SETTLED else None)
+                return _RetryNeeded(exc.reason, exc.detail, wake)
+            self._recovering.pop(d.id, None)
+            await self._fail(d, exc.reason, exc.detail, stage=exc.stage)
+            return None
+        except Exception as exc:
+            log.exception("recovery crashed id=%s", d.id)
+            self._recovering.pop(d.id, None)
+            await self._fail(d, WRITE_FAILED, f"{type(exc).__name__}: {exc}")
+            return None
+
+    async def _clear(self, d: Delivery, transport: Any, term: Any, profile: Any) -> bool:
+        """Empty the input with the profile's clear keys; True once the screen shows it empty."""
+        await self._enter_stage(d, STAGE_CLEAR)
+        await transport.clear_input(profile.clear_keys)
+        deadline = monotonic() + profile.confirm_ms / 1000.0
+        while True:
+            lines = await look(term, profile)
+            if input_view(lines, d.prompt, profile) is InputView.EMPTY:
+                d.evidence.setdefault("recovery", {})["action"] = (
+                    f"cleared the input ({' '.join(profile.clear_keys)}) and pasted again")
+                return True
+            if monotonic() >= deadline:
+                return False
+            await asyncio.sleep(CONFIRM_POLL_S)  # watching the screen redraw, bounded
+
+    async def _confirm_after_restart(self, d: Delivery, term: Any, profile: Any, lines: list[str]) -> None:
+        """The submit key may have gone out: never send it again; the screen decides."""
+        found = self._recovering.pop(d.id, None)
+        text = d.prompt.decode("utf-8", errors="replace")
+        deadline = monotonic() + profile.confirm_ms / 1000.0
+        streak = 0
+        while True:
+            if profile.reads_screen:
+                verdict = judge(lines, [], text, profile)
+                state, how = verdict.state, verdict.how
+            else:
+                view = input_view(lines, d.prompt, profile)
+                seen = view is InputView.EMPTY and echoed(text, [], await term.screen()) is not None
+                state = "stuck" if view is not InputView.EMPTY else ("submitted" if seen else "unknown")
+                how = "echo"
+            streak = streak + 1 if state == "submitted" else 0
+            if streak >= 2 or (state != "submitted" and monotonic() >= deadline):
+                break
+            await asyncio.sleep(CONFIRM_POLL_S)  # a screen mid-redraw must not decide
+            lines = await look(term, profile)
+        tail = "\n".join(lines[-12:])
+        if state == "submitted":
+            await self._delivered(d, DeliveryOutcome(how or CONFIRMED_SCREEN, {
+                "recovery": {"found_at": found, "action": "confirmed from the screen; not sent again"},
+                "tail_after": tail}))
             return
-        profile = getattr(transport, "profile", None) or self.profiles.profile_for(None)
-        if not shows_leftover(await term.screen(), left.prompt, profile):
-            log.info("input clear after interrupted id=%s session=%s", left.id, d.session_id)
-            self._leftover.pop(d.session_id, None)
+        if state == "stuck":
+            await self._fail_holding(
+                d, UNCONFIRMED, "a restart found this prompt still in the input after its submit "
+                "key may have gone out; not sent again", lines)
             return
-        raise DeliveryError(
-            COMPOSER_HAS_TEXT,
-            f"delivery {left.id} was interrupted mid-paste and its text still seems to be in "
-            f"the input; submit it (telepty keys {d.session_id} Enter) or clear it "
-            f"(telepty keys {d.session_id} C-u) and this prompt follows",
-            stage=STAGE_CHECK_READY, retryable=True,
-            evidence={"interrupted_delivery": left.id},
-        )
+        d.evidence = {"recovery": {"found_at": found}, "tail_after": tail}
+        await self._fail(d, UNCONFIRMED, "the daemon stopped after the submit key; the screen "
+                         "shows neither the prompt nor its submission, so it may or may not have "
+                         "been submitted (not sent again)")
+
+    # -- holds ------------------------------------------------------------------------------
+
+    def _hold_detail(self, blocking: Delivery) -> str:
+        sid = blocking.session_id
+        return (f"delivery {blocking.id} may still sit in the input of {sid}; prompts are held "
+                f"so none is merged with it. Submit it (telepty keys {sid} Enter), clear it "
+                f"(telepty keys {sid} C-u) or release the hold (telepty deliveries {blocking.id} "
+                f"--cancel); held prompts fail {HELD_TIMEOUT} after {self.config.hold_max_s:g}s")
+
+    async def _fail_holding(self, d: Delivery, reason: str, detail: str, lines: list[str]) -> None:
+        """Fail ``d``, whose text stays in the input, and hold its session behind it."""
+        self._recovering.pop(d.id, None)
+        d.evidence = {**d.evidence, "holds_input": True, "tail_after": "\n".join(lines[-12:])}
+        await self._fail(d, reason, detail)
+        hold = _Hold(d, self._hold_detail(d))
+        self._holds[d.session_id] = hold
+        log.warning("session %s held behind %s", d.session_id, d.id)
+        await self._hold_queue(d.session_id, hold)
+        await self._announce(hold)
+
+    def _mark_held(self, d: Delivery, hold: _Hold) -> None:
+        now = monotonic()
+        since = self._held_since.setdefault(d.id, now)
+        since_wall = time.time() - (now - since)
+        d.status = DeliveryStatus.HELD
+        d.reason = LEFTOVER_IN_INPUT
+        d.detail = hold.detail
+        d.evidence = hold.evidence(to_iso(since_wall))
+        d.next_attempt_at = to_iso(since_wall + self.config.hold_max_s)
+        d.updated_at = utc_now()
+
+    async def _set_held(self, d: Delivery, hold: _Hold) -> None:
+        """``d`` (and everything queued behind it) waits for the hold to end."""
+        self._mark_held(d, hold)
+        await self.repo.update(d)
+        self._wakeups.setdefault(d.id, asyncio.Event()).clear()
+        await self._hold_queue(d.session_id, hold)
+        await self._announce(hold)
+
+    async def _hold_queue(self, session_id: str, hold: _Hold) -> None:
+        """Every prompt waiting for the session says it is held, from now: one clock for
+        all of them, so ``held_timeout`` comes for each at the same time."""
+        for did in list(self._queues.get(session_id, ())):
+            d = self._active.get(did)
+            if (d is not None and d.kind is DeliveryKind.PROMPT
+                    and d.status in (DeliveryStatus.QUEUED, DeliveryStatus.RETRYING)):
+                self._retry_at.pop(d.id, None)
+                self._mark_held(d, hold)
+                await self.repo.update(d)
+                wake = self._wakeups.get(d.id)
+                if wake is not None:
+                    wake.set()  # a head waiting for its retry slot: it waits for the hold now
+
+    async def _announce(self, hold: _Hold) -> None:
+        """``session.held``, once per hold."""
+        if hold.announced:
+            return
+        hold.announced = True
+        sid = hold.blocking.session_id
+        await self._emit("session.held", target=sid, session_id=sid, blocked_by=hold.blocking.id,
+                         reason=LEFTOVER_IN_INPUT, detail=hold.detail, hold_max_s=self.config.hold_max_s)
+
+    async def _still_held(self, d: Delivery, hold: _Hold) -> bool:
+        """Does the input still show the blocking prompt? (A look at the screen; a
+        terminal that cannot be looked at keeps the hold, one that is gone ends it.)"""
+        try:
+            session = self._session(d)
+            transport = self.resolver(session)
+            term = _screen_of(transport)
+            if term is None:
+                return False
+            profile = self.profiles.profile_for(session.agent)
+            if getattr(transport, "check_ready", None) is not None:
+                await transport.check_ready(for_keys=True)
+                profile = getattr(transport, "profile", None) or profile
+            lines = await look(term, profile)
+        except DeliveryError as exc:
+            if exc.retryable:
+                return True
+            await self._release(d.session_id, f"the terminal is gone ({exc.reason})")
+            return False
+        if shows_prompt(lines, hold.blocking.prompt, profile):
+            return True
+        await self._release(d.session_id, "the input no longer shows it")
+        return False
+
+    async def _wait_while_held(self, d: Delivery) -> None:
+        """Until the hold may be over (keys, a cancel, the terminal settling after new
+        output) or ``d`` has been held for ``hold_max_s`` (then it fails)."""
+        since = self._held_since.setdefault(d.id, monotonic())
+        left = since + self.config.hold_max_s - monotonic()
+        if left > 0 and d.session_id in self._holds:
+            wake = self._wakeups.setdefault(d.id, asyncio.Event())
+            waits: dict[asyncio.Task[Any], bool] = {asyncio.ensure_future(wake.wait()): False}
+            try:
+                session = self._session(d)
+                settled = _settled_after(self.resolver(session), d.quiet_ms or self.config.quiet_ms,
+                                         monotonic())
+            except DeliveryError:
+                settled = None
+            if settled is not None:
+                waits[asyncio.ensure_future(settled())] = True
+            try:
+                # Waiting out the hold is the product's bound on it, not synchronisation.
+                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in waits:
+                    if not task.done():
+                        task.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
+            if d.final or d.session_id not in self._holds:
+                return
+            if since + self.config.hold_max_s - monotonic() > 0:
+                return  # woken early: the caller looks at the screen again
+        hold = self._holds.get(d.session_id)
+        if hold is None or d.final:
+            return
+        await self._fail(d, HELD_TIMEOUT, f"held {self.config.hold_max_s:g}s behind delivery "
+                         f"{hold.blocking.id}, whose text may still be in the input; not pasted, so "
+                         "nothing was merged")
+
+    async def _release(self, session_id: str, why: str) -> None:
+        """End a hold: what was held is queued again and tried at once, in order."""
+        hold = self._holds.pop(session_id, None)
+        if hold is None:
+            return
+        log.info("hold on %s behind %s ended: %s", session_id, hold.blocking.id, why)
+        # A restart must not bring it back (``blocking_leftovers``).
+        hold.blocking.evidence = {**hold.blocking.evidence, "holds_input": False}
+        await self.repo.update(hold.blocking)
+        for did in list(self._queues.get(session_id, ())):
+            d = self._active.get(did)
+            if d is not None and d.status is DeliveryStatus.HELD:
+                d.status = DeliveryStatus.QUEUED
+                d.reason = d.detail = d.next_attempt_at = None
+                d.evidence = {}
+                d.updated_at = utc_now()
+                self._held_since.pop(d.id, None)
+                await self.repo.update(d)
+                wake = self._wakeups.get(d.id)
+                if wake is not None:
+                    wake.set()
 
     def _session(self, d: Delivery) -> Session:
         s = self.registry.get(d.session_id)
@@ -580,13 +946,15 @@ class DeliveryEngine:
         if d.final:
             # Cancelled while checking readiness or quietness: stop before any write.
             raise _CancelledBeforePaste
-        crossing = d.stage in PRE_PASTE_STAGES and stage not in PRE_PASTE_STAGES
+        crossing = ((d.stage in PRE_PASTE_STAGES and stage not in PRE_PASTE_STAGES)
+                    or stage in (STAGE_SUBMIT, STAGE_CLEAR))
         d.stage = stage
         d.updated_at = utc_now()
-        # Only the step into writing decides what a restart does (resume vs
-        # ``interrupted``), so only that one must reach the disk before we go on; the
-        # stages around it live in memory (GET serves the live record) and are written
-        # with the outcome, which keeps a database round trip off every stage.
+        # Only the steps into writing, into submitting and into clearing decide what a
+        # restart does (resume, finish the paste, only look, look again), so only those
+        # must reach the disk before we go on; the stages around them live in memory
+        # (GET serves the live record) and are written with the outcome, which keeps a
+        # database round trip off every other stage.
         if crossing:
             await self.repo.update(d)
 
@@ -597,6 +965,8 @@ class DeliveryEngine:
         d.next_attempt_at = to_iso(time.time() + delay)
         d.updated_at = utc_now()
         self._retry_at[d.id] = monotonic() + delay
+        if retry.settled is not None:
+            self._settled[d.id] = retry.settled
         # A fresh wait: a wake-up from an earlier one (keys went ahead) must not cut it short.
         self._wakeups.setdefault(d.id, asyncio.Event()).clear()
         await self.repo.update(d)
@@ -605,19 +975,31 @@ class DeliveryEngine:
             d.id, retry.reason, d.attempts, delay,
         )
 
-    async def _wait_for_retry(self, d: Delivery) -> None:
+    async def _wait_for_retry(self, d: Delivery) -> bool:
+        """Until the next slot, a wake-up (cancel, keys, session gone) or — returning
+        True — the terminal settling after the output that kept ``d`` waiting."""
         wake = self._wakeups.setdefault(d.id, asyncio.Event())
         left = self._retry_at.get(d.id, monotonic()) - monotonic()
         s = self.registry.get(d.session_id)
         if left <= 0 or wake.is_set() or s is None or s.state is SessionState.EXITED:
-            return  # a session already gone (pane_dead, …) fails now, not at the next try
+            return False  # a session already gone (pane_dead, …) fails now, not at the next try
+        waits: dict[asyncio.Task[Any], bool] = {asyncio.ensure_future(wake.wait()): False}
+        settled = self._settled.get(d.id)
+        if settled is not None:
+            waits[asyncio.ensure_future(settled())] = True
         try:
-            # Sleeping is the product's retry schedule here, not synchronisation; a
-            # cancel, keys going ahead or the session going (session_gone) cut it short.
-            async with asyncio.timeout(left):
-                await wake.wait()
-        except TimeoutError:
-            pass
+            # Waiting out the slot is the product's retry schedule, not synchronisation.
+            done, _ = await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        early = any(waits[t] for t in done if not t.cancelled() and t.exception() is None)
+        if early and not wake.is_set():
+            log.info("delivery id=%s: the terminal settled; looking again", d.id)
+            return True
+        return False
 
     def session_gone(self, session_id: str) -> None:
         """The registry's word that a session exited or was removed.
@@ -638,13 +1020,15 @@ class DeliveryEngine:
         now = utc_now()
         d.status = DeliveryStatus.DELIVERED
         d.confirmed = outcome.confirmed
-        d.evidence = dict(outcome.detail)
+        recovered = {"recovery": d.evidence["recovery"]} if "recovery" in d.evidence else {}
+        d.evidence = {**recovered, **outcome.detail}
         d.finished_at = now
         d.updated_at = now
         await self.repo.update(d)
         self._finish(d)
-        # A delivered prompt started from a clear input; keys mean a person took over.
-        self._leftover.pop(d.session_id, None)
+        if d.kind is DeliveryKind.KEYS:
+            # Keys into a held session: someone dealt with what was in the input.
+            await self._release(d.session_id, f"keys were sent ({d.id})")
         log.info(
             "delivered id=%s session=%s kind=%s attempts=%d confirmed=%s",
             d.id, d.session_id, d.kind, d.attempts, d.confirmed,
@@ -701,7 +1085,10 @@ class DeliveryEngine:
 
     def _finish(self, d: Delivery) -> None:
         self._active.pop(d.id, None)
+        self._held_since.pop(d.id, None)
+        self._recovering.pop(d.id, None)
         self._retry_at.pop(d.id, None)
+        self._settled.pop(d.id, None)
         self._wakeups.pop(d.id, None)
         for fut in self._waiters.get(d.id, ()):
             if not fut.done():
@@ -723,3 +1110,35 @@ class DeliveryEngine:
     def _snapshot(d: Delivery) -> Delivery:
         """Callers get a copy: the worker keeps mutating the live record."""
         return replace(d, evidence=dict(d.evidence))
+
+
+def _settled_after(transport: Any, quiet_ms: int, printed_after: float | None) -> Settled | None:
+    """What resolves when ``transport``'s terminal has settled (None: it cannot tell)."""
+    settled = getattr(transport, "settled", None)
+    if settled is None:
+        return None
+
+    async def wait() -> None:
+        waiting = settled(quiet_ms, printed_after)
+        if waiting is None:
+            await asyncio.Event().wait()  # cannot tell: only the schedule ends this wait
+        else:
+            await waiting
+
+    return wait
+
+
+def _held_since_mono(d: Delivery) -> float:
+    """A held record's start, from its evidence (a restart keeps its deadline)."""
+    now = monotonic()
+    try:
+        since = from_iso(str(d.evidence.get("held_since")))
+    except (TypeError, ValueError):
+        return now
+    return now - max(0.0, time.time() - since)
+
+
+def _screen_of(transport: Any) -> Any:
+    """The transport's ``TerminalIO`` (``telepty.delivery.confirm``), when it has one."""
+    term = getattr(transport, "term", None)
+    return term if callable(getattr(term, "screen", None)) else None

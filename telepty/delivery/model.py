@@ -23,6 +23,7 @@ class DeliveryStatus(StrEnum):
     DELIVERING = "delivering"
     DELIVERED = "delivered"
     RETRYING = "retrying"
+    HELD = "held"  # behind an interrupted prompt whose text may still be in the input
     FAILED = "failed"
     CANCELLED = "cancelled"
 
@@ -64,6 +65,8 @@ BLOCKED_DIALOG = "blocked_dialog"  # a permission/trust dialog is up: a paste wo
 PANE_IN_MODE = "pane_in_mode"  # copy/view mode that would not leave
 SCREEN_UNKNOWN = "screen_unknown"  # no composer in sight: nothing could be confirmed
 COMPOSER_HAS_TEXT = "composer_has_text"  # someone else's text sits in the input box
+LEFTOVER_IN_INPUT = "leftover_in_input"  # a held record's reason: an interrupted prompt's text
+HELD_TIMEOUT = "held_timeout"  # held for TELEPTY_HOLD_MAX_S without the hold ending
 TMUX_CMD_FAILED = "tmux_cmd_failed"
 NO_TRANSPORT = "no_transport"
 
@@ -74,6 +77,16 @@ NO_TRANSPORT = "no_transport"
 STAGE_CHECK_READY = "check_ready"
 STAGE_QUIET_GUARD = "quiet_guard"
 STAGE_PASTE = "paste"
+# Persisted before the submit key goes out: a crash after it may have submitted the
+# prompt, so a restart only looks (never presses Enter again); a crash between ``paste``
+# and here left the prompt unsubmitted, and a restart finishes it (``telepty.delivery.
+# recovery``).
+STAGE_SUBMIT = "submit"
+STAGE_CLEAR = "clear"  # recovery emptying the input of an interrupted paste's remains
+# Where a restart finds a prompt that may sit unsubmitted in the input.
+INPUT_STAGES: frozenset[str | None] = frozenset({STAGE_PASTE, "settle", STAGE_CLEAR})
+# Where the submit key may already have gone out.
+SUBMITTED_STAGES: frozenset[str | None] = frozenset({STAGE_SUBMIT, "confirm", "rescue"})
 PRE_PASTE_STAGES: frozenset[str | None] = frozenset({None, STAGE_CHECK_READY, STAGE_QUIET_GUARD})
 # A relayed delivery's only write is its forward to the peer, and that carries an
 # Idempotency-Key derived from our delivery id: sending it again after a crash makes the
@@ -85,6 +98,36 @@ IDEMPOTENT_STAGES: frozenset[str | None] = frozenset({STAGE_FORWARD})
 
 def new_delivery_id() -> str:
     return f"dlv_{uuid.uuid4().hex}"
+
+
+# Evidence fields that hold text read off the agent's screen: the screen shows the
+# prompt as it is typed, so they are content, kept out of API answers unless the
+# operator keeps content (``TELEPTY_AUDIT_CONTENT=1``), the audit log's rule.
+SCREEN_TEXT_FIELDS = frozenset({"tail_before", "tail_after", "line", "lines", "text", "why"})
+
+
+def withhold_screen_text(value: Any) -> tuple[Any, bool]:
+    """``value`` with every screen-text field replaced by a marker saying how much there
+    was; and whether anything was withheld. The structure (verdicts, patterns, timings,
+    which stage saw what) stays: it is what a person debugging a delivery reads first."""
+    if isinstance(value, list):
+        items = [withhold_screen_text(v) for v in value]
+        return [v for v, _ in items], any(w for _, w in items)
+    if not isinstance(value, dict):
+        return value, False
+    out: dict[str, Any] = {}
+    withheld = False
+    for key, item in value.items():
+        if key in SCREEN_TEXT_FIELDS and isinstance(item, str) and item:
+            out[key] = f"[withheld: {len(item)} characters of screen text]"
+            withheld = True
+        elif key in SCREEN_TEXT_FIELDS and isinstance(item, list) and item:
+            out[key] = [f"[withheld: {len(item)} lines of screen text]"]
+            withheld = True
+        else:
+            out[key], inner = withhold_screen_text(item)
+            withheld = withheld or inner
+    return out, withheld
 
 
 @dataclass
@@ -140,8 +183,12 @@ class Delivery:
     def prompt_sha256(self) -> str:
         return hashlib.sha256(self.prompt).hexdigest()
 
-    def to_public(self, include_prompt: bool = False) -> dict[str, Any]:
-        """JSON-safe view; the prompt itself only on request, since it may be sensitive."""
+    def to_public(self, include_prompt: bool = False, screen_text: bool = False) -> dict[str, Any]:
+        """JSON-safe view; the prompt itself only on request, since it may be sensitive, and
+        the screen text in the evidence only with ``screen_text`` (it shows the prompt)."""
+        evidence, withheld = (self.evidence, False) if screen_text else withhold_screen_text(self.evidence)
+        if withheld:
+            evidence["screen_text"] = "withheld (the daemon keeps it out unless TELEPTY_AUDIT_CONTENT=1)"
         out: dict[str, Any] = {
             "delivery_id": self.id,
             "kind": str(self.kind),
@@ -162,7 +209,7 @@ class Delivery:
             "reason": self.reason,
             "detail": self.detail,
             "stage": self.stage,
-            "evidence": self.evidence,
+            "evidence": evidence,
             "attempts": self.attempts,
             "confirmed": self.confirmed,
             "idempotency_key": self.idempotency_key,

@@ -28,6 +28,8 @@ _PATTERN_KEYS = (
 )
 # Keys that describe one program, so a new table does not inherit them from [default].
 _OWN_KEYS = ("programs", "verified_version")
+# [default] is every unknown program's; [other], if written, is for sessions of kind other.
+_NOT_AN_AGENT = (DEFAULT_PROFILE, OTHER)
 _PROGRAM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")
 _VERSION_RE = re.compile(r"\d+(?:\.\d+){0,3}\Z")
 
@@ -44,8 +46,8 @@ class SubmitProfile:
     dialog_patterns: tuple[str, ...] = ()
     placeholder_patterns: tuple[str, ...] = ()
     rescue: tuple[tuple[str, ...], ...] = ()  # each step: tmux key names
+    clear_keys: tuple[str, ...] = ("C-u",)  # tmux key names that empty the input line/box
     confirm_ms: int = DEFAULT_CONFIRM_MS  # how long the screen may take to show a submission
-    clear_keys: tuple[str, ...] = ()  # tmux key names that empty the composer
     programs: tuple[str, ...] = ()  # program names that run this agent (detection)
     verified_version: str | None = None  # the agent version these settings were checked on
 
@@ -80,11 +82,11 @@ class SubmitProfiles:
 
     def agent_names(self) -> list[str]:
         """The agent kinds a session may be registered with (``other`` aside)."""
-        return sorted(n for n in self._profiles if n != DEFAULT_PROFILE)
+        return sorted(n for n in self._profiles if n not in _NOT_AN_AGENT)
 
     def unknown_agent(self, agent: str | None) -> str | None:
         """Why ``agent`` cannot be a session's agent kind, or None if it can."""
-        if agent is None or agent == OTHER or (agent in self._profiles and agent != DEFAULT_PROFILE):
+        if agent is None or agent == OTHER or agent in self.agent_names():
             return None
         return (f"no profile is named {agent!r} (known: {', '.join(self.agent_names())}, "
                 f"{OTHER}); add a [{agent}] table to profiles.toml in TELEPTY_HOME")
@@ -117,7 +119,7 @@ def load_profiles(
         profiles = {n: replace(p, settle_ms=settle_ms_override) for n, p in profiles.items()}
     # Detection runs where the profiles are not at hand (transports, pane discovery):
     # loading them is what tells it which programs are agents.
-    register_programs({n: p.programs for n, p in profiles.items() if n != DEFAULT_PROFILE})
+    register_programs({n: p.programs for n, p in profiles.items() if n not in _NOT_AN_AGENT})
     return SubmitProfiles(profiles)
 
 
@@ -132,13 +134,13 @@ def _merge(tables: dict[str, dict[str, Any]], layer: Mapping[str, Any], source: 
     for name, values in layer.items():
         if not isinstance(values, Mapping):
             raise ConfigError(f"{source}: [{name}] must be a table of profile settings")
-        if name != DEFAULT_PROFILE and (name == OTHER or not AGENT_NAME_RE.match(name)):
+        if name != DEFAULT_PROFILE and not AGENT_NAME_RE.match(name):
             raise ConfigError(
                 f"{source}: [{name}] is not a usable agent name: lower-case a-z, 0-9, _ and -, "
-                f"1-32 characters, starting with a letter, and not {OTHER!r}"
+                "1-32 characters, starting with a letter"
             )
-        if name == DEFAULT_PROFILE and any(k in values for k in _OWN_KEYS):
-            raise ConfigError(f"{source}: [{DEFAULT_PROFILE}] is for unknown programs; "
+        if name in _NOT_AN_AGENT and any(k in values for k in _OWN_KEYS):
+            raise ConfigError(f"{source}: [{name}] is for programs that are no known agent; "
                               f"{' and '.join(_OWN_KEYS)} belong in an agent's own table")
         unknown = sorted(set(values) - _KEYS)
         if unknown:

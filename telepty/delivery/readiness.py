@@ -38,6 +38,7 @@ from telepty.delivery.profiles import SubmitProfile, SubmitProfiles
 from telepty.delivery.screen import BLOCKED, UNKNOWN, ScreenReading, read_screen
 from telepty.delivery.screen import BUSY as V_BUSY
 from telepty.delivery.screen import COMPOSER_HAS_TEXT as V_COMPOSER_HAS_TEXT
+from telepty.delivery.screen import IDLE as V_IDLE
 from telepty.sessions.agents import OTHER, detect_agent_in_tree, programs_of
 
 SCREEN_TAIL = 12
@@ -142,8 +143,14 @@ def explain(
     lines: Sequence[str],
     extra: dict[str, Any] | None = None,
     tail: int = 20,
+    output: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What ``telepty explain`` prints: who runs there, which profile, what the screen says."""
+    """What ``telepty explain`` prints: who runs there, which profile, what the screen says.
+
+    ``output`` is the terminal's activity as the quiet guard sees it
+    (``OutputActivity.describe``): a screen that reads idle while the terminal is still
+    printing is busy to the engine, and so it is here.
+    """
     profile = profiles.profile_for(agent.profile_kind)
     reading = read_screen(lines, profile)
     out: dict[str, Any] = {
@@ -154,6 +161,12 @@ def explain(
         "profile": profile.to_public(),
         **reading.to_public(tail=tail),
     }
+    if output is not None:
+        out["output"] = output
+        if output.get("quiet") is False and reading.verdict in (V_IDLE, UNKNOWN):
+            out["verdict"] = V_BUSY
+            out["why"] = (f"printing: last output {output['quiet_for_ms']} ms ago; the quiet guard "
+                          f"waits for {output['quiet_ms']} ms of silence")
     if agent.known and agent.detected is None:
         out["verdict"] = "agent-exited"
         out["why"] = f"{agent.kind} no longer runs under pid {agent.pid}"

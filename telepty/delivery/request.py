@@ -100,6 +100,9 @@ def _prompt_text(body: dict[str, Any], warnings: list[str]) -> str:
         raise BadRequest("missing_field", "prompt is required and must not be empty")
     if not isinstance(value, str):
         raise BadRequest("invalid_field", f"{name} must be a string, got {_kind(value)}")
+    if not value.strip():
+        # Nothing to say: submitting it would only press Enter (telepty keys does that).
+        raise BadRequest("missing_field", "prompt must not be only whitespace")
     return value
 
 

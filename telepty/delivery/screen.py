@@ -312,6 +312,10 @@ class TerminalScreen:
     def lines(self) -> list[str]:
         return trim("".join(c for c in row if c) for row in self.grid)
 
+    def lines_to_cursor(self) -> list[str]:
+        """The rows down to the cursor's (see ``TmuxServer.capture_to_cursor``)."""
+        return ["".join(c for c in row if c).rstrip() for row in self.grid[: self.y + 1]]
+
     def feed(self, data: bytes) -> None:
         data = _OSC_RE.sub(b"", data)
         text = data.decode("utf-8", errors="replace")

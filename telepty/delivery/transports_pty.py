@@ -8,35 +8,16 @@ incrementally while a delivery watches it.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
+from telepty.activity import OutputActivity
 from telepty.delivery.keys import sequence_bytes
 from telepty.delivery.model import SESSION_EXITED, WRITE_FAILED, DeliveryError
 from telepty.delivery.profiles import SubmitProfiles
 from telepty.delivery.transports_stream import KEY_GAP_S, ScrollbackScreen, StreamTransport, dims
-from telepty.pty.activity import OutputActivity
 from telepty.pty.spawned import PtyClosedError, SpawnedPty
 from telepty.sessions.model import Session
-
-
-async def wait_for_quiet(activity: OutputActivity, quiet_ms: int) -> bool:
-    """True once there has been no output for ``quiet_ms``, waiting at most that long.
-
-    Output arriving during the wait means the target is busy: the caller retries on
-    its schedule instead of us waiting indefinitely here.
-    """
-    need = quiet_ms / 1000.0
-    deadline = time.monotonic() + need
-    while True:
-        idle = activity.idle_seconds()
-        if idle >= need:
-            return True
-        remaining = need - idle
-        if time.monotonic() + remaining > deadline + 0.005:
-            return False
-        await asyncio.sleep(remaining)
 
 
 class PtyTerminal:
@@ -48,6 +29,9 @@ class PtyTerminal:
 
     async def screen(self) -> list[str]:
         return self.view.lines()
+
+    async def input_lines(self) -> list[str]:
+        return self.view.input_lines()
 
     async def paste(self, data: bytes) -> None:
         try:
@@ -85,8 +69,8 @@ class PtyTransport(StreamTransport):
     def _pid(self) -> int | None:
         return self.pty.pid
 
-    async def _output_quiet(self, quiet_ms: int) -> bool:
-        return await wait_for_quiet(self.pty.activity, quiet_ms)
+    def _activity(self) -> OutputActivity:
+        return self.pty.activity
 
     def _evidence_extra(self) -> dict[str, Any]:
         return {"bracketed": self.pty.bracketed.enabled}

@@ -11,10 +11,11 @@ they know it is alive, and where its output activity comes from: those are the h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
-from telepty.delivery.confirm import submit_prompt
+from telepty.activity import OutputActivity
+from telepty.delivery.confirm import submit_pasted, submit_prompt
 from telepty.delivery.keys import describe
 from telepty.delivery.model import STAGE_CHECK_READY, DeliveryError
 from telepty.delivery.profiles import SubmitProfile, SubmitProfiles, load_profiles
@@ -62,6 +63,10 @@ class ScrollbackScreen:
             self.fed = total
         return self.term.lines()
 
+    def input_lines(self) -> list[str]:
+        self.lines()  # feeds what arrived since
+        return self.term.lines_to_cursor()
+
     def app_cursor(self) -> bool:
         tail = self.scrollback.tail(SEED_BYTES)
         return tail.rfind(_APP_CURSOR_ON) > tail.rfind(_APP_CURSOR_OFF)
@@ -71,6 +76,8 @@ class StreamTerminal(Protocol):
     """``TerminalIO`` (``telepty.delivery.confirm``) over a stream; errors are DeliveryErrors."""
 
     async def screen(self) -> list[str]: ...
+
+    async def input_lines(self) -> list[str]: ...
 
     async def paste(self, data: bytes) -> None: ...
 
@@ -89,6 +96,7 @@ class StreamTransport:
         self.profiles = profiles or load_profiles(None)
         self.agent: AgentCheck | None = None
         self.profile: SubmitProfile | None = None
+        self.guard: dict[str, Any] | None = None  # what the quiet guard saw, for the record
         self._for_keys = False
 
     # -- the hooks ------------------------------------------------------------------------
@@ -104,9 +112,13 @@ class StreamTransport:
         """Whether an agent missing from the tree under ``pid`` means it exited."""
         return True
 
-    async def _output_quiet(self, quiet_ms: int) -> bool:
-        """No output for ``quiet_ms``; may wait about that long."""
+    def _activity(self) -> OutputActivity:
+        """When the terminal last printed (the stream's bytes, as the daemon reads them)."""
         raise NotImplementedError
+
+    def _output_trusted(self) -> bool:
+        """False when output may be happening that we do not see (a stalled mirror)."""
+        return True
 
     def _evidence_extra(self) -> dict[str, Any]:
         return {}
@@ -131,15 +143,28 @@ class StreamTransport:
                            for_keys=for_keys)
 
     async def is_quiet(self, quiet_ms: int) -> bool:
-        if not await self._output_quiet(quiet_ms):
+        """No output of its own for ``quiet_ms`` (waiting at most what is left of that
+        window), and no busy pattern or someone's text on the screen."""
+        if not self._output_trusted():
+            self.guard = {"quiet_ms": quiet_ms, "quiet": False, "stalled": True}
+            return False
+        quiet, self.guard = await self._activity().guard(quiet_ms)
+        if not quiet:
             return False
         if self.profile is not None:
             check_screen_quiet(read_screen(await self.term.screen(), self.profile),
                                for_keys=self._for_keys)
         return True
 
+    def settled(self, quiet_ms: int, printed_after: float | None) -> Awaitable[None] | None:
+        """Resolves when the terminal has printed (after ``printed_after``) and then been
+        quiet for ``quiet_ms``: the moment a waiting delivery should look again."""
+        return self._activity().wait_quiet(quiet_ms / 1000.0, printed_after=printed_after)
+
     def _evidence(self) -> dict[str, Any]:
         out: dict[str, Any] = {"transport": self.name, **self._evidence_extra()}
+        if self.guard is not None:
+            out["quiet_guard"] = self.guard
         if self.agent is not None:
             out["agent"] = self.agent.to_public()
         return out
@@ -148,16 +173,32 @@ class StreamTransport:
         self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback,
     ) -> DeliveryOutcome:
         self._ensure_connected("capture_before")
-        return await submit_prompt(self.term, prompt, self.profile or profile, no_enter=no_enter,
-                                   on_stage=on_stage, evidence=self._evidence())
+        with self._activity().ours():
+            return await submit_prompt(self.term, prompt, self.profile or profile, no_enter=no_enter,
+                                       on_stage=on_stage, evidence=self._evidence())
 
     async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
-        return await press_keys(self.term, keys, on_stage, self._evidence())
+        with self._activity().ours():
+            return await press_keys(self.term, keys, on_stage, self._evidence())
 
-    async def explain(self, tail: int = 20) -> dict[str, Any]:
+    async def submit_pasted(
+        self, prompt: bytes, *, profile: SubmitProfile, on_stage: StageCallback,
+    ) -> DeliveryOutcome:
+        """Submit a prompt that already sits whole in the input (see ``recovery``)."""
+        self._ensure_connected("capture_before")
+        with self._activity().ours():
+            return await submit_pasted(self.term, prompt, self.profile or profile,
+                                       on_stage=on_stage, evidence=self._evidence())
+
+    async def clear_input(self, keys: Sequence[str]) -> None:
+        with self._activity().ours():
+            await self.term.press(keys)
+
+    async def explain(self, tail: int = 20, quiet_ms: int | None = None) -> dict[str, Any]:
         agent = await check_agent(self._kind(), self._pid())
         return explain(session=self.session, transport=self.name, tail=tail, profiles=self.profiles,
-                       agent=agent, lines=await self.term.screen(), extra=self._explain_extra())
+                       agent=agent, lines=await self.term.screen(), extra=self._explain_extra(),
+                       output=self._activity().describe(quiet_ms))
 
 
 async def press_keys(term: StreamTerminal, keys: Sequence[Any], on_stage: StageCallback,

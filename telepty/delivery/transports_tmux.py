@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
+from telepty.activity import OutputActivity, ours
 from telepty.clock import monotonic
-from telepty.delivery.confirm import submit_prompt
+from telepty.delivery.confirm import submit_pasted, submit_prompt
 from telepty.delivery.model import (
     PANE_DEAD,
     PANE_IN_MODE,
@@ -75,6 +76,12 @@ class PaneTerminal:
         self.screens += 1
         return text.split("\n")
 
+    async def input_lines(self) -> list[str]:
+        try:
+            return await self.tmux.capture_to_cursor(self.pane_id, stage="capture")
+        except TmuxError as exc:
+            raise _classified(exc, before_paste=True) from None
+
     async def paste(self, data: bytes) -> None:
         name = f"telepty-{secrets.token_hex(8)}"
         try:
@@ -116,6 +123,8 @@ class PasteBufferTransport:
         self._command: str | None = None
         self._for_keys = False
         self._looked_at = float("-inf")  # monotonic time of the readiness look at the pane
+        self.activity: OutputActivity | None = None  # the pane's output, while tmux reports it
+        self.guard: dict[str, Any] | None = None  # what the quiet guard saw, for the record
 
     # -- readiness ------------------------------------------------------------------------
 
@@ -145,6 +154,10 @@ class PasteBufferTransport:
         self._for_keys = for_keys
         info = await self._pane(STAGE_CHECK_READY)
         self._looked_at = monotonic()
+        try:
+            self.activity = await self.tmux.watch_output(info)
+        except TmuxError as exc:
+            raise _classified(exc, before_paste=True) from None
         kind = self.session.agent if self.session is not None else "other"
         self.agent = await check_agent(kind, info.pane_pid)
         self._command = info.pane_current_command
@@ -169,32 +182,66 @@ class PasteBufferTransport:
             require_agent(self.agent, f"pane {self.pane_id}")
 
     async def is_quiet(self, quiet_ms: int) -> bool:
-        """Two captures of the pane tail ``quiet_ms`` apart must be identical, and no busy
-        pattern (or someone's half-typed text) on it.
+        """Has the pane printed nothing (of itself) for ``quiet_ms``, and shows no busy
+        pattern or someone's half-typed text?
 
-        The pane is also looked at every ``GUARD_POLL_S`` in between: a change ends the
-        guard early (not quiet), and so does the pane or its tmux server going away
-        (``pane_dead`` now rather than at the end of the guard).
+        With tmux's ``%output`` watch this is known at once; a pane that printed a
+        moment ago is waited for only until its window is over. Without it (no control
+        mode), two captures ``quiet_ms`` apart must be identical. Either way the pane is
+        looked at every ``GUARD_POLL_S`` while waiting, so a pane or server that goes
+        away fails now (``pane_dead``), not at the end of the window.
         """
         try:
-            before = await self.tmux.capture_tail(self.pane_id, 0, stage=STAGE_QUIET_GUARD)
-            tail = before.split("\n")[-GUARD_TAIL_LINES:]
-            deadline = monotonic() + quiet_ms / 1000.0
-            while True:
-                left = deadline - monotonic()
-                # The guard's own quiet window, not synchronisation.
-                await asyncio.sleep(max(0.0, min(left, GUARD_POLL_S)))
-                after = await self.tmux.capture_tail(self.pane_id, 0, stage=STAGE_QUIET_GUARD)
-                lines = after.split("\n")
-                if lines[-GUARD_TAIL_LINES:] != tail:
+            if self.activity is not None:
+                quiet, self.guard = await self.activity.guard(
+                    quiet_ms, check=self._still_there, poll_s=GUARD_POLL_S)
+                if not quiet:
                     return False
-                if left <= GUARD_POLL_S:
-                    break
+                lines = await self.term.screen()
+            else:
+                quiet, lines = await self._quiet_by_captures(quiet_ms)
+                self.guard = {"quiet_ms": quiet_ms, "quiet": quiet, "by": "screen"}
+                if not quiet:
+                    return False
         except TmuxError as exc:
             raise _classified(exc, before_paste=True) from None
         if self.profile is not None:
             check_screen_quiet(read_screen(lines, self.profile), for_keys=self._for_keys)
         return True
+
+    async def _still_there(self) -> None:
+        await self._pane(STAGE_QUIET_GUARD)
+
+    async def _quiet_by_captures(self, quiet_ms: int) -> tuple[bool, list[str]]:
+        before = await self.tmux.capture_tail(self.pane_id, 0, stage=STAGE_QUIET_GUARD)
+        tail = before.split("\n")[-GUARD_TAIL_LINES:]
+        deadline = monotonic() + quiet_ms / 1000.0
+        while True:
+            left = deadline - monotonic()
+            # The guard's own quiet window, not synchronisation.
+            await asyncio.sleep(max(0.0, min(left, GUARD_POLL_S)))
+            after = await self.tmux.capture_tail(self.pane_id, 0, stage=STAGE_QUIET_GUARD)
+            lines = after.split("\n")
+            if lines[-GUARD_TAIL_LINES:] != tail:
+                return False, lines
+            if left <= GUARD_POLL_S:
+                return True, lines
+
+    def settled(self, quiet_ms: int, printed_after: float | None) -> Awaitable[None] | None:
+        """Resolves when the pane has printed (after ``printed_after``) and then been
+        quiet for ``quiet_ms``: the moment a waiting delivery should look again."""
+        return self._settled(quiet_ms / 1000.0, printed_after)
+
+    async def _settled(self, quiet_s: float, printed_after: float | None) -> None:
+        if self.activity is None:  # not looked at yet (a held delivery after a restart)
+            try:
+                info = await self.tmux.pane_info(self.pane_id)
+                self.activity = await self.tmux.watch_output(info) if info is not None else None
+            except TmuxError:
+                self.activity = None
+        if self.activity is None:
+            await asyncio.Event().wait()  # tmux cannot tell us: only the caller's bound ends this
+        await self.activity.wait_quiet(quiet_s, printed_after=printed_after)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -202,6 +249,8 @@ class PasteBufferTransport:
         out: dict[str, Any] = {"transport": self.name, "pane": self.pane_id}
         if self.left_mode:
             out["left_copy_mode"] = True
+        if self.guard is not None:
+            out["quiet_guard"] = self.guard
         if self.agent is not None:
             out["agent"] = self.agent.to_public()
         return out
@@ -210,14 +259,28 @@ class PasteBufferTransport:
         self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback,
     ) -> DeliveryOutcome:
         await self._recheck()
-        return await submit_prompt(self.term, prompt, self.profile or profile, no_enter=no_enter,
-                                   on_stage=on_stage, evidence=self._evidence())
+        with ours(self.activity):
+            return await submit_prompt(self.term, prompt, self.profile or profile, no_enter=no_enter,
+                                       on_stage=on_stage, evidence=self._evidence())
 
     async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
         await self._recheck()
-        return await press_keys(self.term, keys, on_stage, self._evidence())
+        with ours(self.activity):
+            return await press_keys(self.term, keys, on_stage, self._evidence())
 
-    async def explain(self, tail: int = 20) -> dict[str, Any]:
+    async def submit_pasted(
+        self, prompt: bytes, *, profile: SubmitProfile, on_stage: StageCallback,
+    ) -> DeliveryOutcome:
+        """Submit a prompt that already sits whole in the input (see ``recovery``)."""
+        with ours(self.activity):
+            return await submit_pasted(self.term, prompt, self.profile or profile,
+                                       on_stage=on_stage, evidence=self._evidence())
+
+    async def clear_input(self, keys: Sequence[str]) -> None:
+        with ours(self.activity):
+            await self.term.press(keys)
+
+    async def explain(self, tail: int = 20, quiet_ms: int | None = None) -> dict[str, Any]:
         """What readiness would see now; changes nothing (a pane in copy mode stays in it)."""
         try:
             info = await self.tmux.pane_info(self.pane_id)
@@ -228,7 +291,12 @@ class PasteBufferTransport:
         kind = self.session.agent if self.session is not None else "other"
         agent = await check_agent(kind, info.pane_pid)
         lines = await self.term.screen()
+        try:
+            activity = await self.tmux.watch_output(info)
+        except TmuxError:
+            activity = None
         return explain(session=self.session, transport=self.name, tail=tail, profiles=self.profiles,
                        agent=agent, lines=lines,
+                       output=activity.describe(quiet_ms) if activity is not None else None,
                        extra={"pane": self.pane_id, "pane_in_mode": info.pane_in_mode,
                               "pane_current_command": info.pane_current_command})

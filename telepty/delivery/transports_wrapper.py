@@ -11,10 +11,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from telepty.activity import OutputActivity
 from telepty.delivery.keys import sequence_bytes
 from telepty.delivery.model import (
     SESSION_DISCONNECTED,
-    STAGE_QUIET_GUARD,
     WRITE_FAILED,
     DeliveryError,
 )
@@ -35,6 +35,9 @@ class WrapperTerminal:
 
     async def screen(self) -> list[str]:
         return self.view.lines()
+
+    async def input_lines(self) -> list[str]:
+        return self.view.input_lines()
 
     async def paste(self, data: bytes) -> None:
         try:
@@ -83,12 +86,12 @@ class WrapperTransport(StreamTransport):
         # reports its child's exit itself.
         return bool(pid) and pid_alive(pid)  # type: ignore[arg-type]
 
-    async def _output_quiet(self, quiet_ms: int) -> bool:
-        try:
-            return await self.link.is_quiet(quiet_ms)
-        except WrapperGone as exc:
-            raise DeliveryError(SESSION_DISCONNECTED, str(exc), stage=STAGE_QUIET_GUARD,
-                                retryable=True) from None
+    def _activity(self) -> OutputActivity:
+        return self.link.activity
+
+    def _output_trusted(self) -> bool:
+        # A stalled mirror hides whatever the child prints: never call that quiet.
+        return not self.link.stalled
 
     def _evidence_extra(self) -> dict[str, Any]:
         return {"bracketed": self.link.bracketed_paste}

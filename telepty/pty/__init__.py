@@ -1,6 +1,6 @@
 """PTYs: spawned sessions the daemon owns, and the wrap/attach clients' terminal."""
 
-from telepty.pty.activity import OutputActivity
+from telepty.activity import OutputActivity
 from telepty.pty.bracketed import (
     BRACKET_END,
     BRACKET_START,

@@ -34,8 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ptyprocess import PtyProcess
 
+from telepty.activity import OutputActivity
 from telepty.errors import TeleptyError
-from telepty.pty.activity import OutputActivity
 from telepty.pty.bracketed import BRACKET_END, BracketedPasteTracker, frame_paste
 from telepty.pty.scrollback import DEFAULT_SCROLLBACK_BYTES, Scrollback
 

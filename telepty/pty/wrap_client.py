@@ -496,26 +496,19 @@ def backoff_delays(start: float, cap: float, rng: random.Random | None = None) -
 
 
 class ChildRequests:
-    """Answers the daemon's requests (quiet, paste, write) against the child's PTY."""
+    """Answers the daemon's requests (paste, write) against the child's PTY.
+
+    (Whether the child is quiet the daemon reads from the output mirrored to it.)
+    """
 
     def __init__(self, pty: SpawnedPty) -> None:
         self.pty = pty
-        self._output_waiters: set[asyncio.Future[None]] = set()
-
-    def note_output(self) -> None:
-        """Wake quiet checks: output arrived, so the child is not quiet."""
-        for fut in self._output_waiters:
-            if not fut.done():
-                fut.set_result(None)
-        self._output_waiters.clear()
 
     async def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
         """The result frame for one request (always answered, never raises)."""
         kind = msg.get("type")
         try:
-            if kind == "quiet":
-                body = await self.quiet(msg)
-            elif kind == "paste":
+            if kind == "paste":
                 body = await self.paste(msg)
             elif kind == "write":
                 body = await self.write(msg)
@@ -529,29 +522,6 @@ class ChildRequests:
             log.exception("request %r failed", kind)
             body = {"ok": False, "error": "internal", "detail": str(exc)}
         return {"type": "result", "id": msg.get("id"), **body}
-
-    async def quiet(self, msg: dict[str, Any]) -> dict[str, Any]:
-        quiet_ms = msg.get("quiet_ms")
-        if not _is_number(quiet_ms) or quiet_ms < 0:
-            raise _BadRequest("quiet_ms must be a non-negative number")
-        return {"ok": True, "quiet": await self.wait_quiet(quiet_ms / 1000.0)}
-
-    async def wait_quiet(self, quiet_s: float) -> bool:
-        """Silent for ``quiet_s``? Waits until it would be; any output meanwhile → False."""
-        if self.pty.exited.is_set():
-            return True
-        remaining = quiet_s - self.pty.activity.idle_seconds()
-        if remaining <= 0:
-            return True
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._output_waiters.add(fut)
-        try:
-            await asyncio.wait_for(fut, remaining)
-        except TimeoutError:
-            return self.pty.activity.quiet_for(quiet_s)
-        finally:
-            self._output_waiters.discard(fut)
-        return False
 
     async def paste(self, msg: dict[str, Any]) -> dict[str, Any]:
         data = _b64_field(msg, "data")
@@ -862,7 +832,7 @@ class DaemonLink:
                 log.info("renamed to %s", new_id)
                 self.meta.session_id = new_id  # every later hello registers the new id
             return
-        if kind in {"quiet", "paste", "write"} or "id" in msg:
+        if kind in {"paste", "write"} or "id" in msg:
             task = asyncio.ensure_future(self._answer(msg, generation))
             self._request_tasks.add(task)
             task.add_done_callback(self._request_tasks.discard)
@@ -1107,7 +1077,6 @@ class Wrapper:
         assert self.output is not None and self.link is not None and self.requests is not None
         self.output.write(data)
         self.link.mirror(data)
-        self.requests.note_output()
 
     def _pause_child(self) -> None:
         assert self.pty is not None

@@ -46,7 +46,7 @@ _programs: dict[str, str] | None = None
 def _shipped_programs() -> dict[str, list[str]]:
     text = resources.files("telepty").joinpath("data/profiles.toml").read_text("utf-8")
     return {name: list(table.get("programs") or []) for name, table in tomllib.loads(text).items()
-            if isinstance(table, dict) and name != "default"}
+            if isinstance(table, dict) and name not in ("default", OTHER)}
 
 
 def _names() -> dict[str, str]:

@@ -112,8 +112,8 @@ def idle_check_interval(threshold: float) -> float:
 
 
 def health_fields(s: Session, now_epoch: float) -> dict[str, Any]:
-    """The ``session_health`` body for one session."""
-    idle = s.idle_seconds(now_epoch)
+    """The ``session_health`` body for one session: one idle field, ``idle_seconds``
+    (the v1 spelling ``idleSeconds`` was a second copy that readers had to pick from)."""
     return {
         "session_id": s.id,
         "payload": {
@@ -121,8 +121,7 @@ def health_fields(s: Session, now_epoch: float) -> dict[str, Any]:
             "pid": s.pid,
             "type": str(s.type),
             "clients": s.clients,
-            "idle_seconds": idle,
-            "idleSeconds": idle,  # the seed's spelling, for v1 readers
+            "idle_seconds": s.idle_seconds(now_epoch),
             "state": str(s.state),
         },
     }

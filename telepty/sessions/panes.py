@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 
+from telepty.clock import monotonic
 from telepty.sessions.model import Session
 from telepty.tmux import TmuxError, TmuxServer
+from telepty.tmux.server import PaneInfo
 
 log = logging.getLogger("telepty.panes")
 
@@ -28,10 +31,16 @@ def same_pane(session: Session, pane_pid: int) -> bool:
     return not isinstance(want, int) or want == pane_pid
 
 
+# How often a pane's output may move its session's idle clock (each %output would).
+TOUCH_INTERVAL_S = 0.5
+
+
 class TmuxPool:
-    def __init__(self, tmux_bin: str = "tmux") -> None:
+    def __init__(self, tmux_bin: str = "tmux", on_output: Callable[[str], None] | None = None) -> None:
         self.tmux_bin = tmux_bin
         self._servers: dict[str | None, TmuxServer] = {}
+        # Told "session X printed" (the registry's idle clock), at most every TOUCH_INTERVAL_S.
+        self.on_output = on_output
 
     def server(self, socket_path: str | None) -> TmuxServer:
         key = socket_path or None
@@ -66,7 +75,19 @@ class TmuxPool:
             log.info("pane %s of session %s now runs pid %s, not the registered %s: not ours",
                      session.tmux_pane, session.id, info.pane_pid, session.meta.get(PANE_PID_META))
             return False
+        await self._watch(srv, info, session.id)
         return True
+
+    async def _watch(self, srv: TmuxServer, info: PaneInfo, session_id: str) -> None:
+        """Keep the pane's output watched (the quiet guard's clock), and let its output
+        count as the session's activity (``list``, ``session.idle``)."""
+        try:
+            activity = await srv.watch_output(info)
+        except TmuxError as exc:
+            log.debug("cannot watch pane %s: %s", info.pane_id, exc)
+            return
+        if activity is not None and activity.listener is None and self.on_output is not None:
+            activity.listener = _Toucher(self.on_output, session_id)
 
     async def pane_pid(self, socket_path: str | None, pane_id: str) -> int | None:
         """The pid of the process a pane was started with, or None when it cannot be told."""
@@ -81,3 +102,20 @@ class TmuxPool:
             with contextlib.suppress(Exception):
                 await srv.close()
         self._servers.clear()
+
+
+class _Toucher:
+    """Tells ``on_output`` about a session's output, at most every TOUCH_INTERVAL_S."""
+
+    __slots__ = ("_last", "_on_output", "_session_id")
+
+    def __init__(self, on_output: Callable[[str], None], session_id: str) -> None:
+        self._on_output = on_output
+        self._session_id = session_id
+        self._last = float("-inf")
+
+    def __call__(self) -> None:
+        now = monotonic()
+        if now - self._last >= TOUCH_INTERVAL_S:
+            self._last = now
+            self._on_output(self._session_id)

@@ -18,7 +18,6 @@ wrapper → daemon
   ``exit``       {code}: the child exited; the session becomes ``exited``.
 
 daemon → wrapper (each with an ``id`` the result echoes)
-  ``quiet``      {quiet_ms}: has the child been silent that long (waiting up to it)?
   ``paste``      {data, submit, settle_ms, no_enter} (base64): write the prompt to the
                  PTY, bracketed when the app enabled it, then the submit bytes.
   ``write``      {data}: raw bytes (keys for permission menus), never bracketed.
@@ -39,6 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
+from telepty.activity import OutputActivity
 from telepty.pty.scrollback import Scrollback
 
 log = logging.getLogger("telepty.wrapper")
@@ -64,6 +64,8 @@ class WrapperLink:
         self.bytes_in_reported = 0
         self.bracketed_paste = False
         self.last_output_wall = time.time()
+        # The quiet guard's view: the mirrored bytes as they arrive here.
+        self.activity = OutputActivity()
         self.last_heartbeat = time.monotonic()
         self.stalled = False
         self._stall_count = 0
@@ -78,6 +80,7 @@ class WrapperLink:
         self.bytes_received += len(data)
         self.scrollback.append(data)
         self.last_output_wall = time.time()
+        self.activity.note_output(len(data))
         for q in list(self.listeners):
             if q.qsize() > 512:
                 self.listeners.remove(q)
@@ -132,10 +135,6 @@ class WrapperLink:
             raise WrapperGone(f"the wrapper did not answer {kind!r} within {timeout_s:.1f}s") from None
         finally:
             self._pending.pop(req_id, None)
-
-    async def is_quiet(self, quiet_ms: int) -> bool:
-        reply = await self.request("quiet", timeout_s=quiet_ms / 1000.0 + 5.0, quiet_ms=quiet_ms)
-        return bool(reply.get("quiet")) and not self.stalled
 
     async def paste(self, data: bytes, submit: bytes, settle_ms: int, no_enter: bool) -> dict[str, Any]:
         timeout = 30.0 + len(data) / 50_000 + settle_ms / 1000.0

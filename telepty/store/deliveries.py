@@ -159,16 +159,18 @@ class DeliveryRepo:
 
         return await self.db.run(q)
 
-    async def interrupted_leftovers(self) -> list[Delivery]:
-        """Prompts interrupted mid-paste with no prompt delivered to their session since.
+    async def blocking_leftovers(self) -> list[Delivery]:
+        """Failed prompts whose text may still sit in their session's input, with nothing
+        delivered to that session since: a restarted engine holds those sessions again.
 
-        Their text may still sit in that session's input; the engine holds the next
-        prompt until it is gone (``telepty.delivery.leftover``). Oldest first.
+        Flagged ``holds_input`` in their evidence (cleared when the hold ends); rows from
+        before the flag existed count when they failed ``interrupted``. Oldest first.
         """
 
         def q(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
-                f"{_SELECT} AS d WHERE d.kind = ? AND d.status = ? AND d.reason = ? "
+                f"{_SELECT} AS d WHERE d.kind = ? AND d.status = ? "
+                "AND COALESCE(json_extract(d.evidence, '$.holds_input'), d.reason = ?) = 1 "
                 "AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.session_id = d.session_id "
                 "AND e.seq > d.seq AND e.status = ?) ORDER BY d.seq ASC",
                 (str(DeliveryKind.PROMPT), str(DeliveryStatus.FAILED), INTERRUPTED,

@@ -10,6 +10,8 @@ not decide how long the log keeps the event.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,17 @@ from telepty.clock import utc_now
 from telepty.store.db import Database
 
 _DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+_SEQ_OF = "SELECT seq FROM events WHERE message_id = ?"
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(rows: int) -> str:
+    """The same text for the same batch size, so SQLite's statement cache prepares each
+    once (batches are mostly small: as many events as arrived during one commit)."""
+    values = ",".join(("(?,?,?,?)",) * rows)
+    return (f"INSERT INTO events (message_id, kind, ts, envelope) VALUES {values} "
+            "ON CONFLICT (message_id) DO NOTHING RETURNING seq, message_id")
 
 
 def dumps_event(envelope: dict[str, Any]) -> str:
@@ -48,36 +61,44 @@ class EventRepo:
         return result.seq, result.inserted
 
     async def append_many(self, items: list[tuple[dict[str, Any], str]]) -> list[Appended]:
-        """Append ``(envelope, its JSON)`` pairs in one transaction, in order.
+        """Append ``(envelope, its JSON)`` pairs in one transaction, in order."""
+        return await self.append_batch(items)
+
+    def append_batch(self, items: list[tuple[dict[str, Any], str]]) -> asyncio.Future[list[Appended]]:
+        """Queue ``(envelope, its JSON)`` pairs as one transaction; the future resolves
+        once it has committed.
 
         One transaction per batch is what lets the bus take thousands of events a
-        second: the cost of a commit is paid once for everything that queued up meanwhile.
+        second: the cost of a commit is paid once for everything that queued up
+        meanwhile. It is a single multi-row ``INSERT`` (a statement outside ``BEGIN``
+        is its own transaction): one call into SQLite instead of one per row. It runs
+        on the calling thread when the database thread is idle (a WAL commit never
+        waits on the disk; see ``telepty.store.db``), else queued behind what is there.
+        Either way batches commit in the order they were queued, so seqs ascend from
+        one batch to the next, and the future is done only once the batch is committed.
         """
         accepted_at = utc_now()
+        message_ids = [env["message_id"] for env, _ in items]
+        args: list[str] = []
+        for env, body in items:
+            args += (env["message_id"], env["kind"], accepted_at, body)
+        sql = _insert_sql(len(items))
 
         def q(conn: sqlite3.Connection) -> list[Appended]:
+            if conn.in_transaction:
+                raise RuntimeError("a transaction was left open on the database connection")
+            # RETURNING order is unspecified: match rows by message_id.
+            seqs = {mid: seq for seq, mid in conn.execute(sql, args).fetchall()}
             out: list[Appended] = []
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for envelope, body in items:
-                    cur = conn.execute(
-                        "INSERT OR IGNORE INTO events (message_id, kind, ts, envelope) VALUES (?,?,?,?)",
-                        (envelope["message_id"], envelope["kind"], accepted_at, body),
-                    )
-                    if cur.rowcount == 1:
-                        out.append(Appended(int(cur.lastrowid or 0), True))
-                        continue
-                    row = conn.execute(
-                        "SELECT seq FROM events WHERE message_id = ?", (envelope["message_id"],)
-                    ).fetchone()
-                    out.append(Appended(int(row[0]), False))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            for mid in message_ids:
+                seq = seqs.pop(mid, None)  # popped: the same id twice in a batch is one event
+                if seq is not None:
+                    out.append(Appended(seq, True))
+                else:  # already logged: its first copy's seq makes the retry idempotent
+                    out.append(Appended(int(conn.execute(_SEQ_OF, (mid,)).fetchone()[0]), False))
             return out
 
-        return await self.db.run(q)
+        return self.db.run_here_if_idle(q)
 
     async def since(
         self, seq: int, limit: int = 100, kinds: tuple[str, ...] = ()

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from telepty.activity import OutputActivity
 from telepty.clock import monotonic
 from telepty.tmux.buffer_files import BufferFiles
 from telepty.tmux.control import (
@@ -50,6 +51,7 @@ from telepty.tmux.errors import (
     TmuxError,
     classify,
 )
+from telepty.tmux.output_watch import PaneOutputWatch
 
 log = logging.getLogger("telepty.tmux")
 
@@ -76,6 +78,8 @@ _PANE_FIELDS = (
     "pane_width",
     "pane_height",
     "pane_tty",
+    "session_id",
+    "window_activity",
     "pane_current_path",  # last: a path may contain anything, even the separator
 )
 PANE_FORMAT = _SEP.join(f"#{{{f}}}" for f in _PANE_FIELDS)
@@ -96,6 +100,8 @@ class PaneInfo:
     pane_width: int
     pane_height: int
     pane_tty: str
+    session_id: str  # "$N"; one of the sessions the pane's window is linked into
+    window_activity: int  # wall-clock seconds of the window's last output (any pane)
     pane_current_path: str
 
 
@@ -136,7 +142,9 @@ def parse_pane_line(line: str) -> PaneInfo | None:
         pane_width=_int(parts[8]),
         pane_height=_int(parts[9]),
         pane_tty=parts[10],
-        pane_current_path=parts[11],
+        session_id=parts[11],
+        window_activity=_int(parts[12]),
+        pane_current_path=parts[13],
     )
 
 
@@ -193,6 +201,10 @@ class TmuxServer:
         # How commands actually went; `telepty explain` and the tests read it.
         self.transport_counts: Counter[str] = Counter()
         self._buffer_files = BufferFiles()
+        # When served panes last printed; only with control mode (it is a control client).
+        self.output_watch: PaneOutputWatch | None = (
+            PaneOutputWatch(tmux_bin, self.socket_args, start_timeout_s=timeout_s) if use_control else None
+        )
 
     @classmethod
     def from_tmux_env(cls, value: str | None = None, **kwargs: object) -> TmuxServer:
@@ -223,6 +235,8 @@ class TmuxServer:
     async def close(self) -> None:
         if self.control is not None:
             await self.control.close()
+        if self.output_watch is not None:
+            await self.output_watch.close()
         self._buffer_files.close()
 
     def available(self) -> bool:
@@ -354,6 +368,13 @@ class TmuxServer:
             raise TmuxError(PANE_DEAD, f"can't find pane: {pane_id}", stage=stage)
         return info
 
+    async def watch_output(self, info: PaneInfo) -> OutputActivity | None:
+        """The pane's output activity, watching it from now on; None when tmux cannot
+        tell us (no control mode): the caller then judges quietness from the screen."""
+        if self.output_watch is None or info.pane_dead:
+            return None
+        return await self.output_watch.watch(info.pane_id, info.session_id, info.window_activity)
+
     async def capture_tail(self, pane_id: str, lines: int = 8, *, stage: str = "capture") -> str:
         """The last ``lines`` non-blank lines of the visible screen, wrapped lines joined.
 
@@ -369,6 +390,19 @@ class TmuxServer:
         if lines > 0:
             rows = rows[-lines:]
         return "\n".join(rows)
+
+    async def capture_to_cursor(self, pane_id: str, *, stage: str = "capture") -> list[str]:
+        """The visible rows from the top down to the cursor's, right-stripped.
+
+        For a line-oriented program (a shell, ``cat``, a REPL) the cursor's row is its
+        input line: a blank one there means an empty input, whatever the rows above show.
+        """
+        _check_pane_id(pane_id)
+        where = await self.run("display-message", "-p", "-t", pane_id, "#{cursor_y}", stage=stage,
+                               retry_safe=True)
+        out = await self.run("capture-pane", "-p", "-t", pane_id, stage=stage, retry_safe=True)
+        rows = [row.rstrip() for row in out.split("\n")]
+        return rows[: _int(where.strip()) + 1]
 
     # -- buffers and keys --------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import ROOT
 
@@ -20,12 +21,16 @@ class AgentFiles:
     stop: Path
 
     def submissions(self) -> list[str]:
+        return [str(e["text"]) for e in self.records() if "text" in e]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every line of the log: submissions ({n, text, t}) and events ({event, t})."""
         if not self.out.exists():
             return []
         data = self.out.read_text()
         # A line is complete only once its newline is written; a big one may be mid-write.
         complete = data[: data.rfind("\n") + 1]
-        return [json.loads(line)["text"] for line in complete.splitlines() if line]
+        return [json.loads(line) for line in complete.splitlines() if line]
 
     def raw_bytes(self) -> bytes:
         return self.raw.read_bytes() if self.raw.exists() else b""
@@ -70,3 +75,48 @@ def start_agent_pane(session: object, tmp_path: Path, name: str = "agent", *, bu
     pane = window.active_pane
     socket_path = session.server.cmd("display-message", "-p", "#{socket_path}").stdout[0]  # type: ignore[attr-defined]
     return AgentPane(pane_id=pane.pane_id, socket_path=socket_path, files=files, pane=pane)
+
+
+# -- input programs of three kinds, for crash tests ------------------------------------------
+
+INPUT_KINDS = ("box", "readline", "cat")
+
+
+def input_program(kind: str, log: Path, busy_until: Path | None = None) -> str:
+    """A shell command line running an input program that logs what it receives.
+
+    - ``box``: the fake agent drawing its input line (``ready> …``; JSON-lines log);
+    - ``readline``: bash's ``read -e`` (GNU readline, bracketed paste; one line per entry);
+    - ``cat``: a tty in canonical mode (one line per entry).
+
+    With ``busy_until``, each prints a ticker until that file exists (a busy agent).
+    """
+    out = shlex.quote(str(log))
+    if kind == "box":
+        argv = [sys.executable, FAKE_AGENT, "--out", str(log), "--echo"]
+        if busy_until is not None:
+            argv += ["--busy-until", str(busy_until)]
+        return shlex.join(argv)
+    if kind == "readline":
+        loop = f'while IFS= read -r -e -p "$ " line; do printf "%s\\n" "$line" >> {out}; done'
+        body = shlex.join(["bash", "--norc", "--noprofile", "-c", loop])
+    elif kind == "cat":
+        body = f"cat >> {out}"
+    else:
+        raise ValueError(f"unknown input program kind {kind!r}")
+    if busy_until is None:
+        return f"exec {body}"
+    stop = shlex.quote(str(busy_until))
+    return f"while [ ! -e {stop} ]; do echo working; sleep 0.05; done; exec {body}"
+
+
+def input_submissions(kind: str, log: Path) -> list[str]:
+    """What an ``input_program`` received, in order (complete lines only)."""
+    if not log.exists():
+        return []
+    data = log.read_text()
+    complete = data[: data.rfind("\n") + 1]
+    if kind == "box":
+        records = [json.loads(line) for line in complete.splitlines() if line.strip()]
+        return [str(r["text"]) for r in records if "text" in r]
+    return complete.splitlines()

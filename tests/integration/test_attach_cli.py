@@ -112,4 +112,4 @@ def test_attach_errors(daemon: DaemonProcess, home: Path) -> None:
     daemon.stop()
     down = run_cli("attach", "s5", env=daemon_env(home, TELEPTY_PORT=str(closed_port())), input=b"")
     assert down.returncode == 3
-    assert "not running" in down.stderr and down.stderr.count("\n") == 1
+    assert "no telepty daemon is running" in down.stderr and down.stderr.count("\n") == 1

@@ -87,10 +87,17 @@ class Tail:
             self.proc.wait(5)
 
 
-def test_cli_tail_resumes_after_a_daemon_restart(daemon_factory) -> None:  # type: ignore[no-untyped-def]
-    d = daemon_factory().start()
+def test_cli_tail_resumes_after_a_daemon_restart(daemon_factory, machines) -> None:  # type: ignore[no-untyped-def]
+    # Another home's daemon listens where a CLI that guessed would look (TELEPTY_PORT, as
+    # 3848 for a user who followed the quick start), with events the tail must never print.
+    stray = machines("stray").start()
+    for n in range(90, 96):
+        publish(stray, "cli.test", n=n)
+    stray_port = stray.url.rsplit(":", 1)[1]
+    d = daemon_factory(TELEPTY_PORT=stray_port).start()  # `--port 0`: it listens elsewhere
     publish(d, "noise")  # not in --kinds: must not show
-    tail = Tail(d, "--since", "0", "--kinds", "cli.test", "--json")
+    # cli.test is published here only after the tail starts: --new-kinds takes it anyway.
+    tail = Tail(d, "--since", "0", "--kinds", "cli.test", "--new-kinds", "--json")
     try:
         r = d.cli("bus", "publish", "cli.test", "--payload", '{"n": 1}')
         assert r.returncode == 0, r.stderr
@@ -108,7 +115,8 @@ def test_cli_tail_resumes_after_a_daemon_restart(daemon_factory) -> None:  # typ
         assert [e["payload"]["n"] for e in events] == [1, 2, 3]
         assert [e["seq"] for e in events] == [2, 3, 4]
         assert all(e["kind"] == e["type"] == "cli.test" for e in events)
-        assert any("reconnected; resuming after seq 2" in e for e in tail.err)
+        assert any(f"reconnected to {d.url}; resuming after seq 2" in e for e in tail.err)
+        assert not any(stray.url in e for e in tail.err)  # never even tried the other home's
         assert tail.proc.poll() is None  # still following
     finally:
         tail.stop()

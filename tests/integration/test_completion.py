@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from telepty.cli.completion_cmd import describe
 from telepty.cli.main import build_parser
-from tests.helpers import daemon_env, run_cli
+from tests.helpers import DaemonProcess, daemon_env, run_cli
 
 
-def _bash_complete(script: Path, *words: str) -> list[str]:
+def _bash_complete(script: Path, *words: str, env: dict[str, str] | None = None) -> list[str]:
     code = (f"source {script}\nCOMP_WORDS=({' '.join(words)}); COMP_CWORD={len(words) - 1}\n"
             '_telepty; printf "%s\\n" "${COMPREPLY[@]}"\n')
-    out = subprocess.run(["bash", "--norc", "-c", code], capture_output=True, text=True, timeout=10)
+    out = subprocess.run(["bash", "--norc", "-c", code], capture_output=True, text=True, timeout=20,
+                         env=env)
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
 
@@ -66,3 +68,29 @@ def test_zsh_and_fish_scripts(shell: str, home: Path) -> None:
 def test_unknown_shell_is_a_usage_error(home: Path) -> None:
     res = run_cli("completion", "tcsh", env=daemon_env(home))
     assert res.returncode == 2
+
+
+def test_bash_completes_session_ids_and_choice_values(tmp_path: Path, daemon: DaemonProcess) -> None:
+    for sid in ("alpha", "beta"):
+        status, body = daemon.request("POST", "/api/sessions/spawn", {
+            "session_id": sid, "command": "sh", "cwd": str(tmp_path)})
+        assert status == 201, body
+    script = tmp_path / "telepty.bash"
+    script.write_text(run_cli("completion", "bash", env=daemon.env).stdout)
+    # `telepty` as a person's shell finds it, with this daemon's home.
+    env = {**daemon.env, "PATH": f"{Path(sys.executable).parent}:{daemon.env['PATH']}"}
+    assert run_cli("completion", "sessions", env=env).stdout.split() == ["alpha", "beta"]
+    assert _bash_complete(script, "telepty", "inject", "", env=env)[-2:] == ["alpha", "beta"]
+    assert _bash_complete(script, "telepty", "inject", "al", env=env) == ["alpha"]
+    assert _bash_complete(script, "telepty", "kill", "b", env=env) == ["beta"]
+    assert _bash_complete(script, "telepty", "deliveries", "--session", "", env=env) == ["alpha", "beta"]
+    assert "alpha" not in _bash_complete(script, "telepty", "inject", "alpha", "", env=env)  # the prompt
+    assert _bash_complete(script, "telepty", "deliveries", "--status", "de", env=env) == [
+        "delivering", "delivered"]
+    assert _bash_complete(script, "telepty", "list", "--agent", "c", env=env) == ["claude", "codex"]
+    assert _bash_complete(script, "telepty", "completion", "", env=env)[-4:] == [
+        "bash", "zsh", "fish", "sessions"]
+    # With the daemon gone there are no ids to offer, and no error either.
+    daemon.stop()
+    assert run_cli("completion", "sessions", env=env).returncode == 0
+    assert _bash_complete(script, "telepty", "kill", "", env=env) == ["--help", "--json"]

@@ -49,6 +49,23 @@ def test_doctor_with_the_daemon_down_fails_with_hints(home, tmp_path) -> None:  
     assert "sessions" not in checks
 
 
+def test_doctor_states_each_hint_once(tmp_path: Path) -> None:
+    home = tmp_path / "fresh"  # a new user's home: no daemon has ever run here
+    home.mkdir()
+    res = run_cli("doctor", env=daemon_env(home))
+    assert res.returncode == 1
+    assert res.stdout.splitlines()[:2] == [
+        f"✗ daemon: no telepty daemon is running for TELEPTY_HOME={home}",
+        "    fix: start it with `telepty daemon` (`telepty service install` starts it at login), or point "
+        "TELEPTY_HOME at the home of the daemon you mean",
+    ]
+    assert f"✗ token: token file {home / 'token'} does not exist yet (the daemon creates it on its first " \
+           "start)\n" in res.stdout
+    assert res.stdout.count("`telepty daemon`") == 1  # not again under token, not inside the detail
+    fixes = [line for line in res.stdout.splitlines() if line.startswith("    fix: ")]
+    assert len(fixes) == len(set(fixes))
+
+
 def test_doctor_flags_token_mode_peers_file_and_missing_tmux(daemon: DaemonProcess) -> None:
     (daemon.home / "token").chmod(0o644)
     (daemon.home / "peers.json").write_text("{not json")

@@ -15,6 +15,17 @@ async def explain(client: Any, sid: str, **params: Any) -> dict[str, Any]:
     return await resp.json()  # type: ignore[no-any-return]
 
 
+async def explain_once_quiet(client: Any, sid: str, **params: Any) -> dict[str, Any]:
+    """Explain once the screen has stopped changing: a pane that just drew is still
+    "printing" for a quiet window, and explain says busy then, as the engine would."""
+
+    async def quiet() -> dict[str, Any] | None:
+        e = await explain(client, sid, **params)
+        return e if e["output"]["quiet"] else None
+
+    return await wait_until(quiet, 5, message=f"{sid} to stop printing")  # type: ignore[no-any-return]
+
+
 async def test_explain_verdicts_on_a_live_screen(client, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
     busy, ask = tmp_path / "busy", tmp_path / "ask"
     sp = start_standin(session, tmp_path, "standin_dialog.py", agent="claude",
@@ -22,9 +33,10 @@ async def test_explain_verdicts_on_a_live_screen(client, session, tmp_path) -> N
     await sp.ready()
     await register(client, sp, "ex")
 
-    e = await explain(client, "ex", lines=8)
+    e = await explain_once_quiet(client, "ex", lines=8)
     assert (e["verdict"], e["agent"], e["agent_detected"], e["agent_present"]) == ("idle", "claude", "claude",
                                                                                   True)
+    assert e["output"]["quiet"] is True and e["output"]["quiet_for_ms"] >= 200
     assert e["profile"]["name"] == "claude" and e["transport"] == "paste_buffer"
     assert e["pattern"] in e["profile"]["idle_patterns"] and 'Try "refactor' in e["line"]
     assert len(e["lines"]) <= 8 and e["pending"] == [] and e["pane_in_mode"] is False
@@ -62,7 +74,7 @@ async def test_explain_agent_exited_and_unknown_screens(client, session, tmp_pat
     exit_file = tmp_path / "bye"
     launch_from_shell(shell, "standin_exit.py", ["--exit-file", str(exit_file)])
     await shell.ready()
-    e = await explain(client, "sh")
+    e = await explain_once_quiet(client, "sh")
     assert (e["verdict"], e["agent_detected"]) == ("idle", "codex")
     assert e["line"] == "› Ask Codex to do anything"
 
@@ -73,7 +85,7 @@ async def test_explain_agent_exited_and_unknown_screens(client, session, tmp_pat
 
     # An "other" session running a plain shell: the default profile reads nothing.
     await register(client, shell, "plain", agent="other")
-    e = await explain(client, "plain")
+    e = await explain_once_quiet(client, "plain")
     assert (e["verdict"], e["pattern"], e["profile"]["name"]) == ("unknown", None, "default")
 
 

@@ -61,8 +61,9 @@ def test_multicast_cli_reaches_every_pane_and_fails_loudly(daemon: DaemonProcess
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["SESSION", "DELIVERY", "STATUS", "REASON"]
-    assert sorted(line.split()[0] for line in lines[1:]) == ["a", "b", "c"]
-    assert all(line.split()[2] == "delivered" for line in lines[1:])
+    assert sorted(line.split()[0] for line in lines[1:-1]) == ["a", "b", "c"]
+    assert all(line.split()[2] == "delivered" for line in lines[1:-1])
+    assert lines[-1] == "3 deliveries: 3 delivered, 0 failed, 0 pending"  # the --wait summary
     for name, ap in panes.items():
         wait_until_sync(lambda ap=ap: ap.files.submissions() == [prompt], 10, message=f"{name} submitted")
 

@@ -61,7 +61,9 @@ def test_failures_exit_non_zero(daemon: DaemonProcess, session, tmp_path) -> Non
     assert ap.files.raw_bytes() == b""
 
 
-def test_cancel_from_cli(daemon: DaemonProcess, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_from_cli(daemon_factory, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A long retry slot: the busy pane keeps it waiting while the CLI comes and goes.
+    daemon = daemon_factory(TELEPTY_RETRY_SCHEDULE="30").start()
     _pane_daemon(daemon, session, tmp_path, busy=True)
     r = daemon.cli("inject", "p1", "to cancel")
     assert r.returncode == 0

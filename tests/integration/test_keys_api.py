@@ -41,7 +41,8 @@ async def test_keys_answer_the_dialog_a_prompt_was_waiting_on(aiohttp_client, co
                        args=["--dialog-file", str(trigger)])
     await sp.ready()
     # Retries 30 s apart: the prompt must go right after the keys, not at its next retry.
-    client = await app_client(aiohttp_client, config, retry_schedule=(30.0, 30.0))
+    # audit_content: the keys' record keeps the screen it saw before them.
+    client = await app_client(aiohttp_client, config, retry_schedule=(30.0, 30.0), audit_content=True)
     await register(client, sp, "dlg")
     trigger.touch()
     await wait_until(lambda: "Do you want to proceed?" in sp.screen(), message="dialog up")
@@ -141,9 +142,11 @@ def test_cli_keys_and_explain(cli_daemon: DaemonProcess, session, tmp_path) -> N
         "type": "pane", "session_id": "cl", "tmux_pane": sp.pane_id, "tmux_socket": sp.socket_path,
         "agent": "claude"})
     assert status == 201
-    res = cli_daemon.cli("explain", "cl")
-    assert res.returncode == 0, res.stderr
-    assert "verdict    idle" in res.stdout and "profile    claude:" in res.stdout
+    # It has just drawn its screen: explain says busy until that is a quiet window old
+    # (the daemon knows a pane's last output to the second before it has watched it).
+    res = wait_until_sync(lambda: (r := cli_daemon.cli("explain", "cl")).returncode == 0
+                          and "verdict    idle" in r.stdout and r, 10, message="explain idle")
+    assert "profile    claude:" in res.stdout
     assert "agent      claude (process tree: claude" in res.stdout and "running" in res.stdout
 
     trigger.touch()

@@ -7,6 +7,7 @@ schemas, and the HTTP calls behind them end to end.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,7 +74,7 @@ async def test_mcp_client_lists_sessions_and_injects_into_a_real_pane(
         assert status["status"] == "delivered" and status["attempts"] == 1
 
         async def screen_shows_it() -> bool:
-            return "submitted 1" in await call(s, "read_screen", session_id="worker", lines=10)
+            return "submitted 1" in await call(s, "read_screen", target="worker", lines=10)
 
         await wait_until(screen_shows_it, message="read_screen shows the submission")
 
@@ -109,3 +110,42 @@ async def test_mcp_reply_answers_as_the_session_it_runs_in(
     assert (record["session_id"], record["from"], record["verified_sender"]) == ("asker", "helper", "helper")
     await wait_until(lambda: asker.files.submissions() == ["42"], message="the answer reached the asker")
     assert token.encode() not in all_files_bytes(daemon.home)
+
+
+async def test_mcp_tools_share_argument_names_and_explain_bad_arguments_plainly(
+    daemon: DaemonProcess,
+) -> None:
+    async with mcp_session(daemon) as s:
+        tools = {t.name: t for t in (await s.list_tools()).tools}
+        for tool in tools.values():
+            props = tool.input_schema["properties"]
+            assert "session_id" not in props, tool.name  # a session is always `target`
+            for name, schema in props.items():
+                assert schema.get("description"), (tool.name, name)  # every argument is described
+        assert "target" in tools["inject"].input_schema["properties"]
+        assert "target" in tools["read_screen"].input_schema["properties"]
+
+        async def error(tool: str, args: dict[str, Any]) -> str:
+            result = await s.call_tool(tool, args)
+            assert result.is_error, result
+            text = result.content[0].text  # type: ignore[union-attr]
+            for raw in ("validation error", "pydantic", "type=", "input_value", "errors.pydantic.dev"):
+                assert raw not in text, text
+            return str(text)
+
+        assert await error("read_screen", {"session_id": "worker"}) == (
+            "read_screen: unknown argument 'session_id'. Its arguments: target, lines? (? = optional)")
+        assert await error("inject", {"prompt": "x", "timeout": "soon"}) == (
+            "inject: missing argument 'target'; argument 'timeout' must be a number from 0 to 3600. "
+            "Its arguments: target, prompt, reply_expected?, thread_id?, no_enter?, wait?, timeout? "
+            "(? = optional)")
+        assert "argument 'lines' must be a whole number from 1 to 10000" in await error(
+            "read_screen", {"target": "w", "lines": 0})
+        # The daemon's own errors, in the tools' words: no API field names.
+        bad = await error("inject", {"target": "ghost", "prompt": "bad \x1b[1m"})
+        assert bad.endswith("only \\n and \\t are allowed (the inject tool sends no other control "
+                            "characters)") and "raw" not in bad, bad
+        ghost = await error("inject", {"target": "ghost", "prompt": "hello"})
+        assert "session_not_found" in ghost and "the list_sessions tool shows" in ghost, ghost
+        outside = await error("reply", {"prompt": "42"})
+        assert "no_session_identity" in outside and not re.search(r"\bsession_id\b", outside), outside

@@ -567,12 +567,13 @@ def _replied(w: World, r: Result) -> None:
 
 
 def _multicast(w: World, r: Result) -> None:
-    rows = {line.split()[0]: line.split()[2] for line in r.out.splitlines()[1:]}
+    rows = {line.split()[0]: line.split()[2] for line in r.out.splitlines()[1:-1]}
     assert rows == {"w1": "delivered", "w2": "delivered", "w3": "delivered"}, r.out
+    assert r.out.splitlines()[-1] == "3 deliveries: 3 delivered, 0 failed, 0 pending", r.out
 
 
 def _broadcast(w: World, r: Result) -> None:
-    rows = [line.split() for line in r.out.splitlines()[1:]]
+    rows = [line.split() for line in r.out.splitlines()[1:-1]]  # the last line sums them up
     assert [row[0] for row in rows] == ["claude"], r.out  # --agent claude: only claude
     w.wait_submission("freeze merges")
 
@@ -873,5 +874,12 @@ def test_every_readme_command_runs_and_does_what_the_readme_says(world: World) -
     daemon, _ = w.background["telepty daemon"]
     os.killpg(daemon.pid, signal.SIGTERM)
     assert daemon.wait(15) == 0
+    # Another home's daemon takes the port the tutorial's had (what 3848 is for a user
+    # with a quick-start daemon): the CLI still says this home's daemon is not running.
+    w.start_background("stray daemon", f"TELEPTY_HOME={other} telepty daemon")
+    wait_until_sync(lambda: (other / "daemon.json").exists(), 20, message="the other home's daemon")
     down = w.sh("telepty status")
-    assert down.rc == 3 and f"telepty daemon is not running at {w.url}" in down.err, down
+    assert down.rc == 3, down
+    assert down.err == (f"telepty: no telepty daemon is running for TELEPTY_HOME={w.telepty_home}; start "
+                        "it with `telepty daemon`, or point TELEPTY_HOME at the home of the daemon you "
+                        "mean\n"), down

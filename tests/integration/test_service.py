@@ -74,8 +74,8 @@ def test_launchd_plist_print_and_install(tmp_path: Path, home: Path) -> None:
     assert res.returncode == 0 and f"launchctl load -w {path}" in res.stdout
     assert plistlib.loads(path.read_bytes()) == plist
     res = run_cli("service", "uninstall", "--json", "--platform", "macos", env=env)
-    assert json.loads(res.stdout) == {"path": str(path), "removed": True,
-                                      "disable": "launchctl remove dev.telepty.daemon"}
+    assert json.loads(res.stdout) == {"path": str(path), "removed": True, "disabled": [],
+                                      "stop": "launchctl remove dev.telepty.daemon"}
     assert not path.exists()
     assert not list(tmp_path.glob("*-was-run"))
 
@@ -83,3 +83,39 @@ def test_launchd_plist_print_and_install(tmp_path: Path, home: Path) -> None:
 def test_service_without_subcommand_is_a_usage_error(tmp_path: Path, home: Path) -> None:
     res = run_cli("service", env=_env(tmp_path, home))
     assert res.returncode == 2 and "install or uninstall" in res.stderr
+
+
+def test_uninstall_disables_the_unit_before_removing_it(tmp_path: Path, home: Path) -> None:
+    env = _env(tmp_path, home)
+    unit = tmp_path / "xdg" / "systemd" / "user" / "telepty.service"
+    assert run_cli("service", "install", "--platform", "linux", env=env).returncode == 0
+    # What `systemctl --user enable telepty.service` makes for WantedBy=default.target:
+    link = unit.parent / "default.target.wants" / "telepty.service"
+    link.parent.mkdir()
+    link.symlink_to(unit)
+    res = run_cli("service", "uninstall", "--platform", "linux", env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        f"disabled (removed {link})",
+        f"removed {unit}",
+        "if it is running, stop it with: systemctl --user stop telepty.service; "
+        "systemctl --user daemon-reload",
+    ]
+    assert not link.is_symlink() and not unit.exists()  # no link left pointing at nothing
+    assert not list(tmp_path.glob("*-was-run"))  # still never runs systemctl itself
+
+
+def test_print_json_and_a_path_without_duplicates(tmp_path: Path, home: Path) -> None:
+    env = _env(tmp_path, home)
+    env["PATH"] = f"{env['PATH']}:/usr/bin::{env['PATH']}:/usr/bin"
+    res = run_cli("service", "install", "--print", "--json", "--platform", "linux", env=env)
+    assert res.returncode == 0, res.stderr
+    answer = json.loads(res.stdout)
+    assert set(answer) == {"path", "content", "enable", "stop"}
+    assert answer["path"] == str(tmp_path / "xdg" / "systemd" / "user" / "telepty.service")
+    assert answer["content"].startswith("# Written by `telepty service install`")
+    assert not (tmp_path / "xdg" / "systemd").exists()  # --print writes nothing, --json or not
+    path_line = next(line for line in answer["content"].splitlines() if line.startswith('Environment="PATH='))
+    dirs = path_line[len('Environment="PATH='):-1].split(":")
+    assert len(dirs) == len(set(dirs)) and "" not in dirs and "/usr/bin" in dirs, path_line
+    assert dirs[0] == str(tmp_path / "bin")  # first-seen order kept

@@ -56,7 +56,8 @@ async def test_busy_pattern_waits_with_the_pattern_recorded(aiohttp_client, conf
     sp = start_standin(session, tmp_path, "standin_paste_burst.py", agent="codex",
                        args=["--busy-file", str(busy)])
     await wait_until(lambda: "esc to interrupt" in sp.screen(), message="busy screen")
-    client = await app_client(aiohttp_client, config, retry_schedule=(0.1,) * 100)
+    # audit_content: the record keeps the screen line the busy pattern matched.
+    client = await app_client(aiohttp_client, config, retry_schedule=(0.1,) * 100, audit_content=True)
     await register(client, sp, "busy")
     _, body = await inject(client, "busy", prompt="when you are done")
     did = body["delivery_id"]

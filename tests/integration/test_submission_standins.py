@@ -68,7 +68,9 @@ async def app_client(aiohttp_client: Any, config: Config, profiles: str = PROFIL
     from telepty.daemon import create_app
 
     write_profiles(config.home, profiles)
-    cfg = config.with_(settle_ms=None, quiet_ms=30, retry_schedule=(0.05,) * 40, retry_jitter=0.0)
+    # audit_content: records keep the screen text their evidence read (the dialog test reads it).
+    cfg = config.with_(settle_ms=None, quiet_ms=30, retry_schedule=(0.05,) * 40, retry_jitter=0.0,
+                       audit_content=True)
     return await aiohttp_client(create_app(cfg))
 
 

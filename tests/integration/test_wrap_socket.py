@@ -122,13 +122,10 @@ async def test_daemon_requests_reach_wrapper(client) -> None:  # type: ignore[no
             if req["type"] == "paste":
                 await ws.send_json({"type": "result", "id": req["id"], "ok": True,
                                     "echo": base64.b64decode(req["data"]).decode()})
-            elif req["type"] == "quiet":
-                await ws.send_json({"type": "result", "id": req["id"], "quiet": True})
 
     task = asyncio.ensure_future(fake_wrapper())
     reply = await link.paste("héllo\n".encode(), b"\r", 10, False)
     assert reply["ok"] is True and reply["echo"] == "héllo\n"
-    assert await link.is_quiet(100) is True
     await ws.close()
     task.cancel()
 

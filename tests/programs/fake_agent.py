@@ -8,8 +8,10 @@ file, so a test can assert exactly what was submitted, and how many times.
 Options:
   --out FILE         where submissions go (required)
   --raw-out FILE     also append every byte read from stdin
-  --busy-until FILE  print a ticker every 50 ms until FILE exists (a busy agent)
+  --busy-until FILE  print a ticker every 50 ms until FILE exists (a busy agent), then
+                     log {"event": "busy_ended", "t": …} to --out
   --no-bracketed     do not enable bracketed paste
+  --log-pastes       log {"event": "paste", "t": …} when a bracketed paste starts
   --echo             show the composer's last line after the prompt, as real agents do;
                      Ctrl-U then clears the composer
 """
@@ -35,6 +37,7 @@ def main() -> int:
     ap.add_argument("--busy-until")
     ap.add_argument("--no-bracketed", action="store_true")
     ap.add_argument("--echo", action="store_true")
+    ap.add_argument("--log-pastes", action="store_true")
     args = ap.parse_args()
 
     fd = sys.stdin.fileno()
@@ -50,6 +53,8 @@ def main() -> int:
                 out.write(f"working {n}\r\n".encode())
                 out.flush()
                 time.sleep(0.05)
+            with open(args.out, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"event": "busy_ended", "t": time.time()}) + "\n")
         if not args.no_bracketed:
             out.write(b"\x1b[?2004h")
         out.write(b"ready> ")
@@ -83,6 +88,9 @@ def main() -> int:
                     in_paste = False
                     continue
                 if pending.startswith(START):
+                    if args.log_pastes:
+                        with open(args.out, "a", encoding="utf-8") as f:
+                            f.write(json.dumps({"event": "paste", "t": time.time()}) + "\n")
                     in_paste = True
                     pending = pending[len(START):]
                     continue
@@ -94,7 +102,7 @@ def main() -> int:
                     submissions += 1
                     text = composer.replace(b"\r", b"\n").decode("utf-8", errors="replace")
                     with open(args.out, "a", encoding="utf-8") as f:
-                        f.write(json.dumps({"n": submissions, "text": text}) + "\n")
+                        f.write(json.dumps({"n": submissions, "text": text, "t": time.time()}) + "\n")
                     out.write(f"\r\nsubmitted {submissions} ({len(composer)} bytes)\r\nready> ".encode())
                     out.flush()
                     composer = b""

@@ -8,12 +8,13 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from telepty.bus.hub import BUS_CLOSED, SUBSCRIBER_OVERFLOW, EventBus, LoggedEvent
 from telepty.clock import to_iso
 from telepty.store.db import Database
-from telepty.store.events import EventRepo
+from telepty.store.events import EventRepo, dumps_event
 
 
 @pytest.fixture
@@ -71,6 +72,47 @@ async def test_a_repeated_message_id_is_logged_and_fanned_out_once(bus: EventBus
     assert results[1:] == [(1, False)] * 4
     assert [e.seq for e in drain(sub.queue)] == [1]
     assert (await bus.events.bounds()) == (1, 1, 1)
+
+
+async def test_one_batch_mixing_new_repeated_and_logged_ids_keeps_order(bus: EventBus) -> None:
+    """A batch is one multi-row INSERT: each id gets its own answer, in publish order."""
+    def env(mid: str) -> dict[str, object]:
+        return {"version": 2, "message_id": mid, "kind": "k", "type": "k", "source": "t",
+                "source_host": "m1", "target": None, "ts": "2026-01-01T00:00:00.000Z"}
+
+    assert await bus.publish(env("old")) == (1, True)
+    sub = bus.subscribe()
+    results = await asyncio.gather(*(bus.publish(env(m)) for m in ("a", "old", "b", "a", "c")))
+    (a, new_a), (old, new_old), (b, new_b), (a2, new_a2), (c, new_c) = results
+    assert (new_a, new_old, new_b, new_a2, new_c) == (True, False, True, False, True)
+    assert (old, a2) == (1, a)  # a repeat answers with the first copy's seq
+    assert 1 < a < b < c  # (SQLite's AUTOINCREMENT may skip the seq a refused row drew)
+    assert [(e.seq, e["message_id"]) for e in drain(sub.queue)] == [(a, "a"), (b, "b"), (c, "c")]
+    assert [e["message_id"] for e in await bus.events.since(0, 10)] == ["old", "a", "b", "c"]
+
+
+async def test_a_subscriber_gets_the_logged_json_with_its_seq(bus: EventBus) -> None:
+    sub = bus.subscribe()
+    await bus.emit("k", note="é \u2028 \"q\"", n=1.5, deep={"x": [1, None]})
+    (event,) = drain(sub.queue)
+    assert event.text == dumps_event(dict(event))  # spliced, yet what serialising gives
+    assert orjson.loads(event.text)["seq"] == event.seq == 1
+    (logged,) = await bus.events.since(0, 1)
+    assert logged == dict(event)
+
+
+async def test_publishes_in_one_turn_of_the_loop_share_one_commit(bus: EventBus) -> None:
+    commits: list[int] = []
+    append_batch = bus.events.append_batch
+
+    def counting(items):  # type: ignore[no-untyped-def]
+        commits.append(len(items))
+        return append_batch(items)
+
+    bus.events.append_batch = counting  # type: ignore[method-assign]
+    seqs = await asyncio.gather(*(bus.emit("g", n=i) for i in range(20)))
+    assert seqs == list(range(1, 21))
+    assert commits == [20]
 
 
 async def test_kinds_filter_what_a_subscriber_gets(bus: EventBus) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,11 @@ from typing import Any
 
 import pytest
 
+from telepty.activity import OutputActivity
+from telepty.clock import to_iso
 from telepty.config import Config
 from telepty.delivery.engine import INTERRUPTED_DETAIL, DeliveryEngine
-from telepty.delivery.model import Delivery, DeliveryError, DeliveryStatus, Origin
+from telepty.delivery.model import Delivery, DeliveryError, DeliveryKind, DeliveryStatus, Origin
 from telepty.delivery.profiles import SubmitProfile, load_profiles
 from telepty.delivery.request import InjectRequest, parse_inject
 from telepty.delivery.transport import DeliveryOutcome, StageCallback, Transport
@@ -47,6 +50,14 @@ class FakeTarget:
     profiles_used: list[str] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    # When set, the guard reads it and the transport offers ``settled`` (wake-ups).
+    activity: OutputActivity | None = None
+    # The agent's input line, drawn as "> {input}" (the claude profile reads it): a paste
+    # puts the prompt there and the submit takes it out, into ``submitted``.
+    input: str = ""
+    submitted: list[bytes] = field(default_factory=list)
+    cleared: int = 0
+    clear_works: bool = True
 
 
 class FakeTransport:
@@ -54,8 +65,27 @@ class FakeTransport:
 
     def __init__(self, target: FakeTarget) -> None:
         self.t = target
+        self.term = self  # what recovery and holds look at
 
-    async def check_ready(self) -> None:
+    async def screen(self) -> list[str]:
+        return [f"> {self.t.input}"]
+
+    async def input_lines(self) -> list[str]:
+        return await self.screen()
+
+    async def submit_pasted(self, prompt: bytes, *, profile: SubmitProfile,
+                            on_stage: StageCallback) -> DeliveryOutcome:
+        await on_stage("submit")
+        self.t.submitted.append(self.t.input.encode())
+        self.t.input = ""
+        return DeliveryOutcome("screen", {"tail_after": "idle"})
+
+    async def clear_input(self, keys: list[str]) -> None:
+        self.t.cleared += 1
+        if self.t.clear_works:
+            self.t.input = ""
+
+    async def check_ready(self, *, for_keys: bool = False) -> None:
         if self.t.ready_errors:
             raise self.t.ready_errors.pop(0)
 
@@ -63,7 +93,14 @@ class FakeTransport:
         self.t.guard_args.append(quiet_ms)
         if self.t.always_busy:
             return False
-        return self.t.quiet.pop(0) if self.t.quiet else True
+        if self.t.quiet:
+            return self.t.quiet.pop(0)
+        return True if self.t.activity is None else self.t.activity.quiet_for(quiet_ms / 1000.0)
+
+    def settled(self, quiet_ms: int, printed_after: float | None) -> Awaitable[None] | None:
+        if self.t.activity is None:
+            return None
+        return self.t.activity.wait_quiet(quiet_ms / 1000.0, printed_after=printed_after)
 
     async def deliver(
         self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback
@@ -77,9 +114,14 @@ class FakeTransport:
             if self.t.deliver_errors:
                 raise self.t.deliver_errors.pop(0)
             self.t.seen.append(prompt)
+            self.t.input += prompt.decode()
             self.t.profiles_used.append(profile.name)
             if self.t.gate is not None:
                 await self.t.gate.wait()
+            if not no_enter:
+                await on_stage("submit")
+                self.t.submitted.append(self.t.input.encode())
+                self.t.input = ""
             await on_stage("confirm")
             return DeliveryOutcome("screen", {"tail_after": "idle", "no_enter": no_enter})
         finally:
@@ -285,6 +327,48 @@ async def test_busy_forever_exhausts_the_schedule(h: Harness) -> None:
     [ev] = h.kinds("delivery.failed")
     assert ev["delivery_id"] == d.id and ev["reason"] == "retry_exhausted" and ev["attempts"] == d.attempts
     assert h.kinds("inject_written") == []
+
+
+async def test_a_busy_terminal_is_served_when_its_output_stops_not_at_the_next_slot(h: Harness) -> None:
+    engine = await h.started(retry_schedule=(30.0,), quiet_ms=200)
+    t = h.target("s1")
+    t.activity = OutputActivity()
+    printing = True
+
+    async def prints() -> None:
+        while printing:
+            t.activity.note_output(10)  # type: ignore[union-attr]
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(prints())
+    d = await submit(engine)
+    busy = await status_is(engine, d.id, DeliveryStatus.RETRYING)
+    assert busy.reason == "busy" and busy.attempts == 1
+    printing = False
+    await task
+    done = await final(engine, d.id, timeout=5.0)  # the slot would have been 30 s
+    assert done.status is DeliveryStatus.DELIVERED and t.seen == [b"hello"]
+    assert done.attempts == 1  # the look when the output stopped was not another attempt
+
+
+async def test_early_looks_that_still_find_it_busy_keep_the_slot(h: Harness) -> None:
+    # One slot of 30 s: were early looks attempts, the second would exhaust the schedule.
+    engine = await h.started(retry_schedule=(30.0,), quiet_ms=50)
+    t = h.target("s1")
+    t.activity = OutputActivity()
+    t.quiet = [False, False, False]
+    d = await submit(engine)
+    done = await final(engine, d.id, timeout=5.0)
+    assert done.status is DeliveryStatus.DELIVERED and done.attempts == 1
+    assert len(t.guard_args) == 4 and t.seen == [b"hello"]
+
+
+async def test_a_terminal_that_cannot_tell_waits_for_the_slot(h: Harness) -> None:
+    engine = await h.started(retry_schedule=(0.3, 0.3), quiet_ms=50)
+    t = h.target("s1")
+    t.quiet = [False]
+    done = await final(engine, (await submit(engine)).id)
+    assert done.status is DeliveryStatus.DELIVERED and done.attempts == 2
 
 
 async def test_a_retrying_delivery_holds_the_head_of_its_queue(h: Harness) -> None:
@@ -535,10 +619,10 @@ async def test_restart_mid_schedule_resumes_and_delivers_exactly_once(h: Harness
     assert len(h.kinds("inject_written")) == 2
 
 
-async def test_stop_mid_paste_is_never_pasted_again(h: Harness) -> None:
+async def test_a_prompt_caught_in_the_input_by_a_stop_is_submitted_once(h: Harness) -> None:
     first_engine = await h.started()
     t = h.target("s1")
-    t.gate = asyncio.Event()  # the prompt is on screen; the daemon dies before confirming
+    t.gate = asyncio.Event()  # the prompt is in the input; the daemon dies before submitting
     pasting = await submit(first_engine, "pasting")
     queued = await submit(first_engine, "queued")
     await wait_until(lambda: t.seen == [b"pasting"])
@@ -546,14 +630,75 @@ async def test_stop_mid_paste_is_never_pasted_again(h: Harness) -> None:
     row = await h.repo.get(pasting.id)
     assert row is not None and (row.status, row.stage) == (DeliveryStatus.DELIVERING, "paste")
 
-    t.gate.set()
+    t.gate = None
     second_engine = await h.started()
     d = await final(second_engine, pasting.id)
-    assert (d.status, d.reason, d.detail) == (DeliveryStatus.FAILED, "interrupted", INTERRUPTED_DETAIL)
+    assert (d.status, d.attempts) == (DeliveryStatus.DELIVERED, 2)
+    assert d.evidence["recovery"]["input"] == "whole"
     assert (await final(second_engine, queued.id)).status is DeliveryStatus.DELIVERED
-    assert t.seen == [b"pasting", b"queued"]
-    [ev] = h.kinds("delivery.failed")
-    assert ev["delivery_id"] == pasting.id and ev["reason"] == "interrupted"
+    assert t.seen == [b"pasting", b"queued"]  # pasted once each…
+    assert t.submitted == [b"pasting", b"queued"]  # …and submitted once each, apart
+    assert h.kinds("delivery.failed") == []
+
+
+async def test_part_of_a_prompt_in_the_input_is_cleared_and_pasted_again(h: Harness) -> None:
+    t = h.target("s1")
+    part = await h.repo.insert(Delivery(session_id="s1", target="s1", prompt=b"the whole prompt text",
+                                        origin=Origin.CLI, status=DeliveryStatus.DELIVERING,
+                                        stage="paste", attempts=1))
+    t.input = "the whole pro"
+    engine = await h.started()
+    d = await final(engine, part.id)
+    assert (d.status, d.attempts, t.cleared) == (DeliveryStatus.DELIVERED, 2, 1)
+    assert t.submitted == [b"the whole prompt text"]
+    assert d.evidence["recovery"]["input"] == "part"
+
+
+async def test_an_input_that_will_not_clear_holds_the_session(h: Harness) -> None:
+    t = h.target("s1")
+    t.clear_works = False
+    part = await h.repo.insert(Delivery(session_id="s1", target="s1", prompt=b"the whole prompt text",
+                                        origin=Origin.CLI, status=DeliveryStatus.DELIVERING,
+                                        stage="paste", attempts=1))
+    t.input = "the whole pro"
+    engine = await h.started(hold_max_s=60.0)
+    d = await final(engine, part.id)
+    assert (d.status, d.reason) == (DeliveryStatus.FAILED, "interrupted")
+    behind = await submit(engine, "behind")
+    held = await status_is(engine, behind.id, DeliveryStatus.HELD)
+    assert held.reason == "leftover_in_input" and held.evidence["blocked_by"] == part.id
+    later = await submit(engine, "later")
+    assert (await engine.get(later.id)).status is DeliveryStatus.HELD  # held from the start
+    [ev] = h.kinds("session.held")
+    assert ev["blocked_by"] == part.id and t.submitted == []
+
+    # Cancelling the blocking delivery ends the hold: both go, in order, apart.
+    await engine.cancel(part.id)
+    t.input = ""
+    assert (await final(engine, behind.id)).status is DeliveryStatus.DELIVERED
+    assert (await final(engine, later.id)).status is DeliveryStatus.DELIVERED
+    assert t.submitted == [b"behind", b"later"]
+    assert len(h.kinds("session.held")) == 1
+
+
+async def test_held_prompts_fail_after_the_hold_limit(h: Harness) -> None:
+    t = h.target("s1")
+    t.clear_works = False
+    await h.repo.insert(Delivery(session_id="s1", target="s1", prompt=b"the whole prompt text",
+                                 origin=Origin.CLI, status=DeliveryStatus.DELIVERING, stage="paste",
+                                 attempts=1))
+    # One was waiting for its next retry slot (30 s away) when the daemon died.
+    waiting = await h.repo.insert(Delivery(
+        session_id="s1", target="s1", prompt=b"was retrying", origin=Origin.CLI,
+        status=DeliveryStatus.RETRYING, stage="quiet_guard", attempts=1, reason="busy",
+        next_attempt_at=to_iso(time.time() + 30)))
+    t.input = "the whole pro"
+    engine = await h.started(hold_max_s=0.3, retry_schedule=(30.0,))
+    a = await submit(engine, "first behind")
+    b = await submit(engine, "second behind")
+    for d in (await final(engine, waiting.id), await final(engine, a.id), await final(engine, b.id)):
+        assert (d.status, d.reason) == (DeliveryStatus.FAILED, "held_timeout"), d
+    assert t.submitted == [] and t.seen == []
 
 
 async def test_start_sorts_out_rows_left_by_a_crash(h: Harness) -> None:
@@ -570,14 +715,26 @@ async def test_start_sorts_out_rows_left_by_a_crash(h: Harness) -> None:
 
     engine = await h.started()
     results = {d.id: await final(engine, d.id) for d in (at_paste, at_confirm, at_guard, retrying, queued)}
-    assert results[at_paste.id].reason == "interrupted"
-    assert results[at_confirm.id].reason == "interrupted"
+    # The paste never landed (the input is empty): pasted again. The one past its submit
+    # key is not sent again: the empty input confirms it went.
+    assert (results[at_paste.id].status, results[at_paste.id].attempts) == (DeliveryStatus.DELIVERED, 2)
+    assert results[at_confirm.id].status is DeliveryStatus.DELIVERED
+    assert results[at_confirm.id].evidence["recovery"]["action"].startswith("confirmed from the screen")
     assert results[at_guard.id].status is DeliveryStatus.DELIVERED and results[at_guard.id].attempts == 2
     assert results[retrying.id].status is DeliveryStatus.DELIVERED
     assert results[queued.id].status is DeliveryStatus.DELIVERED
-    assert h.target("s1").seen == [b"at guard", b"retrying", b"queued"]
+    assert h.target("s1").seen == [b"at paste", b"at guard", b"retrying", b"queued"]
     assert (await engine.get(done.id)).status is DeliveryStatus.DELIVERED
-    assert {ev["delivery_id"] for ev in h.kinds("delivery.failed")} == {at_paste.id, at_confirm.id}
+    assert h.kinds("delivery.failed") == []
+
+
+async def test_keys_caught_mid_way_are_never_sent_again(h: Harness) -> None:
+    keys = await h.repo.insert(Delivery(session_id="s1", target="s1", prompt=b'["Enter"]', origin=Origin.CLI,
+                                        status=DeliveryStatus.DELIVERING, stage="keys", attempts=1,
+                                        kind=DeliveryKind.KEYS, raw=True))
+    engine = await h.started()
+    d = await final(engine, keys.id)
+    assert (d.status, d.reason, d.detail) == (DeliveryStatus.FAILED, "interrupted", INTERRUPTED_DETAIL)
 
 
 async def test_get_and_list(h: Harness) -> None:

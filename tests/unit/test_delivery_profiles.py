@@ -72,9 +72,9 @@ def test_overrides_and_the_global_settle_override(tmp_path: Path) -> None:
         ("[claude]\nprograms = ['/usr/bin/claude']\n", "program names"),
         ("[claude]\nprograms = 'claude'\n", "program names"),
         ("[claude]\nverified_version = 'latest'\n", "verified_version"),
-        ("[default]\nprograms = ['x']\n", "[default] is for unknown programs"),
+        ("[default]\nprograms = ['x']\n", "[default] is for programs that are no known agent"),
+        ("[other]\nverified_version = '1.0'\n", "[other] is for programs that are no known agent"),
         ("['Open Code']\nsettle_ms = 1\n", "not a usable agent name"),
-        ("[other]\nsettle_ms = 1\n", "not a usable agent name"),
     ],
 )
 def test_bad_user_file_names_the_file(tmp_path: Path, content: str, needle: str) -> None:

@@ -139,7 +139,7 @@ def test_health_fields() -> None:
     assert health_fields(s, T0 + 12.5) == {
         "session_id": "s1",
         "payload": {"alive": True, "pid": 77, "type": "wrapped", "clients": 2, "idle_seconds": 12.5,
-                    "idleSeconds": 12.5, "state": "running"},
+                    "state": "running"},  # one idle field: no idleSeconds copy
     }
     assert health_fields(make_session(active_at=None), T0)["payload"]["idle_seconds"] is None
 
