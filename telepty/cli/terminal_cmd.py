@@ -15,7 +15,8 @@ import os
 from telepty.cli.client import EXIT_USAGE, Client, CliError
 from telepty.cli.options import AGENT_HELP, add_agent, add_json, session_arg
 from telepty.cli.output import emit_json
-from telepty.config import Config
+from telepty.config import Config, ConfigError
+from telepty.delivery.profiles import load_profiles
 from telepty.errors import BadRequest
 from telepty.pty.terminal import get_winsize
 from telepty.sessions.model import validate_session_id
@@ -97,11 +98,26 @@ def cmd_wrap(args: argparse.Namespace, config: Config) -> int:
         timings = WrapTimings.from_env(os.environ)
     except WrapConfigError as exc:
         raise CliError(f"bad configuration: {exc}", code="bad_config", exit_code=EXIT_USAGE) from None
+    _check_profile(args.agent, config)
     opts = WrapOptions(
         argv=argv, session_id=_session_id(args.session_id), replace=args.replace, agent=args.agent,
         timings=timings,
     )
     return run_wrap(opts, config)
+
+
+def _check_profile(agent: str | None, config: Config) -> None:
+    """The wrapper registers in the background, where a refusal is only logged: an
+    ``--agent`` with no profile is said here, before the program starts. (The same
+    profiles file is the daemon's.)"""
+    if agent is None:
+        return
+    try:
+        problem = load_profiles(config.profiles_path).unknown_agent(agent)
+    except ConfigError as exc:
+        raise CliError(f"invalid_profiles: {exc}", "invalid_profiles", exit_code=EXIT_USAGE) from None
+    if problem:
+        raise CliError(f"invalid_field: --agent: {problem}", "invalid_field", exit_code=EXIT_USAGE)
 
 
 def cmd_spawn(args: argparse.Namespace, config: Config) -> int:

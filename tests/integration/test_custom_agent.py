@@ -83,6 +83,8 @@ def test_a_profile_for_a_program_telepty_never_heard_of(
                 "--agent", "nosuch")
     assert bad.returncode != 0 and "no profile is named 'nosuch'" in bad.stderr, bad.stderr
     assert d.request("GET", "/api/sessions/q3")[0] == 404
+    wrapped = d.cli("wrap", "--id", "q4", "--agent", "nosuch", "--", "true")
+    assert wrapped.returncode == 2 and "no profile is named 'nosuch'" in wrapped.stderr, wrapped.stderr
     syntax = d.cli("register-pane", sp.pane_id, "--socket", sp.socket_path, "--id", "q3",
                    "--agent", "Not A Name")
     assert syntax.returncode == 2 and "--agent must be a profile name" in syntax.stderr, syntax.stderr
