@@ -237,8 +237,11 @@ def main() -> int:
             print(f"  {agent:<7} {mode:<5} done: {result['delivered']}/{result['sent']} delivered, "
                   f"{result['own']} own exact", file=sys.stderr, flush=True)
     quiet = args.quiet_ms if args.quiet_ms is not None else "default (2000)"
+    delays = args.retry_schedule.split(",")
+    retries = (f"retries every {delays[0]} s" if len(set(delays)) == 1
+               else f"retry schedule {args.retry_schedule} s")
     print(f"\nreal agents, {args.n} prompts back to back each (one 20 kB, one 200 kB); "
-          f"quiet {quiet} ms; retries every 0.5 s; {time.strftime('%Y-%m-%d')}\n")
+          f"quiet {quiet} ms; {retries}; {time.strftime('%Y-%m-%d')}\n")
     head = (f"{'agent':<18}{'mode':<6}{'sent':>5}{'dlvd':>6}{'own':>5}{'merged':>8}{'lost':>6}"
             f"{'dup':>5}{'false':>7}{'acc→rcv p50':>13}{'p95':>8}{'drain':>9}")
     print(head)
