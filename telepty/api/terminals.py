@@ -14,12 +14,12 @@ from aiohttp import WSMsgType, web
 
 from telepty.api.body import json_object, json_response, opt, query_int, req
 from telepty.api.keys import SERVICES
-from telepty.api.sessions import parse_register, with_pane_owner
+from telepty.api.sessions import parse_register, require_profile, with_pane_owner
 from telepty.delivery.screen import render_output
 from telepty.delivery.transports_stream import SEED_BYTES, dims
 from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
-from telepty.sessions.agents import AGENT_KINDS
+from telepty.sessions.agents import validate_agent_name
 from telepty.sessions.identity import is_token_hash
 from telepty.sessions.model import SessionState, SessionType, validate_session_id
 from telepty.sessions.registry import RegisterSpec
@@ -56,8 +56,9 @@ async def spawn(request: web.Request) -> web.Response:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise BadRequest("invalid_field", "env must map strings to strings")
     agent = opt(data, "agent", str)
-    if agent is not None and agent not in (*AGENT_KINDS, "other"):
-        raise BadRequest("invalid_field", "agent is not a known kind")
+    if agent is not None:
+        validate_agent_name(agent)
+        require_profile(svc.profiles, agent)
     cols, rows = _dims(data)
     cwd = opt(data, "cwd", str) or os.path.expanduser("~")
     spec = SpawnSpec.from_command(
@@ -170,6 +171,7 @@ async def _serve_wrapper(svc: Any, ws: web.WebSocketResponse) -> web.WebSocketRe
         if not isinstance(hello, dict) or hello.get("type") != "hello":
             raise BadRequest("invalid_hello", "the first frame must be {\"type\": \"hello\", ...}")
         spec, replace = _register_spec(hello)
+        require_profile(svc.profiles, spec.agent)
         spec = await with_pane_owner(svc.tmux, spec)
         token_hash = hello.get("session_token_sha256")
         if token_hash is not None and not is_token_hash(token_hash):
