@@ -15,8 +15,7 @@ from aiohttp import WSMsgType, web
 from telepty.api.body import json_object, json_response, opt, query_int, req
 from telepty.api.keys import SERVICES
 from telepty.api.sessions import parse_register, require_profile, with_pane_owner
-from telepty.delivery.screen import render_output
-from telepty.delivery.transports_stream import SEED_BYTES, dims
+from telepty.delivery.transports_stream import dims, stream_view
 from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
 from telepty.sessions.agents import validate_agent_name
@@ -243,8 +242,8 @@ async def _wrapper_message(svc: Any, link: WrapperLink, text: str) -> None:
 
 
 async def screen(request: web.Request) -> web.Response:
-    """The session's screen as text: a tmux pane's capture, or a PTY session's recent
-    output rendered by the terminal model ``explain`` reads (same seed, same size), so
+    """The session's screen as text: a tmux pane's capture, or a PTY session's screen as
+    the terminal model ``explain`` and deliveries read it (the very same model), so
     backspaces, carriage returns and redraws show as the terminal shows them."""
     svc = request.app[SERVICES]
     session = svc.registry.resolve(request.match_info["id"])
@@ -256,10 +255,10 @@ async def screen(request: web.Request) -> web.Response:
             text = await svc.tmux_for(session).capture_tail(session.tmux_pane, lines)
             source = "pane"
     if text is None:
-        data = svc.terminals.recent_output(session.id, SEED_BYTES)
-        if data is None:
+        scrollback = svc.terminals.scrollback_of(session.id)
+        if scrollback is None:
             raise NotFound("no_screen", f"nothing is known of session {session.id!r}'s screen")
-        text = "\n".join(render_output(data, *dims(session))[-lines:])
+        text = "\n".join(stream_view(scrollback, *dims(session)).lines()[-lines:])
     return json_response({"session_id": session.id, "source": source, "lines": lines, "text": text})
 
 

@@ -182,20 +182,11 @@ def scenario(request: pytest.FixtureRequest, daemon_factory: Callable[..., Daemo
 
 
 # Codex draws with a diff renderer: a cell is written once and never again while it does
-# not change (the "›" of its input line). The wrapper transport rebuilds the screen for
-# every delivery attempt from the last 32 KiB of output (transports_stream.SEED_BYTES),
-# so once a session has printed more than that since the input line was last drawn,
-# the "›" is gone, the transcript's last "› …" is taken for the input line, and every
-# delivery waits as composer_has_text (safely: nothing is typed). Needs a screen kept
-# per session in the wrapper transport; until then this case is expected to fail.
-WRAPPER_SEED = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="wrapper transport re-seeds its screen from the last 32 KiB of output; Codex "
-           "never redraws its unchanged '›', so the input line is lost (issue 14 report)",
-)
-CASES = [pytest.param((a, m), id=f"{a}-{m}",
-                      marks=[WRAPPER_SEED] if (a, m) == ("codex", WRAP) else [])
-         for a in AGENTS for m in MODES]
+# not change (the "›" of its input line). The wrapper transport keeps one screen model
+# per stream for its life (transports_stream.stream_view); a model rebuilt from a recent
+# tail would lose the "›" once enough transcript followed it, and take the transcript's
+# last "› …" for the input line. codex-wrap is the case that shows it.
+CASES = [pytest.param((a, m), id=f"{a}-{m}") for a in AGENTS for m in MODES]
 
 
 @pytest.mark.parametrize("scenario", CASES, indirect=True)
