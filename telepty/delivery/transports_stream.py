@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from telepty.activity import OutputActivity
+from telepty.activity import EndEcho, OutputActivity
 from telepty.delivery.confirm import submit_pasted, submit_prompt
 from telepty.delivery.keys import describe
 from telepty.delivery.model import STAGE_CHECK_READY, DeliveryError
@@ -205,9 +205,10 @@ class StreamTransport:
         self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback,
     ) -> DeliveryOutcome:
         self._ensure_connected("capture_before")
-        with self._activity().ours():
-            return await submit_prompt(self.term, prompt, self.profile or profile, no_enter=no_enter,
-                                       on_stage=on_stage, evidence=self._evidence())
+        p = self.profile or profile
+        with self._activity().ours() as end_echo:
+            return await submit_prompt(self.term, prompt, p, no_enter=no_enter, on_stage=on_stage,
+                                       evidence=self._evidence(), on_submitted=answer_starts(p, end_echo))
 
     async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
         with self._activity().ours():
@@ -218,9 +219,10 @@ class StreamTransport:
     ) -> DeliveryOutcome:
         """Submit a prompt that already sits whole in the input (see ``recovery``)."""
         self._ensure_connected("capture_before")
-        with self._activity().ours():
-            return await submit_pasted(self.term, prompt, self.profile or profile,
-                                       on_stage=on_stage, evidence=self._evidence())
+        p = self.profile or profile
+        with self._activity().ours() as end_echo:
+            return await submit_pasted(self.term, prompt, p, on_stage=on_stage, evidence=self._evidence(),
+                                       on_submitted=answer_starts(p, end_echo))
 
     async def clear_input(self, keys: Sequence[str]) -> None:
         with self._activity().ours():
@@ -231,6 +233,14 @@ class StreamTransport:
         return explain(session=self.session, transport=self.name, tail=tail, profiles=self.profiles,
                        agent=agent, lines=await self.term.screen(), extra=self._explain_extra(),
                        output=self._activity().describe(quiet_ms))
+
+
+def answer_starts(profile: SubmitProfile, end_echo: EndEcho) -> Callable[[], None] | None:
+    """What a submit key ends: for an agent whose screen is read, the echo span, at once —
+    what it prints next is it taking the prompt, and a next prompt waits for that to
+    settle like any output. A program telepty cannot read keeps the short grace, so that
+    back-to-back lines into ``cat`` or a shell are not each held a quiet window."""
+    return (lambda: end_echo(0.0)) if profile.reads_screen else None
 
 
 async def press_keys(term: StreamTerminal, keys: Sequence[Any], on_stage: StageCallback,
