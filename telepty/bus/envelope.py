@@ -17,6 +17,13 @@ from telepty.errors import BadRequest
 
 ENVELOPE_VERSION = 2
 TURN_REQUEST = "turn_request"
+# The Node.js daemon's name for a turn an orchestrator routes (``target_session_id``):
+# auto-routed exactly like a turn_request.
+DELIBERATION_ROUTE_TURN = "deliberation_route_turn"
+ROUTED_KINDS = frozenset({TURN_REQUEST, DELIBERATION_ROUTE_TURN})
+# A session's self-reported state (``telepty status-report`` of the Node.js CLI, or
+# published by an orchestrator): applied to the session it names.
+SESSION_STATE_REPORT = "session_state_report"
 
 # \Z, not $: "$" also matches before a trailing newline.
 KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
@@ -49,6 +56,11 @@ DAEMON_KINDS = frozenset({
     "thread.opened",
     "thread.closed",
 })
+
+# The acknowledgements an orchestrator waits for after publishing a turn. v1 readers
+# look for ``sender`` / ``timestamp`` / ``original_message_id`` in them; they carry
+# those beside our ``source`` / ``ts`` / ``request_message_id``.
+ACK_KINDS = frozenset({"inject_written", "message_routed", "delivery.failed"})
 
 # Envelope fields, in the order the daemon writes them.
 ENVELOPE_FIELDS = ("version", "message_id", "kind", "type", "source", "source_host", "target", "ts")
@@ -87,6 +99,11 @@ def make_event(
         "ts": utc_now(),
     }
     env.update(fields)
+    if kind in ACK_KINDS:
+        env["sender"] = source
+        env["timestamp"] = env["ts"]
+        if fields.get("request_message_id") is not None:
+            env["original_message_id"] = fields["request_message_id"]
     return env
 
 

@@ -1,0 +1,96 @@
+"""The daemon's end of the Node.js CLI's ``telepty allow`` wrapper (its WebSocket protocol).
+
+The Node.js wrapper registers with ``POST /api/sessions/register`` and then opens
+``WS /api/sessions/{id}?owner=1``. Its protocol (JSON text frames only):
+
+wrapper → daemon
+  ``output``             {data}: what the child printed (a string).
+  ``ready``              the wrapper saw its child's prompt; nothing more.
+  ``session_died``       {exitCode, signal, willRestart}: the child ended; without a
+                         restart the session becomes ``exited``.
+  ``session_restarted``  {attempt}: the child was started again.
+
+daemon → wrapper
+  ``inject``             {data}: written to the child as it is (the wrapper queues it
+                         until its child shows a prompt, and writes a lone ``\\r`` at once
+                         or right after what it queued).
+  ``resize``             {cols, rows}: resize the child (from an attached viewer).
+
+It answers nothing, tracks no bracketed-paste mode and reports no heartbeats. So this
+link does what our own wrapper (``telepty.sessions.wrapper_link``) does on its side:
+it follows DECSET 2004 in the mirrored output and frames pastes itself, and a write
+counts as done once the frame is on the socket. Whether it reached the agent is what
+the delivery engine confirms anyway, from the mirrored output, exactly as for our
+wrapper: every delivery to such a session goes through the same queue, quiet guard,
+readiness checks and confirmation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from telepty.pty.bracketed import BracketedPasteTracker, frame_paste
+from telepty.sessions.wrapper_link import WrapperGone, WrapperLink
+
+log = logging.getLogger("telepty.wrapper")
+
+__all__ = ["NodeWrapperLink"]
+
+
+class NodeWrapperLink(WrapperLink):
+    def __init__(self, session_id: str, ws: web.WebSocketResponse, scrollback_bytes: int) -> None:
+        super().__init__(session_id, ws, scrollback_bytes)
+        self.bracketed = BracketedPasteTracker()
+
+    def feed_output(self, data: bytes) -> None:
+        self.bracketed.feed(data)
+        self.bracketed_paste = self.bracketed.enabled
+        super().feed_output(data)
+
+    async def _inject(self, data: bytes) -> None:
+        if self.ws.closed or self.closed.is_set():
+            raise WrapperGone("the wrapper is not connected")
+        try:
+            await self.ws.send_json({"type": "inject", "data": data.decode("utf-8", errors="replace")})
+        except (ConnectionError, RuntimeError) as exc:
+            raise WrapperGone(f"could not reach the wrapper: {exc}") from None
+
+    async def paste(self, data: bytes, submit: bytes, settle_ms: int, no_enter: bool) -> dict[str, Any]:
+        bracketed = self.bracketed.enabled
+        await self._inject(frame_paste(data, bracketed))
+        if submit and not no_enter:
+            await asyncio.sleep(settle_ms / 1000.0)
+            await self._inject(submit)
+        return {"ok": True, "bracketed": bracketed}
+
+    async def write(self, data: bytes) -> dict[str, Any]:
+        await self._inject(data)
+        return {"ok": True}
+
+    async def request(self, kind: str, timeout_s: float, **fields: Any) -> dict[str, Any]:
+        """The old wrapper has no request/answer messages beyond ``paste`` and ``write``."""
+        return {"ok": False, "error": "unsupported", "detail": f"the Node.js wrapper has no {kind!r}"}
+
+    async def resize(self, cols: int, rows: int) -> None:
+        if not self.ws.closed:
+            try:
+                await self.ws.send_json({"type": "resize", "cols": cols, "rows": rows})
+            except (ConnectionError, RuntimeError):
+                pass
+
+    async def renamed(self, session_id: str) -> None:
+        """The old wrapper has no rename message: it keeps re-registering under its old id
+        when it reconnects (docs/node-compat.md says so)."""
+        self.session_id = session_id
+
+    async def detach(self, reason: str) -> None:
+        """Deleted or replaced: close its socket (it has no ``detach`` message)."""
+        if not self.ws.closed:
+            try:
+                await self.ws.close(code=1000, message=b"Session destroyed")
+            except (ConnectionError, RuntimeError):
+                pass
