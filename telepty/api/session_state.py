@@ -39,10 +39,13 @@ REPORT_FIELDS = ("phase", "task_phase", "current_task", "task", "blocker", "need
 
 
 def _report_fields(env: dict[str, Any]) -> dict[str, Any]:
-    """The report's fields: flat, as the Node.js CLI sent them, or inside ``payload``."""
+    """The report's fields: flat, as the Node.js CLI sent them, or inside ``payload``.
+    A flat ``seq`` is the log's; the report's own arrived as ``report_seq``."""
     payload = env.get("payload")
     fields = {k: payload[k] for k in REPORT_FIELDS if isinstance(payload, dict) and k in payload}
-    fields.update({k: env[k] for k in REPORT_FIELDS if k in env and env[k] is not None})
+    fields.update({k: env[k] for k in REPORT_FIELDS if k != "seq" and env.get(k) is not None})
+    if env.get("report_seq") is not None:
+        fields["seq"] = env["report_seq"]
     return fields
 
 

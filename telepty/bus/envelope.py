@@ -112,7 +112,9 @@ def normalize_envelope(raw: object, *, machine_id: str, default_source: str) -> 
 
     The daemon fills what a publisher left out (``version``, ``message_id``, ``ts``,
     ``source``, ``source_host``) and never rewrites what it gave, except that ``type``
-    always mirrors ``kind`` and a ``seq`` is dropped (the log assigns seqs).
+    always mirrors ``kind`` and a ``seq`` is dropped (the log assigns seqs); a
+    session_state_report's ``seq`` (its own counter, in the Node.js schema) moves to
+    ``report_seq``.
     """
     if not isinstance(raw, dict):
         raise BadRequest("invalid_event", f"an event must be a JSON object, got {_what(raw)}")
@@ -150,6 +152,9 @@ def normalize_envelope(raw: object, *, machine_id: str, default_source: str) -> 
     for key, value in raw.items():
         if key not in env and key != "seq":
             env[key] = value
+    if kind == SESSION_STATE_REPORT and raw.get("seq") is not None:
+        # The Node.js schema's report counter shares its name with the log's seq: kept.
+        env["report_seq"] = raw["seq"]
     return env
 
 
