@@ -6,6 +6,7 @@ promise the daemon keeps across a crash.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -25,6 +26,7 @@ from telepty.relay.service import HOP_HEADER, incoming_hop
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 200
 ENTER_WAIT_S = 15.0  # how long an Enter asked for by a Node.js client is waited for
+ENTER_POLL_S = 0.25
 
 
 def public(request: web.Request, delivery: Delivery, *, include_prompt: bool = False) -> dict[str, Any]:
@@ -74,8 +76,21 @@ async def press_enter(request: web.Request, target: str) -> web.Response:
     )
     accepted = {"delivery_id": delivery.id, "status": str(delivery.status),
                 "session_id": delivery.session_id, "kind": str(delivery.kind)}
-    return await delivery_answer(request, delivery, wait=True, wait_s=ENTER_WAIT_S, accepted=accepted,
+    delivery = await _until_settled(svc, delivery, ENTER_WAIT_S)
+    return await delivery_answer(request, delivery, wait=True, wait_s=0, accepted=accepted,
                                  extra={"strategy": "keys"})
+
+
+async def _until_settled(svc: Any, d: Delivery, limit_s: float) -> Delivery:
+    """The record once final, or once it waits for something slow (a retry, a hold: the
+    caller hears 202 at once rather than after the limit), or when ``limit_s`` runs out."""
+    deadline = time.monotonic() + limit_s
+    while not d.final and d.status not in (DeliveryStatus.RETRYING, DeliveryStatus.HELD):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        d = await svc.deliveries.wait(d.id, min(ENTER_POLL_S, left))
+    return d
 
 
 async def inject(request: web.Request) -> web.Response:
