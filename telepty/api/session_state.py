@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from telepty.api.body import json_object, json_response
+from telepty.api.body import json_object, json_response, opt
 from telepty.api.bus import BUS_INGEST
 from telepty.api.keys import SERVICES
 from telepty.api.node_dialect import STATE_REPORT_META, auto_state, semantic_of
@@ -119,11 +119,11 @@ async def post_state(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     body = await json_object(request)
     session = svc.registry.resolve(request.match_info["id"])
-    source = body.get("source")
+    source = opt(body, "source", str)  # the reporter; also the event's source
     event = {
         **{k: body[k] for k in REPORT_FIELDS if k in body and body[k] is not None},
         "kind": SESSION_STATE_REPORT,
-        "source": source if isinstance(source, str) and source.strip() else "self_report",
+        "source": source if source and source.strip() else "self_report",
         "target": session.id,
         "session_id": session.id,
     }
