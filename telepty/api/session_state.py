@@ -27,6 +27,7 @@ from telepty.api.raw_keys import explain_session
 from telepty.bus.envelope import SESSION_STATE_REPORT
 from telepty.bus.hub import LoggedEvent
 from telepty.clock import utc_now
+from telepty.delivery.screen import read_screen
 from telepty.errors import BadRequest, TeleptyError
 from telepty.sessions.model import Session
 from telepty.sessions.registry import SessionRegistry
@@ -34,6 +35,7 @@ from telepty.sessions.state_report import parse_state_report
 
 log = logging.getLogger("telepty.api.session_state")
 
+SCREEN_LINES = 40
 REPORT_FIELDS = ("phase", "task_phase", "current_task", "task", "blocker", "needs_input", "thread_id",
                  "source", "seq")
 
@@ -98,11 +100,21 @@ class StateReports:
             log.error("could not store a state report", exc_info=task.exception())
 
 
+async def _explained(svc: Any, session: Session) -> dict[str, Any]:
+    """``explain``, except that a session without a pid (the Node.js wrapper registers
+    none) has no process tree to find its agent in: "agent-exited" says nothing there,
+    so the screen alone is read, as the delivery engine does for such a session."""
+    out = await explain_session(svc, session, SCREEN_LINES)
+    if out.get("verdict") == "agent-exited" and session.pid is None:
+        out.update(read_screen(out.get("lines") or [], svc.profiles.profile_for(session.agent)).to_public())
+    return out
+
+
 async def get_state(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     session = svc.registry.resolve(request.match_info["id"])
     try:
-        auto = auto_state(await explain_session(svc, session, 20))
+        auto = auto_state(await _explained(svc, session))
     except TeleptyError as exc:
         auto = auto_state(None, why_not=exc.code)
     report = session.meta.get(STATE_REPORT_META)

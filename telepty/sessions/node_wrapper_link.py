@@ -19,7 +19,11 @@ daemon → wrapper
 It answers nothing, tracks no bracketed-paste mode and reports no heartbeats. So this
 link does what our own wrapper (``telepty.sessions.wrapper_link``) does on its side:
 it follows DECSET 2004 in the mirrored output and frames pastes itself, and a write
-counts as done once the frame is on the socket. Whether it reached the agent is what
+counts as done once the frame is on the socket. A paste counts as done once the child
+printed something after it: that wrapper holds text back while it sees no prompt in
+its child's output (its prompt pattern misses many agents' screens) and writes it after
+five seconds at the latest, and the engine must not look for the paste on the screen
+(and give up on it) before then. Whether it reached the agent is what
 the delivery engine confirms anyway, from the mirrored output, exactly as for our
 wrapper: every delivery to such a session goes through the same queue, quiet guard,
 readiness checks and confirmation.
@@ -28,6 +32,7 @@ readiness checks and confirmation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -40,16 +45,20 @@ log = logging.getLogger("telepty.wrapper")
 
 __all__ = ["NodeWrapperLink"]
 
+PASTE_SHOWN_S = 6.0  # the Node.js wrapper writes held-back text after 5 s at the latest
+
 
 class NodeWrapperLink(WrapperLink):
     def __init__(self, session_id: str, ws: web.WebSocketResponse, scrollback_bytes: int) -> None:
         super().__init__(session_id, ws, scrollback_bytes)
         self.bracketed = BracketedPasteTracker()
+        self._printed = asyncio.Event()  # set by any output after the last paste was sent
 
     def feed_output(self, data: bytes) -> None:
         self.bracketed.feed(data)
         self.bracketed_paste = self.bracketed.enabled
         super().feed_output(data)
+        self._printed.set()
 
     async def _inject(self, data: bytes) -> None:
         if self.ws.closed or self.closed.is_set():
@@ -61,7 +70,12 @@ class NodeWrapperLink(WrapperLink):
 
     async def paste(self, data: bytes, submit: bytes, settle_ms: int, no_enter: bool) -> dict[str, Any]:
         bracketed = self.bracketed.enabled
+        self._printed.clear()
         await self._inject(frame_paste(data, bracketed))
+        # Until the child shows something (the wrapper wrote it), or past its 5 s flush.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PASTE_SHOWN_S):
+                await self._printed.wait()
         if submit and not no_enter:
             await asyncio.sleep(settle_ms / 1000.0)
             await self._inject(submit)

@@ -35,6 +35,7 @@ class NodeAllowWrapper:
     cwd: str
     cols: int = 100
     rows: int = 30
+    prompt: re.Pattern[str] = PROMPT  # what it takes for its child's prompt
     frames_in: list[dict[str, Any]] = field(default_factory=list)  # what the daemon sent it
     written: list[str] = field(default_factory=list)  # what it wrote to its child, in order
     ws: aiohttp.ClientWebSocketResponse | None = None
@@ -95,7 +96,7 @@ class NodeAllowWrapper:
             return
         text = data.decode("utf-8", errors="replace")
         self._send({"type": "output", "data": text})
-        if PROMPT.search(text):
+        if self.prompt.search(text):
             self._prompt_ready = True
             self._flush()
             self._send({"type": "ready"})

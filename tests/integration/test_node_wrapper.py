@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,12 @@ import pytest
 from tests.helpers import client_final, wait_until
 from tests.integration.agents import AgentFiles, agent_argv, agent_files
 from tests.integration.node_clients import NODE_HEADERS, NodeAllowWrapper
+from tests.integration.standins import PROGRAMS
 
 
-async def allow(client: Any, tmp_path: Path, name: str) -> tuple[NodeAllowWrapper, AgentFiles]:
+async def allow(client: Any, tmp_path: Path, name: str, **kw: Any) -> tuple[NodeAllowWrapper, AgentFiles]:
     files = agent_files(tmp_path, name)
-    w = await NodeAllowWrapper(client, name, agent_argv(files, echo=True), str(tmp_path)).start()
+    w = await NodeAllowWrapper(client, name, agent_argv(files, echo=True), str(tmp_path), **kw).start()
     await wait_until(lambda: _linked(client, name), 10, message=f"{name} linked and ready")
     return w, files
 
@@ -58,6 +62,33 @@ async def test_prompts_reach_the_agent_through_the_old_wrapper(client: Any, tmp_
         info = await (await client.get("/api/sessions/wr")).json()
         assert (info["type"], info["healthStatus"], info["healthReason"]) == (
             "wrapped", "CONNECTED", "OWNER_CONNECTED")
+    finally:
+        await w.close()
+
+
+async def test_an_agent_whose_prompt_the_old_wrapper_misses(client: Any, tmp_path: Path) -> None:
+    """That wrapper writes text only once it sees its child's prompt (for `codex` it looks
+    for ❯ or > at the end of an output chunk; Codex shows ›), else five seconds later.
+    The engine must wait for that before it looks for the paste and presses Enter: a
+    Codex-like stand-in (the daemon reads its screen with the codex profile) gets each
+    prompt once, whole."""
+    out = tmp_path / "codex.jsonl"
+    codex = tmp_path / "codex"  # the command the user typed: `telepty allow codex`
+    codex.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {PROGRAMS / 'standin_paste_burst.py'} "
+                     f"--out {shlex.quote(str(out))} --burst-ms 20\n")
+    codex.chmod(0o755)
+    codex_prompt = re.compile(r"[❯>]\s*$")
+    w = await NodeAllowWrapper(client, "wc", [str(codex)], str(tmp_path), prompt=codex_prompt).start()
+    try:
+        await wait_until(lambda: _health(client, "wc", "CONNECTED"), 10, message="linked")
+        for text in ("held back", "two\nlines"):
+            d = await inject(client, "wc", text)
+            assert (d["status"], d["confirmed"]) == ("delivered", "screen"), d
+        submitted = [json.loads(line)["text"] for line in out.read_text().splitlines() if '"n"' in line]
+        assert submitted == ["held back", "two\nlines"]
+        # `telepty status`: no pid to find the agent under, so the screen says it: idle
+        state = await (await client.get("/api/sessions/wc/state", headers=NODE_HEADERS)).json()
+        assert (state["auto"]["state"], state["auto"]["detail"]["trigger"]) == ("idle", "idle"), state
     finally:
         await w.close()
 
