@@ -80,8 +80,11 @@ class NodeAllowWrapper:
     async def start(self) -> NodeAllowWrapper:
         status, body = await self.register()
         assert status == 201, body
-        self.start_child()
+        # It starts its child first and connects while the child starts up; the child's
+        # first output is lost if it wins that race. Here the socket goes first, so a
+        # test never depends on who wins.
         await self.connect()
+        self.start_child()
         return self
 
     def _on_child_output(self) -> None:
