@@ -24,7 +24,7 @@ from telepty.api.bus import BUS_INGEST
 from telepty.api.keys import SERVICES
 from telepty.api.node_dialect import STATE_REPORT_META, auto_state, semantic_of
 from telepty.api.raw_keys import explain_session
-from telepty.bus.envelope import SESSION_STATE_REPORT
+from telepty.bus.envelope import SESSION_STATE_REPORT, first_given
 from telepty.bus.hub import LoggedEvent
 from telepty.clock import utc_now
 from telepty.delivery.screen import read_screen
@@ -65,9 +65,7 @@ class StateReports:
         self._saving: set[asyncio.Task[None]] = set()
 
     def _session(self, env: dict[str, Any]) -> Session:
-        name = env.get("session_id")
-        if name is None:
-            name = env.get("target")
+        name = first_given(env, "session_id", "target")
         if not isinstance(name, str) or not name:
             raise BadRequest("missing_field", "a session_state_report needs session_id "
                              "(the session it is about)")

@@ -107,6 +107,12 @@ def make_event(
     return env
 
 
+def first_given(env: dict[str, Any], *names: str) -> Any:
+    """The value of the first of ``names`` the event has (not null): v2 and v1 names of
+    one field (``target`` / ``target_session_id``, ``session_id`` / ``target``)."""
+    return next((env[n] for n in names if env.get(n) is not None), None)
+
+
 def normalize_envelope(raw: object, *, machine_id: str, default_source: str) -> dict[str, Any]:
     """A published object → a complete v2 envelope, or ``BadRequest`` naming the field.
 

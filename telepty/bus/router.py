@@ -21,11 +21,11 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from telepty.bus.envelope import ROUTED_KINDS
+from telepty.bus.envelope import ROUTED_KINDS, first_given
 from telepty.bus.hub import EventBus, LoggedEvent
 from telepty.bus.reply_guide import with_reply_footer
 from telepty.delivery.engine import DeliveryEngine
@@ -81,9 +81,7 @@ def parse_turn_request(env: dict[str, Any], *, max_prompt_bytes: int) -> TurnReq
     is missing (``deliberation_route_turn``), and the prompt at the top level
     (``prompt``, else ``content``) when there is no ``payload.prompt``.
     """
-    target = env.get("target")
-    if target is None:
-        target = env.get("target_session_id")
+    target = first_given(env, "target", "target_session_id")
     if not isinstance(target, str) or not target:
         raise BadRequest("missing_field", "a turn_request needs target (a session id or alias, "
                          "optionally with @host; target_session_id is read when target is absent)")
@@ -301,7 +299,7 @@ class TurnAckIds:
         self.bus = bus
         self.engine: DeliveryEngine | None = None
 
-    def wrap(self, emit: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(self, emit: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def emit_with_ids(kind: str, *, target: str | None = None, **fields: Any) -> Any:
             if (kind in ("inject_written", "delivery.failed") and "request_message_id" not in fields
                     and fields.get("source_type") in (str(Origin.BUS_AUTO_ROUTE), str(Origin.RELAY))):
