@@ -42,6 +42,7 @@ from telepty.api.auth import TrustPolicy, auth_middleware, ensure_token
 from telepty.api.errors import error_middleware
 from telepty.api.keys import SERVICES
 from telepty.bus.hub import EventBus
+from telepty.bus.nats_fleet import fleet_for
 from telepty.bus.router import TurnAckIds
 from telepty.clock import utc_now
 from telepty.config import Config
@@ -121,7 +122,10 @@ def create_app(config: Config) -> web.Application:
     config.home.mkdir(parents=True, exist_ok=True)
     token = ensure_token(config.token_path)
     db = Database(config.db_path)
-    bus = EventBus(EventRepo(db), config.machine_id)
+    # TELEPTY_BUS_URL=nats://…: the bus is the fleet's JetStream stream and id@host prompts
+    # for machines on it go through their work queues (telepty.bus.nats_fleet).
+    fleet = fleet_for(config)
+    bus = EventBus(EventRepo(db) if fleet is None else fleet.log, config.machine_id)
     tmux = TmuxPool(config.tmux_bin)
     registry = SessionRegistry(SessionRepo(db), emit=bus.emit, pane_probe=tmux.pane_alive)
     tmux.on_output = registry.touch  # a pane's output is its session's activity
@@ -141,6 +145,8 @@ def create_app(config: Config) -> web.Application:
         profiles, config
     )
     relay.engine = acks.engine = engine
+    if fleet is not None:
+        relay.fleet = fleet.queue
     registry.on_exited.append(engine.session_gone)  # a retry wait on a dead pane ends now
     engine.on_final.append(relay.forget)
     metrics = DaemonMetrics()
@@ -163,14 +169,21 @@ def create_app(config: Config) -> web.Application:
     app[SERVICES] = svc
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if fleet is not None:
+            await fleet.connect()  # first: a NATS server that is not there stops the start here
         await db.open()
         await registry.load()
         await identities.load()
         await engine.start()
+        if fleet is not None:
+            await fleet.start(bus, engine)
         svc.spawn(_liveness_loop(svc), "liveness")
-        svc.spawn(session_lifecycle.run_idle(history=bus.events), "session-idle")
+        history = bus.events if fleet is None else fleet.own_events()
+        svc.spawn(session_lifecycle.run_idle(history=history), "session-idle")
         svc.spawn(session_lifecycle.run_health(), "session-health")
         yield
+        if fleet is not None:
+            await fleet.stop_worker()
         await engine.stop()
         await relay.close()
         await identities.flush()
@@ -184,6 +197,8 @@ def create_app(config: Config) -> web.Application:
         with contextlib.suppress(Exception):
             await registry.persist_activity()
         bus.close()
+        if fleet is not None:
+            await fleet.close()
         await db.close()
 
     async def close_websockets(app: web.Application) -> None:

@@ -42,7 +42,7 @@ from telepty.bus.envelope import KIND_RE, MAX_FIELD_CHARS, MESSAGE_ID_RE
 from telepty.delivery.keys import MAX_KEYS, MAX_TEXT
 from telepty.delivery.model import DeliveryKind, DeliveryStatus, Origin
 from telepty.delivery.request import MAX_QUIET_MS, MAX_WAIT_TIMEOUT
-from telepty.sessions.agents import AGENT_KINDS
+from telepty.sessions.agents import AGENT_NAME_RE
 from telepty.sessions.model import PANE_ID_RE, SESSION_ID_RE, SessionState, SessionType
 from telepty.sessions.state_report import MAX_TEXT as MAX_REPORT_TEXT
 from telepty.store.audit import DEFAULT_LIMIT as AUDIT_DEFAULT_LIMIT
@@ -127,7 +127,8 @@ SESSION_ID: Final = _str(pattern=_pattern(SESSION_ID_RE),
 NAME: Final = _str(pattern=_pattern(NAME_RE),
                    description="1-200 characters of A-Z a-z 0-9 . _ : @ / -")
 PANE_ID: Final = _str(pattern=_pattern(PANE_ID_RE), description="a tmux pane id such as %3")
-AGENT: Final = _enum((*AGENT_KINDS, "other"))
+AGENT: Final = _str(pattern=_pattern(AGENT_NAME_RE),
+                    description="a profile name (claude, codex, gemini, aider, yours) or other")
 KIND: Final = _str(pattern=_pattern(KIND_RE))
 TIMESTAMP: Final = _str(description="UTC ISO-8601 with Z")
 # What ?since= and ?until= take (telepty.api.injects.parse_instant). The last branch

@@ -12,8 +12,9 @@ from telepty.api.injects import parse_duration
 from telepty.api.keys import SERVICES
 from telepty.api.node_dialect import node_fields
 from telepty.api.node_socket import node_socket
+from telepty.delivery.profiles import SubmitProfiles
 from telepty.errors import BadRequest, Conflict
-from telepty.sessions.agents import AGENT_KINDS, detect_agent
+from telepty.sessions.agents import detect_agent, validate_agent_name
 from telepty.sessions.model import PANE_ID_RE, Session, SessionState, SessionType, validate_session_id
 from telepty.sessions.panes import PANE_PID_META, TmuxPool
 from telepty.sessions.registry import RegisterSpec
@@ -53,8 +54,8 @@ def parse_register(data: dict[str, object]) -> tuple[RegisterSpec, bool]:
         raise BadRequest("missing_field", "tmux_pane is required for a pane session")
     socket = opt(data, "tmux_socket", str)
     agent = opt(data, "agent", str)
-    if agent is not None and agent not in (*AGENT_KINDS, "other"):
-        raise BadRequest("invalid_field", f"agent must be one of {', '.join((*AGENT_KINDS, 'other'))}")
+    if agent is not None:
+        validate_agent_name(agent)
     meta = opt(data, "meta", dict, {})
     replace = opt(data, "replace", bool, False)
     spec = RegisterSpec(
@@ -71,6 +72,14 @@ def parse_register(data: dict[str, object]) -> tuple[RegisterSpec, bool]:
     return spec, replace
 
 
+def require_profile(profiles: SubmitProfiles, agent: str | None) -> None:
+    """An agent kind is a profile name: one the daemon has no profile for is refused,
+    rather than silently read with [default]."""
+    problem = profiles.unknown_agent(agent)
+    if problem:
+        raise BadRequest("invalid_field", f"agent: {problem}")
+
+
 async def with_pane_owner(tmux: TmuxPool, spec: RegisterSpec) -> RegisterSpec:
     """Record which process the pane runs now (``PANE_PID_META``), so a pane id reused by
     a restarted tmux server is never taken for the session's pane."""
@@ -84,6 +93,7 @@ async def with_pane_owner(tmux: TmuxPool, spec: RegisterSpec) -> RegisterSpec:
 async def register(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     spec, replace = parse_register(await json_object(request))
+    require_profile(svc.profiles, spec.agent)
     spec = await with_pane_owner(svc.tmux, spec)
     session = await svc.registry.register(spec, replace=replace)
     return json_response(public_session(request, session), status=201)

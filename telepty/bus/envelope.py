@@ -48,6 +48,7 @@ DAEMON_KINDS = frozenset({
     "inject_written",
     "message_routed",
     "delivery.failed",
+    "relay.status",
     "keys_sent",
     "handoff.created",
     "handoff.claimed",

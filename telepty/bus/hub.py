@@ -24,7 +24,8 @@ from functools import partial
 from typing import Any, TypeVar, overload
 
 from telepty.bus.envelope import make_event
-from telepty.store.events import Appended, EventRepo, dumps_event
+from telepty.bus.event_log import EventLog
+from telepty.store.events import Appended, dumps_event
 
 log = logging.getLogger("telepty.bus")
 
@@ -108,9 +109,13 @@ class Subscription:
 
 class EventBus:
     def __init__(
-        self, events: EventRepo, machine_id: str, *, subscriber_queue: int = SUBSCRIBER_QUEUE
+        self, events: EventLog, machine_id: str, *, subscriber_queue: int = SUBSCRIBER_QUEUE
     ) -> None:
         self.events = events
+        # A log other daemons append to as well (NATS JetStream) hands every machine's
+        # events to subscribers itself, in its own order, through ``deliver``; our own
+        # commits then go to the listeners only, or subscribers would see them twice.
+        self._commits_to_subscribers = not getattr(events, "shared", False)
         self.machine_id = machine_id
         self.subscriber_queue = subscriber_queue
         self._subs: set[Subscription] = set()
@@ -200,7 +205,7 @@ class EventBus:
 
     def _committed(
         self, rows: list[tuple[dict[str, Any], str]], waiting: list[_Waiting],
-        committed: asyncio.Future[list[Appended]], *, flushing: bool = False,
+        committed: asyncio.Future[list[Appended | BaseException]], *, flushing: bool = False,
     ) -> None:
         self._in_flight -= 1
         exc = committed.exception()
@@ -208,6 +213,10 @@ class EventBus:
             self._failed(rows, waiting, exc)
         else:
             for (env, body), (fut, into), result in zip(rows, waiting, committed.result(), strict=True):
+                if isinstance(result, BaseException):  # a shared log refused this one event
+                    if not fut.done():
+                        fut.set_exception(result)
+                    continue
                 if result.inserted:
                     self.events_in += 1
                     self._fan_out(result.seq, env, body)
@@ -231,7 +240,8 @@ class EventBus:
 
     def _fan_out(self, seq: int, envelope: dict[str, Any], body: str) -> None:
         kind = envelope["kind"]
-        wanting = [s for s in self._subs if s.wants(kind)] if self._subs else []
+        feeding = self._subs and self._commits_to_subscribers
+        wanting = [s for s in self._subs if s.wants(kind)] if feeding else []
         if not wanting and not self._listeners:
             return
         event = LoggedEvent(envelope, seq, body)
@@ -240,6 +250,17 @@ class EventBus:
                 listener(event)
             except Exception:
                 log.exception("bus listener failed on %s seq=%d", kind, seq)
+        self._to_subscribers(event, wanting)
+
+    def deliver(self, event: LoggedEvent) -> None:
+        """An event read back from a shared log (any machine's, in the log's order) to
+        this daemon's subscribers (``telepty.bus.nats_log.EventFeed``)."""
+        if self._subs:
+            kind = event.kind
+            self._to_subscribers(event, [s for s in self._subs if s.wants(kind)])
+
+    def _to_subscribers(self, event: LoggedEvent, wanting: list[Subscription]) -> None:
+        seq = event.seq
         for sub in wanting:
             try:
                 sub.queue.put_nowait(event)

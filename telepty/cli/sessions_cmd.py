@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from telepty.cli.client import Client, CliError
 from telepty.cli.node_daemon import node_sessions
-from telepty.cli.options import AGENT_CHOICES, add_json, int_between, session_arg
+from telepty.cli.options import add_agent, add_json, int_between, session_arg
 from telepty.cli.output import emit_json, human_seconds, print_table
 from telepty.config import Config
 
@@ -26,7 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--all", action="store_true",
                    help="include exited sessions and the sessions of every peer in peers.json")
     p.add_argument("--type", choices=SESSION_TYPES, help="only sessions of this type")
-    p.add_argument("--agent", choices=AGENT_CHOICES, help="only sessions of this agent kind")
+    add_agent(p, "only sessions of this agent kind")
     p.add_argument("--project", help="only sessions in this project (basename of their cwd)")
     p.set_defaults(func=cmd_list)
 

@@ -11,6 +11,7 @@ they know it is alive, and where its output activity comes from: those are the h
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
@@ -32,7 +33,7 @@ from telepty.delivery.transport import CONFIRMED_UNVERIFIED, DeliveryOutcome, St
 from telepty.pty.scrollback import Scrollback
 from telepty.sessions.model import Session
 
-# How much recent output seeds the emulator: a few full redraws of a TUI.
+# How much recent output ``app_cursor`` looks through: a few full redraws of a TUI.
 SEED_BYTES = 32 * 1024
 KEY_GAP_S = 0.03  # between key events, so Escape+Enter is not read as Alt+Enter
 STAGE_KEYS = "keys"
@@ -48,20 +49,38 @@ def dims(session: Session | None) -> tuple[int, int]:
 
 
 class ScrollbackScreen:
-    """The screen of a program known only by its output stream."""
+    """The screen of a program known only by its output stream.
+
+    One per stream, kept for its life (``stream_view``) and fed everything the stream
+    prints from its first look on. A model rebuilt from a recent tail for each look
+    loses what a TUI drew once and never redraws (Codex writes its ``›`` input marker
+    once and then only the cells that change): after enough transcript, the tail no
+    longer holds it, and the last ``› …`` line of the transcript passes for the input.
+    """
 
     def __init__(self, scrollback: Scrollback, cols: int, rows: int) -> None:
         self.scrollback = scrollback
         self.term = TerminalScreen(cols, rows)
-        self.fed = max(0, scrollback.total_bytes - min(len(scrollback), SEED_BYTES))
+        self.fed = scrollback.total_bytes - len(scrollback)  # all that is retained: seed with it
+        scrollback.on_append = self._keep_up
 
     def lines(self) -> list[str]:
         total = self.scrollback.total_bytes
         new = total - self.fed
+        if new > len(self.scrollback):
+            # More arrived than the stream keeps: the model lost its thread; start over
+            # from everything retained.
+            self.term = TerminalScreen(self.term.cols, self.term.rows)
+            new = len(self.scrollback)
         if new > 0:
-            self.term.feed(self.scrollback.tail(min(new, len(self.scrollback))))
+            self.term.feed(self.scrollback.tail(new))
             self.fed = total
         return self.term.lines()
+
+    def _keep_up(self) -> None:
+        # Feed in large slices, never letting the stream's window run past the model.
+        if self.scrollback.total_bytes - self.fed > self.scrollback.capacity // 2:
+            self.lines()
 
     def input_lines(self) -> list[str]:
         self.lines()  # feeds what arrived since
@@ -70,6 +89,19 @@ class ScrollbackScreen:
     def app_cursor(self) -> bool:
         tail = self.scrollback.tail(SEED_BYTES)
         return tail.rfind(_APP_CURSOR_ON) > tail.rfind(_APP_CURSOR_OFF)
+
+
+_VIEWS: weakref.WeakKeyDictionary[Scrollback, ScrollbackScreen] = weakref.WeakKeyDictionary()
+
+
+def stream_view(scrollback: Scrollback, cols: int, rows: int) -> ScrollbackScreen:
+    """The one screen model of a stream (see ``ScrollbackScreen``); a new one when the
+    terminal's size changed."""
+    view = _VIEWS.get(scrollback)
+    if view is None or (view.term.cols, view.term.rows) != (max(2, cols), max(2, rows)):
+        view = ScrollbackScreen(scrollback, cols, rows)
+        _VIEWS[scrollback] = view
+    return view
 
 
 class StreamTerminal(Protocol):
