@@ -27,12 +27,14 @@ from telepty.api import bus as bus_routes
 from telepty.api import deliveries as delivery_routes
 from telepty.api import fanout as fanout_routes
 from telepty.api import handoffs as handoff_routes
+from telepty.api import handoffs_v1 as handoff_v1_routes
 from telepty.api import injects as inject_audit_routes
 from telepty.api import meta as meta_routes
 from telepty.api import metrics as metrics_routes
 from telepty.api import openapi as openapi_routes
 from telepty.api import raw_keys as raw_keys_routes
 from telepty.api import replies as reply_routes
+from telepty.api import session_state as session_state_routes
 from telepty.api import sessions as session_routes
 from telepty.api import terminals as terminal_routes
 from telepty.api import threads as thread_routes
@@ -41,6 +43,7 @@ from telepty.api.errors import error_middleware
 from telepty.api.keys import SERVICES
 from telepty.bus.hub import EventBus
 from telepty.bus.nats_fleet import fleet_for
+from telepty.bus.router import TurnAckIds
 from telepty.clock import utc_now
 from telepty.config import Config
 from telepty.delivery.engine import DeliveryEngine
@@ -135,12 +138,13 @@ def create_app(config: Config) -> web.Application:
                             max_age_s=config.audit_retention_seconds)
     profiles = load_profiles(config.profiles_path, settle_ms_override=config.settle_ms)
     relay = Relay(config, emit=bus.emit)
+    acks = TurnAckIds(bus)  # a routed turn's ids on its delivery's acks
     engine = DeliveryEngine(  # id@host targets become relay pseudo-sessions (telepty.relay.service)
         AuditingDeliveryRepo(db, audit), relay.registry(registry),
-        relay.transports(TransportResolver(terminals, tmux, profiles)), relay.emitter(bus), profiles,
-        config
+        relay.transports(TransportResolver(terminals, tmux, profiles)), acks.wrap(relay.emitter(bus)),
+        profiles, config
     )
-    relay.engine = engine
+    relay.engine = acks.engine = engine
     if fleet is not None:
         relay.fleet = fleet.queue
     registry.on_exited.append(engine.session_gone)  # a retry wait on a dead pane ends now
@@ -213,7 +217,9 @@ def create_app(config: Config) -> web.Application:
     delivery_routes.add_routes(app)
     raw_keys_routes.add_routes(app)
     bus_routes.install(app)  # after the lifecycle above: its retention task needs the open db
+    session_state_routes.add_routes(app)  # after the bus: state reports are bus events
     handoff_routes.add_routes(app)
+    handoff_v1_routes.add_routes(app)  # the Node.js CLI's /api/handoff
     thread_routes.add_routes(app)
     metrics_routes.add_routes(app)
     relay_routes.add_routes(app)

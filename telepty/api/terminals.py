@@ -14,7 +14,7 @@ from aiohttp import WSMsgType, web
 
 from telepty.api.body import json_object, json_response, opt, query_int, req
 from telepty.api.keys import SERVICES
-from telepty.api.sessions import parse_register, require_profile, with_pane_owner
+from telepty.api.sessions import parse_register, public_session, require_profile, with_pane_owner
 from telepty.delivery.transports_stream import dims, stream_view
 from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
@@ -64,7 +64,9 @@ async def spawn(request: web.Request) -> web.Response:
         command, args, cwd=cwd, session_id=session_id, env=env, cols=cols, rows=rows, agent=agent
     )
     session = await svc.terminals.spawn(spec)
-    return json_response(session.to_public(svc.config.machine_id, time.time()), status=201)
+    body = public_session(request, session)
+    body["session_id"] = session.id  # what the Node.js CLI's spawn reads (then attaches to)
+    return json_response(body, status=201)
 
 
 # -- attach (spawned) -------------------------------------------------------------
@@ -259,7 +261,9 @@ async def screen(request: web.Request) -> web.Response:
         if scrollback is None:
             raise NotFound("no_screen", f"nothing is known of session {session.id!r}'s screen")
         text = "\n".join(stream_view(scrollback, *dims(session)).lines()[-lines:])
-    return json_response({"session_id": session.id, "source": source, "lines": lines, "text": text})
+    # ``screen`` repeats ``text`` under the name the Node.js CLI's read-screen prints.
+    return json_response({"session_id": session.id, "source": source, "lines": lines, "text": text,
+                          "screen": text})
 
 
 def add_routes(app: web.Application) -> None:

@@ -8,11 +8,12 @@ whose prompt fails its SHA-1) is never logged, never fanned out, never delivered
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from telepty.bus.envelope import TURN_REQUEST, normalize_envelope
+from telepty.bus.envelope import ROUTED_KINDS, normalize_envelope
 from telepty.bus.hub import EventBus
 from telepty.bus.router import RouteOutcome, TurnRequest, TurnRouter, parse_turn_request
 
@@ -43,6 +44,9 @@ class BusIngest:
         self.bus = bus
         self.router = router
         self.max_prompt_bytes = max_prompt_bytes
+        # Kinds whose events must agree with the daemon's state to be accepted (a
+        # session_state_report names a known session): each check raises to refuse.
+        self.checks: dict[str, Callable[[dict[str, Any]], None]] = {}
 
     async def accept(self, raw: object, *, transport: str) -> Receipt:
         """Raises ``BadRequest``/``TooLarge`` for input that changes nothing."""
@@ -52,9 +56,12 @@ class BusIngest:
         """``accept`` for callers that answer from a callback: refusals raise here, at
         once; the future resolves with the receipt once the event has committed."""
         env = normalize_envelope(raw, machine_id=self.bus.machine_id, default_source=f"bus:{transport}")
-        if env["kind"] == TURN_REQUEST:
+        if env["kind"] in ROUTED_KINDS:
             turn = parse_turn_request(env, max_prompt_bytes=self.max_prompt_bytes)
             return asyncio.ensure_future(self._publish_and_route(env, turn))
+        check = self.checks.get(env["kind"])
+        if check is not None:
+            check(env)
         return self.bus.publish_soon(env, partial(_receipt, env["message_id"], env["kind"]))
 
     async def _publish_and_route(self, env: dict[str, Any], turn: TurnRequest) -> Receipt:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from telepty.cli.client import EXIT_USAGE, Client, CliError
+from telepty.cli.client import EXIT_USAGE, Client, CliError, ForeignDaemonError
 from telepty.cli.options import AGENT_HELP, add_agent, add_json, session_arg
 from telepty.cli.output import emit_json
 from telepty.config import Config, ConfigError
@@ -90,10 +90,25 @@ def _command(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def _not_foreign(config: Config) -> None:
+    """With TELEPTY_URL set, make sure it is not a daemon of another implementation (the
+    Node.js telepty has no wrapper socket for ours) before the command starts. No daemon
+    at all is fine: wrap starts without one and registers when it comes up."""
+    if not config.url:
+        return
+    try:
+        Client(config, timeout=3.0).meta  # noqa: B018 (the check is the point)
+    except ForeignDaemonError:
+        raise
+    except CliError:
+        pass
+
+
 def cmd_wrap(args: argparse.Namespace, config: Config) -> int:
     from telepty.pty.wrap_client import WrapConfigError, WrapOptions, WrapTimings, run_wrap
 
     argv = _command(args)
+    _not_foreign(config)
     try:
         timings = WrapTimings.from_env(os.environ)
     except WrapConfigError as exc:
@@ -134,11 +149,11 @@ def cmd_spawn(args: argparse.Namespace, config: Config) -> int:
     }
     if args.agent:
         body["agent"] = args.agent
-    session = Client(config).request("POST", "/api/sessions/spawn", body)
+    session = Client(config, foreign_ok=True).request("POST", "/api/sessions/spawn", body)
     if args.json:
         emit_json(session)
     else:
-        print(session["id"])
+        print(session.get("id") or session.get("session_id"))  # the Node.js daemon's answer has the latter
     return 0
 
 
