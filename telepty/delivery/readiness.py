@@ -157,7 +157,8 @@ def explain(
         "session_id": session.id,
         "transport": transport,
         **agent.to_public(),
-        "agent_present": (agent.detected is not None) if agent.known else None,
+        # Without a pid (a wrapper that did not say) nothing can be told either way.
+        "agent_present": (agent.detected is not None) if agent.known and agent.pid else None,
         "profile": profile.to_public(),
         **reading.to_public(tail=tail),
     }
@@ -167,7 +168,7 @@ def explain(
             out["verdict"] = V_BUSY
             out["why"] = (f"printing: last output {output['quiet_for_ms']} ms ago; the quiet guard "
                           f"waits for {output['quiet_ms']} ms of silence")
-    if agent.known and agent.detected is None:
+    if agent.known and agent.pid and agent.detected is None:
         out["verdict"] = "agent-exited"
         out["why"] = f"{agent.kind} no longer runs under pid {agent.pid}"
     if extra:
