@@ -24,7 +24,9 @@ __all__ = ["MAX_TEXT", "parse_state_report"]
 
 
 def _text(raw: Mapping[str, Any], *names: str) -> str | None:
-    """The first of ``names`` present, trimmed; empty counts as absent (as in Node)."""
+    """The first of ``names`` present, trimmed; empty counts as absent (as in Node).
+    Every one given is checked, an alias too: a bad field is refused, never ignored."""
+    found: str | None = None
     for name in names:
         value = raw.get(name)
         if value is None:
@@ -33,8 +35,9 @@ def _text(raw: Mapping[str, Any], *names: str) -> str | None:
             raise BadRequest("invalid_field", f"{name} must be a string")
         if len(value) > MAX_TEXT:
             raise BadRequest("invalid_field", f"{name} may be at most {MAX_TEXT} characters")
-        return value.strip() or None
-    return None
+        if found is None:
+            found = value.strip() or None
+    return found
 
 
 def parse_state_report(raw: Mapping[str, Any], *, previous_seq: int | None, now: str) -> dict[str, Any]:

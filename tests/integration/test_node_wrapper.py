@@ -86,9 +86,14 @@ async def test_an_agent_whose_prompt_the_old_wrapper_misses(client: Any, tmp_pat
             assert (d["status"], d["confirmed"]) == ("delivered", "screen"), d
         submitted = [json.loads(line)["text"] for line in out.read_text().splitlines() if '"n"' in line]
         assert submitted == ["held back", "two\nlines"]
-        # `telepty status`: no pid to find the agent under, so the screen says it: idle
-        state = await (await client.get("/api/sessions/wc/state", headers=NODE_HEADERS)).json()
-        assert (state["auto"]["state"], state["auto"]["detail"]["trigger"]) == ("idle", "idle"), state
+        # `telepty status`: no pid to find the agent under, so the screen says it: idle, once
+        # its redraw after the submission is a quiet window old
+        async def idle_state() -> dict[str, Any] | None:
+            state = await (await client.get("/api/sessions/wc/state", headers=NODE_HEADERS)).json()
+            return state if state["auto"]["state"] == "idle" else None
+
+        state = await wait_until(idle_state, 10, message="status idle")
+        assert state["auto"]["detail"]["trigger"] == "idle", state
     finally:
         await w.close()
 

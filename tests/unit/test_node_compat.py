@@ -135,6 +135,7 @@ def test_report_aliases_and_defaults() -> None:
     {}, {"phase": "  "}, {"phase": 3}, {"phase": "p", "seq": -1}, {"phase": "p", "seq": True},
     {"phase": "p", "seq": "2"}, {"phase": "p", "needs_input": "yes"}, {"phase": "p", "blocker": ["x"]},
     {"phase": "x" * 2001},
+    {"phase": "p", "task_phase": "x" * 2001}, {"phase": "p", "task_phase": 5},  # aliases checked too
 ])
 def test_bad_reports_are_refused(body: dict[str, Any]) -> None:
     with pytest.raises(BadRequest):
