@@ -26,7 +26,6 @@ import logging
 import re
 import time
 from email.utils import formatdate
-from functools import partial
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -113,10 +112,14 @@ class FastPublishProtocol(asyncio.Protocol):
         self.buf = bytearray()
         self.peer: str | None = None
         self.busy = False  # an answer is pending; later requests wait in ``buf``
+        self.closing = False  # the pending request asked to close after its answer
         self.paused = False
         self.eof = False
         self.last_active = 0.0
         self._auth: tuple[tuple[bytes | None, ...], Decision] | None = None
+        # The last head parsed, and what it parsed to (the same bytes always do).
+        self._head = b""
+        self._head_parsed: tuple[dict[bytes, bytes], int, bool] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -161,7 +164,12 @@ class FastPublishProtocol(asyncio.Protocol):
                 elif self.eof:
                     self.transport.close()
                 return
-            parsed = self._parse_head(bytes(buf[:end]))
+            head = bytes(buf[:end])
+            if head == self._head:  # a client repeats its head, but for the length
+                parsed = self._head_parsed
+            else:
+                parsed = self._head_parsed = self._parse_head(head)
+                self._head = head
             if parsed is None:
                 self._hand_over()
                 return
@@ -225,28 +233,31 @@ class FastPublishProtocol(asyncio.Protocol):
             auth_log.warning("refused POST /api/bus/publish from %s: %s", self.peer, decision.code)
             self._answer(decision.status, {"error": decision.code, "detail": decision.detail}, close)
             return
+        self.busy, self.closing = True, close
         try:
-            pending = shared.ingest.accept_soon(parse_json_object(body), transport="http")
+            shared.ingest.accept_then(parse_json_object(body), transport="http", answer=self)
         except TeleptyError as exc:
+            self.busy = False
             self._answer(exc.status, exc.to_dict(), close)
-            return
         except Exception:
+            self.busy = False
             log.exception("unhandled error method=POST path=/api/bus/publish")
             self._answer(500, _INTERNAL, close)
-            return
-        self.busy = True
-        pending.add_done_callback(partial(self._answer_receipt, close))
 
-    def _answer_receipt(self, close: bool, pending: asyncio.Future[Receipt]) -> None:
+    # -- ReceiptWaiter: called once the event has committed, in the turn that committed it
+
+    def receipt(self, receipt: Receipt) -> None:
         self.busy = False
-        exc = asyncio.CancelledError() if pending.cancelled() else pending.exception()
+        self._answer(202, receipt.to_public(), self.closing)
+        self._next()
+
+    def refused(self, exc: BaseException) -> None:
+        self.busy = False
         if isinstance(exc, TeleptyError):
-            self._answer(exc.status, exc.to_dict(), close)
-        elif exc is not None:
-            log.error("unhandled error method=POST path=/api/bus/publish", exc_info=exc)
-            self._answer(500, _INTERNAL, close)
+            self._answer(exc.status, exc.to_dict(), self.closing)
         else:
-            self._answer(202, pending.result().to_public(), close)
+            log.error("unhandled error method=POST path=/api/bus/publish", exc_info=exc)
+            self._answer(500, _INTERNAL, self.closing)
         self._next()
 
     def _answer(self, status: int, data: dict[str, Any], close: bool) -> None:

@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from telepty.bus.envelope import make_event
 from telepty.store.events import Appended, EventRepo, dumps_event
@@ -75,8 +75,37 @@ class LoggedEvent(dict[str, Any]):
 
 Listener = Callable[[LoggedEvent], None]
 T = TypeVar("T")
-# A publisher's future, and what turns ``(seq, inserted)`` into its result (None: itself).
-_Waiting = tuple[asyncio.Future[Any], Callable[[int, bool], Any] | None]
+
+
+class CommitWaiter(Protocol):
+    """Whoever published an event and is told, synchronously, how its commit went.
+
+    Called from inside the flush that committed the batch, in the batch's order; so a
+    publisher that answers from here (the HTTP fast path) answers in the same turn of
+    the loop as the commit, not one turn later as a future's callbacks would.
+    """
+
+    def committed(self, seq: int, inserted: bool) -> None: ...
+
+    def failed(self, exc: BaseException) -> None: ...
+
+
+class _FutureWaiter:
+    """A ``CommitWaiter`` resolving a future, with ``into(seq, inserted)`` (None: the pair)."""
+
+    __slots__ = ("fut", "into")
+
+    def __init__(self, fut: asyncio.Future[Any], into: Callable[[int, bool], Any] | None) -> None:
+        self.fut = fut
+        self.into = into
+
+    def committed(self, seq: int, inserted: bool) -> None:
+        if not self.fut.done():  # the awaiting task may have been cancelled
+            self.fut.set_result((seq, inserted) if self.into is None else self.into(seq, inserted))
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.fut.done():
+            self.fut.set_exception(exc)
 
 
 class Subscription:
@@ -115,8 +144,7 @@ class EventBus:
         self.subscriber_queue = subscriber_queue
         self._subs: set[Subscription] = set()
         self._listeners: list[Listener] = []
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[Any], Callable[[int, bool], Any] | None]]
-        self._pending = []
+        self._pending: list[tuple[dict[str, Any], CommitWaiter]] = []
         self._flush_scheduled = False
         self._in_flight = 0
         self._closed = False
@@ -152,14 +180,18 @@ class EventBus:
         """``publish`` without a coroutine: the future resolves once the event has
         committed (and has been fanned out), with ``(seq, inserted)`` or, given
         ``into``, with ``into(seq, inserted)`` (one future per event, not two)."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((envelope, fut, into))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.publish_then(envelope, _FutureWaiter(fut, into))
+        return fut
+
+    def publish_then(self, envelope: dict[str, Any], waiter: CommitWaiter) -> None:
+        """``publish`` for callers that answer from a callback: ``waiter`` hears how the
+        commit went, from inside the flush that made it (see ``CommitWaiter``)."""
+        self._pending.append((envelope, waiter))
         if not self._flush_scheduled and self._in_flight < IN_FLIGHT:
             # Everything published during this turn of the loop goes in one transaction.
             self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return fut
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         """Queue what is pending as one transaction (up to ``MAX_BATCH`` events).
@@ -176,15 +208,14 @@ class EventBus:
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
             rows: list[tuple[dict[str, Any], str]] = []
-            waiting: list[_Waiting] = []
-            for env, fut, into in batch:
+            waiting: list[CommitWaiter] = []
+            for env, waiter in batch:
                 try:
                     rows.append((env, dumps_event(env)))
                 except Exception as exc:  # an envelope that cannot be JSON at all
-                    if not fut.done():
-                        fut.set_exception(exc)
+                    _tell_failed(waiter, exc)
                     continue
-                waiting.append((fut, into))
+                waiting.append(waiter)
             if not rows:
                 continue
             try:
@@ -199,7 +230,7 @@ class EventBus:
                 committed.add_done_callback(partial(self._committed, rows, waiting))
 
     def _committed(
-        self, rows: list[tuple[dict[str, Any], str]], waiting: list[_Waiting],
+        self, rows: list[tuple[dict[str, Any], str]], waiting: list[CommitWaiter],
         committed: asyncio.Future[list[Appended]], *, flushing: bool = False,
     ) -> None:
         self._in_flight -= 1
@@ -207,27 +238,23 @@ class EventBus:
         if exc is not None:
             self._failed(rows, waiting, exc)
         else:
-            for (env, body), (fut, into), result in zip(rows, waiting, committed.result(), strict=True):
+            for (env, body), waiter, result in zip(rows, waiting, committed.result(), strict=True):
                 if result.inserted:
                     self.events_in += 1
                     self._fan_out(result.seq, env, body)
-                if fut.done():
-                    continue
                 try:
-                    fut.set_result((result.seq, result.inserted) if into is None
-                                   else into(result.seq, result.inserted))
-                except Exception as into_failed:  # never strands the rest of the batch
-                    fut.set_exception(into_failed)
+                    waiter.committed(result.seq, result.inserted)
+                except Exception as waiter_failed:  # never strands the rest of the batch
+                    _tell_failed(waiter, waiter_failed)
         if self._pending and not flushing:  # (a flush in progress takes the rest itself)
             self._flush()
 
     def _failed(
-        self, rows: list[tuple[dict[str, Any], str]], waiting: list[_Waiting], exc: BaseException,
+        self, rows: list[tuple[dict[str, Any], str]], waiting: list[CommitWaiter], exc: BaseException,
     ) -> None:
         log.error("could not append %d event(s) to the log", len(rows), exc_info=exc)
-        for fut, _ in waiting:
-            if not fut.done():
-                fut.set_exception(exc)
+        for waiter in waiting:
+            _tell_failed(waiter, exc)
 
     def _fan_out(self, seq: int, envelope: dict[str, Any], body: str) -> None:
         kind = envelope["kind"]
@@ -296,3 +323,10 @@ class EventBus:
         for sub in list(self._subs):
             sub.drop(BUS_CLOSED)
         self._subs.clear()
+
+
+def _tell_failed(waiter: CommitWaiter, exc: BaseException) -> None:
+    try:
+        waiter.failed(exc)
+    except Exception:
+        log.exception("a publisher failed while being told its event was not logged")
