@@ -87,7 +87,7 @@ class FastPublish:
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
-        idle_since = loop.time() - IDLE_CLOSE_S
+        idle_since = time.monotonic() - IDLE_CLOSE_S
         for conn in list(self.connections):
             conn.close_if_idle(before=idle_since)
         self._sweeper = None if self.stopping else loop.call_later(SWEEP_S, self._sweep)
@@ -128,7 +128,7 @@ class FastPublishProtocol(asyncio.Protocol):
         tcp_keepalive(self.transport)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple | list) and peer else None
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = time.monotonic()
         self.shared.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -144,7 +144,7 @@ class FastPublishProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = time.monotonic()
         if not self.busy:
             self._next()
         elif len(self.buf) > PAUSE_AT and not self.paused and self.transport is not None:
@@ -273,7 +273,7 @@ class FastPublishProtocol(asyncio.Protocol):
             b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n",
             body,
         )))
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = time.monotonic()
         if close:
             transport.close()
             self.transport = None  # nothing after a closing answer is read or answered

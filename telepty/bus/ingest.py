@@ -8,17 +8,17 @@ whose prompt fails its SHA-1) is never logged, never fanned out, never delivered
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from telepty.bus.envelope import TURN_REQUEST, normalize_envelope
 from telepty.bus.hub import EventBus
 from telepty.bus.router import RouteOutcome, TurnRequest, TurnRouter, parse_turn_request
 
 
-@dataclass(frozen=True)
-class Receipt:
+class Receipt(NamedTuple):
+    """A published event's place in the log (a tuple: one is made per event)."""
+
     seq: int
     message_id: str
     kind: str

@@ -172,6 +172,24 @@ def test_strict_mode_wants_the_token_on_the_fast_path_too(daemon_factory) -> Non
     assert len(page["events"]) == 2
 
 
+def test_each_request_on_a_connection_is_judged_by_its_own_headers(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """The fast path remembers the last head it parsed; a head that differs in one byte
+    (here, a token of the same length) is parsed and judged afresh."""
+    d = daemon_factory(TELEPTY_REQUIRE_TOKEN="1").start()
+    wrong = ("0" if d.token[0] != "0" else "1") + d.token[1:]
+    body = b'{"kind": "fast.judged"}'
+    conn = Raw(d)
+    statuses = []
+    for token in (d.token, d.token, wrong, d.token, wrong):
+        conn.send(post(conn.host, FAST, body, **{"x-telepty-token": token}))
+        statuses.append(conn.answer()[0])
+    conn.close()
+    assert statuses == [202, 202, 401, 202, 401]
+    _, page = d.request("GET", "/api/bus/events?since=0&kinds=fast.judged",
+                        headers={"x-telepty-token": d.token})
+    assert len(page["events"]) == 3
+
+
 def test_a_connection_moves_to_the_app_for_any_other_request(daemon: DaemonProcess) -> None:
     conn = Raw(daemon)
     conn.send(post(conn.host, FAST, b'{"kind": "fast.switch", "payload": {"i": 0}}'))

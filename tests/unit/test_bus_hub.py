@@ -115,6 +115,58 @@ async def test_publishes_in_one_turn_of_the_loop_share_one_commit(bus: EventBus)
     assert commits == [20]
 
 
+class Answers:
+    """A ``CommitWaiter`` recording what it was told, and when."""
+
+    def __init__(self, log: list[tuple[str, object]], name: str, *, explode: bool = False) -> None:
+        self.log, self.name, self.explode = log, name, explode
+
+    def committed(self, seq: int, inserted: bool) -> None:
+        self.log.append((self.name, (seq, inserted)))
+        if self.explode:
+            raise RuntimeError("the publisher's own answer failed")
+
+    def failed(self, exc: BaseException) -> None:
+        self.log.append((self.name, exc))
+
+
+def envelope(mid: str) -> dict[str, object]:
+    return {"version": 2, "message_id": mid, "kind": "k", "type": "k", "source": "t",
+            "source_host": "m1", "target": None, "ts": "2026-01-01T00:00:00.000Z"}
+
+
+async def test_publish_then_answers_inside_the_commit_in_publish_order(bus: EventBus) -> None:
+    told: list[tuple[str, object]] = []
+    fanned: list[tuple[str, int]] = []
+    bus.add_listener(lambda e: fanned.append(("fanned", e.seq)))
+    for mid in ("a", "b", "a"):
+        bus.publish_then(envelope(mid), Answers(told, mid))
+    assert told == []  # nothing before the commit
+    await asyncio.sleep(0)  # one turn of the loop: the flush, the commit, the answers
+    assert told == [("a", (1, True)), ("b", (2, True)), ("a", (1, False))]
+    assert fanned == [("fanned", 1), ("fanned", 2)]  # each fanned out before it was answered
+    assert [e["message_id"] for e in await bus.events.since(0, 10)] == ["a", "b"]
+
+
+async def test_a_publisher_whose_answer_fails_strands_nobody(bus: EventBus) -> None:
+    told: list[tuple[str, object]] = []
+    bus.publish_then(envelope("x"), Answers(told, "x", explode=True))
+    bus.publish_then(envelope("y"), Answers(told, "y"))
+    await asyncio.sleep(0)
+    assert [name for name, _ in told] == ["x", "x", "y"]
+    assert told[0] == ("x", (1, True)) and isinstance(told[1][1], RuntimeError)
+    assert told[2] == ("y", (2, True))
+
+
+async def test_publish_then_on_a_closed_log_says_so(bus: EventBus) -> None:
+    told: list[tuple[str, object]] = []
+    await bus.events.db.close()
+    bus.publish_then(envelope("z"), Answers(told, "z"))
+    await asyncio.sleep(0)
+    assert len(told) == 1 and isinstance(told[0][1], RuntimeError)
+    await bus.events.db.open()  # (for the fixture's close)
+
+
 async def test_kinds_filter_what_a_subscriber_gets(bus: EventBus) -> None:
     only_b = bus.subscribe(frozenset({"b"}))
     for kind in ("a", "b", "c", "b"):
