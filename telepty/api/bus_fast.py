@@ -36,6 +36,7 @@ from aiohttp.tcp_helpers import tcp_keepalive
 
 from telepty.api.auth import TOKEN_HEADER, Decision, TrustPolicy, decide, presented_token
 from telepty.api.body import parse_json_object
+from telepty.bus.hub import HOLD_S
 from telepty.bus.ingest import BusIngest, Receipt
 from telepty.errors import TeleptyError
 
@@ -60,18 +61,44 @@ _TOKEN_KEY = TOKEN_HEADER.encode()
 
 class FastPublish:
     """What every connection shares: the ingest, the trust policy, the body cap, the
-    aiohttp server to hand connections to, and the open connections (for shutdown)."""
+    aiohttp server to hand connections to, and the open connections (for shutdown).
 
-    def __init__(self, server: web.Server, ingest: BusIngest, policy: TrustPolicy, max_body: int) -> None:
+    It is also the bus's ``ExpectedPublishers``: a connection that came back within
+    ``hold_s`` (the bus's) of its last answer is publishing in a tight loop, and once
+    answered again it is expected back, so the bus may hold the next batch for it (see
+    ``telepty.bus.hub``).
+    """
+
+    def __init__(self, server: web.Server, ingest: BusIngest, policy: TrustPolicy, max_body: int,
+                 *, hold_s: float = HOLD_S) -> None:
         self.server = server
+        self.hold_s = hold_s
         self.ingest = ingest
         self.policy = policy
         self.max_body = max_body
         self.connections: set[FastPublishProtocol] = set()
+        self.expected: set[FastPublishProtocol] = set()
         self.stopping = False
         self._date_second = -1
         self._date = b""
         self._sweeper: asyncio.TimerHandle | None = None
+
+    # -- ExpectedPublishers ------------------------------------------------------------
+
+    def any_expected(self) -> bool:
+        return bool(self.expected)
+
+    def missed(self) -> None:
+        for conn in self.expected:
+            conn.quick = False
+        self.expected.clear()
+
+    def not_coming(self, conn: FastPublishProtocol) -> None:
+        """``conn`` will not publish what it was expected to: it left, is aiohttp's now,
+        or sent something refused. A batch held only for it goes now."""
+        self.expected.discard(conn)
+        if not self.expected:
+            self.ingest.bus.expected_gone()
 
     def protocol(self) -> asyncio.Protocol:
         if self._sweeper is None:
@@ -113,6 +140,8 @@ class FastPublishProtocol(asyncio.Protocol):
         self.peer: str | None = None
         self.busy = False  # an answer is pending; later requests wait in ``buf``
         self.closing = False  # the pending request asked to close after its answer
+        self.answered_at = float("-inf")  # (monotonic) when the last answer went out
+        self.quick = False  # the last request came within hold_s of the answer before it
         self.paused = False
         self.eof = False
         self.last_active = 0.0
@@ -133,6 +162,7 @@ class FastPublishProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.shared.connections.discard(self)
+        self.shared.not_coming(self)
         self.transport = None
 
     def eof_received(self) -> bool:
@@ -228,8 +258,11 @@ class FastPublishProtocol(asyncio.Protocol):
 
     def _publish(self, headers: dict[bytes, bytes], body: bytes, close: bool) -> None:
         shared = self.shared
+        self.quick = time.monotonic() - self.answered_at < shared.hold_s
+        shared.expected.discard(self)  # here: its event joins the batch (none is held for it)
         decision = self._decide(headers)
         if not decision.allowed:
+            shared.not_coming(self)
             auth_log.warning("refused POST /api/bus/publish from %s: %s", self.peer, decision.code)
             self._answer(decision.status, {"error": decision.code, "detail": decision.detail}, close)
             return
@@ -238,9 +271,11 @@ class FastPublishProtocol(asyncio.Protocol):
             shared.ingest.accept_then(parse_json_object(body), transport="http", answer=self)
         except TeleptyError as exc:
             self.busy = False
+            shared.not_coming(self)
             self._answer(exc.status, exc.to_dict(), close)
         except Exception:
             self.busy = False
+            shared.not_coming(self)
             log.exception("unhandled error method=POST path=/api/bus/publish")
             self._answer(500, _INTERNAL, close)
 
@@ -273,10 +308,13 @@ class FastPublishProtocol(asyncio.Protocol):
             b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n",
             body,
         )))
-        self.last_active = time.monotonic()
+        self.last_active = self.answered_at = time.monotonic()
         if close:
             transport.close()
             self.transport = None  # nothing after a closing answer is read or answered
+            self.shared.not_coming(self)
+        elif self.quick:
+            self.shared.expected.add(self)
 
     # -- handing over and closing -------------------------------------------------------
 
@@ -285,6 +323,7 @@ class FastPublishProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self.shared.connections.discard(self)
+        self.shared.not_coming(self)
         self.transport = None
         if self.paused:
             transport.resume_reading()
@@ -303,6 +342,7 @@ class FastPublishProtocol(asyncio.Protocol):
         if self.transport is not None and not self.busy and self.last_active < before:
             self.transport.close()
             self.transport = None
+            self.shared.not_coming(self)
 
 
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}

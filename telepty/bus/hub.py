@@ -10,6 +10,13 @@ see seqs ascending (a cursor can trust "everything up to here"), publishers pay 
 commit per batch instead of one each, and nobody is answered before their event is on
 disk.
 
+A batch may be held back briefly (at most ``HOLD_S``) while publishers that publish in
+a tight loop (answered a moment ago, and back within ``HOLD_S`` last time) have not yet
+published again; the moment the last of them does, the batch commits, with theirs in
+it. This is PostgreSQL's ``commit_delay`` with ``commit_siblings``: on a small machine a
+commit costs as much as several events, so four publishers in lockstep share one commit
+instead of trickling in as two or three. A lone publisher never waits for itself.
+
 Publishers never wait on subscribers: fan-out is a ``put_nowait`` into each
 subscriber's bounded queue, and a subscriber whose queue is full is cut loose with a
 reason rather than slowing anyone else down. It can come back with ``since``.
@@ -30,6 +37,7 @@ log = logging.getLogger("telepty.bus")
 
 SUBSCRIBER_QUEUE = 1000
 MAX_BATCH = 512
+HOLD_S = 0.0005  # longest a batch waits for publishers in a tight loop
 IN_FLIGHT = 1  # batches queued on the database at once
 
 SUBSCRIBER_OVERFLOW = "subscriber_overflow"
@@ -90,6 +98,17 @@ class CommitWaiter(Protocol):
     def failed(self, exc: BaseException) -> None: ...
 
 
+class ExpectedPublishers(Protocol):
+    """Who the bus may hold a batch for: publishers in a tight loop that have been
+    answered and have not published again yet (the HTTP fast path knows its own)."""
+
+    def any_expected(self) -> bool: ...
+
+    def missed(self) -> None:
+        """The hold ran out before they came: stop expecting them until they are quick
+        again."""
+
+
 class _FutureWaiter:
     """A ``CommitWaiter`` resolving a future, with ``into(seq, inserted)`` (None: the pair)."""
 
@@ -137,15 +156,20 @@ class Subscription:
 
 class EventBus:
     def __init__(
-        self, events: EventRepo, machine_id: str, *, subscriber_queue: int = SUBSCRIBER_QUEUE
+        self, events: EventRepo, machine_id: str, *, subscriber_queue: int = SUBSCRIBER_QUEUE,
+        hold_s: float = HOLD_S,
     ) -> None:
         self.events = events
+        self.hold_s = hold_s
         self.machine_id = machine_id
         self.subscriber_queue = subscriber_queue
         self._subs: set[Subscription] = set()
         self._listeners: list[Listener] = []
         self._pending: list[tuple[dict[str, Any], CommitWaiter]] = []
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None  # the flush to come, or the hold's end
+        self._holding = False
+        self._flushing = False
+        self._expected: ExpectedPublishers | None = None
         self._in_flight = 0
         self._closed = False
         # Counters for /metrics: events accepted into the log, events handed to
@@ -188,10 +212,44 @@ class EventBus:
         """``publish`` for callers that answer from a callback: ``waiter`` hears how the
         commit went, from inside the flush that made it (see ``CommitWaiter``)."""
         self._pending.append((envelope, waiter))
-        if not self._flush_scheduled and self._in_flight < IN_FLIGHT:
+        self._schedule_flush()
+
+    def expect_from(self, publishers: ExpectedPublishers) -> None:
+        """Hold batches (at most ``hold_s``) for the publishers ``publishers`` expects."""
+        self._expected = publishers
+
+    def expected_gone(self) -> None:
+        """Nobody is expected any more (they left): a held batch goes now."""
+        if self._holding:
+            self._cancel_flush()
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _schedule_flush(self) -> None:
+        if self._flushing or self._in_flight >= IN_FLIGHT:
+            return  # the flush under way, or the commit in flight, takes what is pending
+        expected = self._expected
+        if expected is not None and expected.any_expected():
+            if self._flush_handle is None:
+                self._holding = True
+                self._flush_handle = asyncio.get_running_loop().call_later(self.hold_s, self._hold_over)
+            return
+        if self._holding:  # the last one it was held for has published: commit it now
+            self._flush()
+        elif self._flush_handle is None:
             # Everything published during this turn of the loop goes in one transaction.
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _hold_over(self) -> None:
+        self._flush_handle = None
+        if self._expected is not None:
+            self._expected.missed()
+        self._flush()
+
+    def _cancel_flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._holding = False
 
     def _flush(self) -> None:
         """Queue what is pending as one transaction (up to ``MAX_BATCH`` events).
@@ -201,37 +259,45 @@ class EventBus:
         busier the bus, the more events share a commit. Batches commit in the order
         they were queued and each is fanned out when it has committed, so subscribers
         see seqs ascending. A callback rather than a task, so a publisher cancelled
-        mid-await cannot strand the batch it happened to be carrying.
+        mid-await cannot strand the batch it happened to be carrying. Not re-entered:
+        what is published while it answers (a pipelined request) is taken by its loop.
         """
-        self._flush_scheduled = False
-        while self._pending and self._in_flight < IN_FLIGHT:
-            batch = self._pending[:MAX_BATCH]
-            del self._pending[:MAX_BATCH]
-            rows: list[tuple[dict[str, Any], str]] = []
-            waiting: list[CommitWaiter] = []
-            for env, waiter in batch:
-                try:
-                    rows.append((env, dumps_event(env)))
-                except Exception as exc:  # an envelope that cannot be JSON at all
-                    _tell_failed(waiter, exc)
-                    continue
-                waiting.append(waiter)
-            if not rows:
-                continue
+        self._cancel_flush()
+        self._flushing = True
+        try:
+            while self._pending and self._in_flight < IN_FLIGHT:
+                self._commit_next_batch()
+        finally:
+            self._flushing = False
+
+    def _commit_next_batch(self) -> None:
+        batch = self._pending[:MAX_BATCH]
+        del self._pending[:MAX_BATCH]
+        rows: list[tuple[dict[str, Any], str]] = []
+        waiting: list[CommitWaiter] = []
+        for env, waiter in batch:
             try:
-                committed = self.events.append_batch(rows)
-            except Exception as exc:  # the database is closed
-                self._failed(rows, waiting, exc)
+                rows.append((env, dumps_event(env)))
+            except Exception as exc:  # an envelope that cannot be JSON at all
+                _tell_failed(waiter, exc)
                 continue
-            self._in_flight += 1
-            if committed.done():  # committed right here (the database was idle)
-                self._committed(rows, waiting, committed, flushing=True)
-            else:
-                committed.add_done_callback(partial(self._committed, rows, waiting))
+            waiting.append(waiter)
+        if not rows:
+            return
+        try:
+            committed = self.events.append_batch(rows)
+        except Exception as exc:  # the database is closed
+            self._failed(rows, waiting, exc)
+            return
+        self._in_flight += 1
+        if committed.done():  # committed right here (the database was idle)
+            self._committed(rows, waiting, committed)
+        else:
+            committed.add_done_callback(partial(self._committed, rows, waiting))
 
     def _committed(
         self, rows: list[tuple[dict[str, Any], str]], waiting: list[CommitWaiter],
-        committed: asyncio.Future[list[Appended]], *, flushing: bool = False,
+        committed: asyncio.Future[list[Appended]],
     ) -> None:
         self._in_flight -= 1
         exc = committed.exception()
@@ -246,7 +312,7 @@ class EventBus:
                     waiter.committed(result.seq, result.inserted)
                 except Exception as waiter_failed:  # never strands the rest of the batch
                     _tell_failed(waiter, waiter_failed)
-        if self._pending and not flushing:  # (a flush in progress takes the rest itself)
+        if self._pending and not self._flushing:  # (a flush under way takes the rest itself)
             self._flush()
 
     def _failed(

@@ -167,6 +167,76 @@ async def test_publish_then_on_a_closed_log_says_so(bus: EventBus) -> None:
     await bus.events.db.open()  # (for the fixture's close)
 
 
+class Expecting:
+    """An ``ExpectedPublishers`` whose expectations the test sets."""
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self.misses = 0
+
+    def any_expected(self) -> bool:
+        return self.expected > 0
+
+    def missed(self) -> None:
+        self.misses += 1
+        self.expected = 0
+
+
+async def test_a_batch_waits_for_expected_publishers_then_commits_with_them(bus: EventBus) -> None:
+    commits = count_commits(bus)
+    expecting = Expecting()
+    bus.expect_from(expecting)
+    told: list[tuple[str, object]] = []
+    expecting.expected = 2
+    bus.publish_then(envelope("a"), Answers(told, "a"))
+    bus.publish_then(envelope("b"), Answers(told, "b"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert told == [] and commits == []  # held for the two still expected
+    expecting.expected = 0  # the last of them publishes: the batch goes at once, with it
+    bus.publish_then(envelope("c"), Answers(told, "c"))
+    assert told == [("a", (1, True)), ("b", (2, True)), ("c", (3, True))]
+    assert commits == [3] and expecting.misses == 0
+
+
+async def test_a_hold_ends_when_the_expected_publishers_do_not_come(bus: EventBus) -> None:
+    commits = count_commits(bus)
+    expecting = Expecting()
+    bus.expect_from(expecting)
+    expecting.expected = 1
+    async with asyncio.timeout(10):  # (the hold is HOLD_S; the deadline is for a stuck one)
+        seq, inserted = await bus.publish(envelope("alone"))
+    assert (seq, inserted, commits, expecting.misses) == (1, True, [1], 1)
+    assert await bus.publish(envelope("next")) == (2, True)  # nobody expected now: no hold
+    assert expecting.misses == 1
+
+
+async def test_when_the_expected_leave_a_held_batch_goes(bus: EventBus) -> None:
+    expecting = Expecting()
+    bus.expect_from(expecting)
+    expecting.expected = 1
+    told: list[tuple[str, object]] = []
+    bus.publish_then(envelope("a"), Answers(told, "a"))
+    await asyncio.sleep(0)
+    assert told == []
+    expecting.expected = 0
+    bus.expected_gone()
+    await asyncio.sleep(0)
+    assert told == [("a", (1, True))] and expecting.misses == 0
+
+
+def count_commits(bus: EventBus) -> list[int]:
+    commits: list[int] = []
+    append_batch = bus.events.append_batch
+
+    def counting(items):  # type: ignore[no-untyped-def]
+        commits.append(len(items))
+        return append_batch(items)
+
+    bus.events.append_batch = counting  # type: ignore[method-assign]
+    return commits
+
+
 async def test_kinds_filter_what_a_subscriber_gets(bus: EventBus) -> None:
     only_b = bus.subscribe(frozenset({"b"}))
     for kind in ("a", "b", "c", "b"):
