@@ -279,7 +279,7 @@ class FastPublishProtocol(asyncio.Protocol):
             log.exception("unhandled error method=POST path=/api/bus/publish")
             self._answer(500, _INTERNAL, close)
 
-    # -- ReceiptWaiter: called once the event has committed, in the turn that committed it
+    # -- ReceiptWaiter: called once the event has committed (see ``CommitWaiter``) ----
 
     def receipt(self, receipt: Receipt) -> None:
         self.busy = False

@@ -86,11 +86,14 @@ T = TypeVar("T")
 
 
 class CommitWaiter(Protocol):
-    """Whoever published an event and is told, synchronously, how its commit went.
+    """Whoever published an event and is told, by a plain call, how its commit went.
 
-    Called from inside the flush that committed the batch, in the batch's order; so a
-    publisher that answers from here (the HTTP fast path) answers in the same turn of
-    the loop as the commit, not one turn later as a future's callbacks would.
+    Called in the batch's order, from inside the flush that committed it: a publisher
+    that answers from here (the HTTP fast path) answers in the same turn of the loop as
+    the commit, not one turn later as a future's callbacks would. Except when a
+    subscriber wanted one of the batch's events: subscribers' sockets are written by
+    tasks on the loop's next turn, and then the publishers are told on that turn too,
+    after them, so that answering a publisher never delays the event on its way out.
     """
 
     def committed(self, seq: int, inserted: bool) -> None: ...
@@ -304,14 +307,19 @@ class EventBus:
         if exc is not None:
             self._failed(rows, waiting, exc)
         else:
-            for (env, body), waiter, result in zip(rows, waiting, committed.result(), strict=True):
+            results = committed.result()
+            subscribed = False
+            for (env, body), result in zip(rows, results, strict=True):
                 if result.inserted:
                     self.events_in += 1
-                    self._fan_out(result.seq, env, body)
-                try:
-                    waiter.committed(result.seq, result.inserted)
-                except Exception as waiter_failed:  # never strands the rest of the batch
-                    _tell_failed(waiter, waiter_failed)
+                    subscribed |= self._fan_out(result.seq, env, body)
+            if subscribed:
+                # Subscribers first: their sockets are written by tasks that run on the
+                # loop's next turn, and the publishers' answers wait for it behind them
+                # (answering first would put a publisher's wake-up in the event's way).
+                asyncio.get_running_loop().call_soon(_tell_committed, waiting, results)
+            else:
+                _tell_committed(waiting, results)
         if self._pending and not self._flushing:  # (a flush under way takes the rest itself)
             self._flush()
 
@@ -322,11 +330,12 @@ class EventBus:
         for waiter in waiting:
             _tell_failed(waiter, exc)
 
-    def _fan_out(self, seq: int, envelope: dict[str, Any], body: str) -> None:
+    def _fan_out(self, seq: int, envelope: dict[str, Any], body: str) -> bool:
+        """Hand the event to listeners and subscribers; True if a subscriber wanted it."""
         kind = envelope["kind"]
         wanting = [s for s in self._subs if s.wants(kind)] if self._subs else []
         if not wanting and not self._listeners:
-            return
+            return False
         event = LoggedEvent(envelope, seq, body)
         for listener in self._listeners:
             try:
@@ -343,6 +352,7 @@ class EventBus:
                 self.subscribers_dropped += 1
                 sub.drop(SUBSCRIBER_OVERFLOW)
                 log.warning("bus subscriber overflowed at seq=%d; disconnecting it", seq)
+        return bool(wanting)
 
     # -- subscribing -------------------------------------------------------------------
 
@@ -389,6 +399,14 @@ class EventBus:
         for sub in list(self._subs):
             sub.drop(BUS_CLOSED)
         self._subs.clear()
+
+
+def _tell_committed(waiting: list[CommitWaiter], results: list[Appended]) -> None:
+    for waiter, result in zip(waiting, results, strict=True):
+        try:
+            waiter.committed(result.seq, result.inserted)
+        except Exception as waiter_failed:  # never strands the rest of the batch
+            _tell_failed(waiter, waiter_failed)
 
 
 def _tell_failed(waiter: CommitWaiter, exc: BaseException) -> None:

@@ -60,8 +60,8 @@ class BusIngest:
 
     def accept_then(self, raw: object, *, transport: str, answer: ReceiptWaiter) -> None:
         """``accept_soon`` without a future: refusals raise here, at once; ``answer``
-        hears the receipt (or the failure) once the event has committed — for most
-        events from inside the flush that committed it, in the same turn of the loop."""
+        hears the receipt (or the failure) once the event has committed, by a plain call
+        (see ``CommitWaiter`` for when)."""
         env, turn = self._admit(raw, transport)
         if turn is not None:
             routed = asyncio.ensure_future(self._publish_and_route(env, turn))

@@ -148,6 +148,26 @@ async def test_publish_then_answers_inside_the_commit_in_publish_order(bus: Even
     assert [e["message_id"] for e in await bus.events.since(0, 10)] == ["a", "b"]
 
 
+async def test_with_a_subscriber_the_answers_wait_one_turn_behind_it(bus: EventBus) -> None:
+    """The subscriber's socket is written by a task on the next turn: the publisher is
+    told on that turn too, after it, so answering never delays the event."""
+    sub = bus.subscribe(frozenset({"k"}))
+    order: list[tuple[str, object]] = []
+
+    async def subscriber() -> None:
+        event = await sub.queue.get()
+        order.append(("subscriber", event.seq))
+
+    task = asyncio.create_task(subscriber())
+    await asyncio.sleep(0)  # (waiting on its queue)
+    bus.publish_then(envelope("a"), Answers(order, "publisher"))
+    await asyncio.sleep(0)  # the flush: committed and fanned out, nobody told yet
+    assert order == []
+    await asyncio.sleep(0)
+    assert order == [("subscriber", 1), ("publisher", (1, True))]
+    await task
+
+
 async def test_a_publisher_whose_answer_fails_strands_nobody(bus: EventBus) -> None:
     told: list[tuple[str, object]] = []
     bus.publish_then(envelope("x"), Answers(told, "x", explode=True))
