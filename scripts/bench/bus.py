@@ -28,9 +28,14 @@ kills our daemon with SIGKILL, restarts it and counts again.
 
 Loopback only; bounded counts; our daemon is started and stopped here, upstream's is not.
 
+``--ceiling`` measures the 4-client rows against two servers that answer every POST
+with a 202 and do nothing else (a bare asyncio protocol, and an aiohttp route): the
+limit the HTTP layer itself sets on this machine, with the same clients.
+
 Run:
   .venv/bin/python scripts/bench/bus.py [--n 20000] [--m 200] [--repeat 3] [--client both]
       [--upstream http://127.0.0.1:PORT [--upstream-token T] [--upstream-pid PID]]
+  .venv/bin/python scripts/bench/bus.py --ceiling [--n 20000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.web
 import orjson
 import psutil
 from benchlib import pct, start_daemon
@@ -456,6 +462,89 @@ async def count_logged(url: str, token: str) -> int:
             return int((await r.json())["retained"])
 
 
+# -- the HTTP layer alone (--ceiling) -------------------------------------------------------
+
+CEILING_ANSWER = orjson.dumps({"ok": True, "seq": 1, "message_id": "bench.http-0", "kind": "bench.http",
+                               "duplicate": False})
+
+
+class BareAnswer(asyncio.Protocol):
+    """Frames a request by its Content-Length and answers a fixed 202: asyncio and the
+    sockets, nothing else."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport, self.buf = transport, bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while (end := self.buf.find(b"\r\n\r\n")) >= 0:
+            head = bytes(self.buf[:end]).lower()
+            at = head.find(b"\r\ncontent-length:")
+            stop = head.find(b"\r\n", at + 2)
+            total = end + 4 + int(head[at + 17: stop if stop > 0 else len(head)])
+            if len(self.buf) < total:
+                return
+            del self.buf[:total]
+            self.transport.write(b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(CEILING_ANSWER), CEILING_ANSWER))
+
+
+async def serve_ceiling(kind: str) -> None:
+    """A server for ``--ceiling``: prints its port, serves until killed."""
+    if kind == "bare":
+        server = await asyncio.get_running_loop().create_server(BareAnswer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+    else:
+        async def publish(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            await request.read()
+            return aiohttp.web.Response(body=CEILING_ANSWER, status=202, content_type="application/json")
+
+        app = aiohttp.web.Application()
+        app.router.add_post(PUBLISH_PATH, publish)
+        runner = aiohttp.web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(port, flush=True)
+    await asyncio.Event().wait()
+
+
+async def ceiling(args: argparse.Namespace) -> None:
+    """The 4-client publish rows against servers that do no bus work at all: what the
+    HTTP layer alone costs and allows, measured the same way as the daemon."""
+    clients = ("asyncio", "lean") if args.client == "both" else (args.client,)
+    rows: dict[str, dict[str, float]] = {}
+    for kind in ("bare", "aiohttp"):
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--serve", kind, stdout=asyncio.subprocess.PIPE)
+        assert server.stdout is not None
+        url = f"http://127.0.0.1:{int(await server.stdout.readline())}"
+        proc = psutil.Process(server.pid)
+        try:
+            await publish_load(url, "", 500, 4, "warm")
+            for client in clients:
+                load = Load()
+                for _ in range(args.repeat):
+                    c0 = cpu_seconds(proc)
+                    acc, secs, _ = await one_load(url, "", args.n, "4", client)
+                    load.cpu.append((cpu_seconds(proc) - c0) / acc)
+                    load.rates.append(acc / secs)
+                rate, cpu = statistics.median(load.rates), statistics.median(load.cpu) * 1e6
+                rows.setdefault(f"events/s, 4 clients, {client} client", {})[kind] = rate
+                rows.setdefault(f"server CPU µs/event, {client} client", {})[kind] = cpu
+        finally:
+            server.kill()
+            await server.wait()
+    print(f"HTTP layer alone: a 202 for every POST, no bus; {args.repeat} run(s), median shown; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"| {'measurement':40} | {'bare asyncio server':>19} | {'aiohttp route':>13} |")
+    print(f"|{'-' * 42}|{'-' * 21}|{'-' * 15}|")
+    for label, values in rows.items():
+        print(f"| {label:40} | {fmt(values['bare']):>19} | {fmt(values['aiohttp']):>13} |")
+
+
 # -- report -------------------------------------------------------------------------------
 
 
@@ -489,8 +578,8 @@ def row_values(r: Result) -> dict[str, float]:
 def print_table(ours: Result, upstream: Result | None, k: int) -> None:
     a = row_values(ours)
     b = row_values(upstream) if upstream else None
-    head = f"| {'measurement':48} | {'telepty':>9} |"
-    rule = f"|{'-' * 50}|{'-' * 11}|"
+    head = f"| {'measurement':50} | {'telepty':>9} |"
+    rule = f"|{'-' * 52}|{'-' * 11}|"
     if b is not None:
         head += f" {'upstream':>9} | {'ours/upstream':>13} |"
         rule += f"{'-' * 11}|{'-' * 15}|"
@@ -498,7 +587,7 @@ def print_table(ours: Result, upstream: Result | None, k: int) -> None:
     print(rule)
     for key, value in a.items():
         label = key.replace("{k}", str(k))
-        line = f"| {label:48} | {fmt(value):>9} |"
+        line = f"| {label:50} | {fmt(value):>9} |"
         if b is not None:
             ratio = value / b[key] if b[key] else float("nan")
             line += f" {fmt(b[key]):>9} | {ratio:13.2f} |"
@@ -521,11 +610,21 @@ async def main() -> None:
     ap.add_argument("--upstream", help="URL of an already-running bus to measure the same way")
     ap.add_argument("--upstream-token", default="", help="its token, if it wants one")
     ap.add_argument("--upstream-pid", type=int, help="its pid (default: whoever listens on its port)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="instead: the 4-client rows against a bare asyncio server and an aiohttp "
+                         "route that answer 202 and do nothing else (the HTTP layer's own limit)")
     ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    ap.add_argument("--serve", choices=("bare", "aiohttp"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         url, token, n, clients, tag, client = args.worker
         await worker_main(url, token, int(n), int(clients), tag, client)
+        return
+    if args.serve:
+        await serve_ceiling(args.serve)
+        return
+    if args.ceiling:
+        await ceiling(args)
         return
 
     load_before = os.getloadavg()
