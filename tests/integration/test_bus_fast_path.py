@@ -22,7 +22,7 @@ from telepty.api.bus_fast import FastPublishProtocol, FastPublishSite
 from telepty.api.keys import SERVICES
 from telepty.config import Config
 from telepty.daemon import create_app
-from tests.helpers import DaemonProcess, wait_until
+from tests.helpers import DaemonProcess, count_commits, wait_until
 
 FAST = "/api/bus/publish"
 APP = "/api/bus/publish?via=app"  # aiohttp's route: the fast path takes no query strings
@@ -358,14 +358,7 @@ async def test_publishers_in_lockstep_share_one_commit(config: Config) -> None:
     site = bus_routes.publish_site(runner, "127.0.0.1", 0)
     await site.start()
     assert isinstance(site, FastPublishSite)
-    commits: list[int] = []
-    append_batch = bus.events.append_batch
-
-    def counting(items):  # type: ignore[no-untyped-def]
-        commits.append(len(items))
-        return append_batch(items)
-
-    bus.events.append_batch = counting  # type: ignore[method-assign]
+    commits = count_commits(bus)
     host = f"127.0.0.1:{site.port}"
     conns = [await asyncio.open_connection("127.0.0.1", site.port) for _ in range(4)]
 

@@ -15,6 +15,7 @@ from telepty.bus.hub import BUS_CLOSED, SUBSCRIBER_OVERFLOW, EventBus, LoggedEve
 from telepty.clock import to_iso
 from telepty.store.db import Database
 from telepty.store.events import EventRepo, dumps_event
+from tests.helpers import count_commits
 
 
 @pytest.fixture
@@ -102,14 +103,7 @@ async def test_a_subscriber_gets_the_logged_json_with_its_seq(bus: EventBus) -> 
 
 
 async def test_publishes_in_one_turn_of_the_loop_share_one_commit(bus: EventBus) -> None:
-    commits: list[int] = []
-    append_batch = bus.events.append_batch
-
-    def counting(items):  # type: ignore[no-untyped-def]
-        commits.append(len(items))
-        return append_batch(items)
-
-    bus.events.append_batch = counting  # type: ignore[method-assign]
+    commits = count_commits(bus)
     seqs = await asyncio.gather(*(bus.emit("g", n=i) for i in range(20)))
     assert seqs == list(range(1, 21))
     assert commits == [20]
@@ -243,18 +237,6 @@ async def test_when_the_expected_leave_a_held_batch_goes(bus: EventBus) -> None:
     bus.expected_gone()
     await asyncio.sleep(0)
     assert told == [("a", (1, True))] and expecting.misses == 0
-
-
-def count_commits(bus: EventBus) -> list[int]:
-    commits: list[int] = []
-    append_batch = bus.events.append_batch
-
-    def counting(items):  # type: ignore[no-untyped-def]
-        commits.append(len(items))
-        return append_batch(items)
-
-    bus.events.append_batch = counting  # type: ignore[method-assign]
-    return commits
 
 
 async def test_kinds_filter_what_a_subscriber_gets(bus: EventBus) -> None:
