@@ -10,7 +10,10 @@ Output a delivery causes itself (the echo of its paste, the line its Enter submi
 not the terminal "printing": otherwise every prompt would wait a whole quiet window
 behind the one before it. A transport marks the span of its own writes
 (``ours``); output up to ``ECHO_GRACE_S`` after that span is attributed to it and does
-not reset the quiet clock. Anything later — an agent starting to answer — does.
+not reset the quiet clock. Anything later — an agent starting to answer — does. For
+an agent whose screen telepty reads, the span ends the moment the submit key goes out
+(no grace): the redraw that follows is the agent taking the prompt, and the next prompt
+waits for it to settle, as it would for any output.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from telepty.clock import monotonic
 # TUI's redraw of the submitted line come within milliseconds; tmux relays them to us a
 # little later). Output after this counts as the terminal's own.
 ECHO_GRACE_S = 0.15
+
+EndEcho = Callable[..., None]  # ends an ``ours`` span early, with the grace given
 
 
 class OutputActivity:
@@ -89,14 +94,27 @@ class OutputActivity:
         self.last_input_at = self._clock()
 
     @contextlib.contextmanager
-    def ours(self, grace_s: float = ECHO_GRACE_S) -> Iterator[None]:
-        """Output while inside (and ``grace_s`` after) is the echo of our own writes."""
+    def ours(self, grace_s: float = ECHO_GRACE_S) -> Iterator[EndEcho]:
+        """Output while inside (and ``grace_s`` after) is the echo of our own writes.
+
+        Yields ``end(grace_s)``, to end the span early: after a submit key, what an agent
+        prints is its answer starting, not our echo (see ``telepty.delivery.confirm``).
+        """
         self._ours_depth += 1
-        try:
-            yield
-        finally:
+        ended = False
+
+        def end(grace: float = grace_s) -> None:
+            nonlocal ended
+            if ended:
+                return
+            ended = True
             self._ours_depth -= 1
-            self._ours_until = max(self._ours_until, self._clock() + grace_s)
+            self._ours_until = max(self._ours_until, self._clock() + grace)
+
+        try:
+            yield end
+        finally:
+            end()
 
     def idle_seconds(self) -> float:
         """Since the terminal last printed anything (what ``list``/``explain`` show)."""
@@ -195,10 +213,14 @@ class OutputActivity:
 
 
 @contextlib.contextmanager
-def ours(activity: OutputActivity | None) -> Iterator[None]:
+def ours(activity: OutputActivity | None) -> Iterator[EndEcho]:
     """``activity.ours()`` when there is an activity to mark (a transport may have none)."""
     if activity is None:
-        yield
+        yield _no_end
         return
-    with activity.ours():
-        yield
+    with activity.ours() as end:
+        yield end
+
+
+def _no_end(grace: float = ECHO_GRACE_S) -> None:
+    return None

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3848
@@ -111,6 +112,51 @@ def _bus_settings(e: Mapping[str, str]) -> dict[str, object]:
     }
 
 
+NATS_SCHEMES = ("nats", "tls")
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _nats_settings(e: Mapping[str, str]) -> dict[str, object]:
+    """The NATS JetStream bus (``TELEPTY_BUS_URL``) and its credentials.
+
+    Credentials never ride in the URL (it is shown by ``telepty doctor`` and in logs), and a
+    server on another machine must be reached with some: whoever may publish on the fleet's
+    subjects can type prompts into any machine's agents, so an open remote server is refused
+    here rather than discovered later.
+    """
+    url = (e.get("TELEPTY_BUS_URL") or "").strip() or None
+    creds = {
+        "nats_creds": (e.get("TELEPTY_NATS_CREDS") or "").strip() or None,
+        "nats_nkey": (e.get("TELEPTY_NATS_NKEY") or "").strip() or None,
+        "nats_token": (e.get("TELEPTY_NATS_TOKEN") or "").strip() or None,
+        "nats_user": (e.get("TELEPTY_NATS_USER") or "").strip() or None,
+        "nats_password": e.get("TELEPTY_NATS_PASSWORD") or None,
+    }
+    if url is None:
+        return {"bus_url": None, **creds}
+    hosts = []
+    for server in url.split(","):
+        parts = urlsplit(server.strip())
+        if parts.scheme not in NATS_SCHEMES or not parts.hostname:
+            raise ConfigError(f"TELEPTY_BUS_URL must be nats://HOST:PORT (or tls://…), comma separated, "
+                              f"got {server.strip()!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError("TELEPTY_BUS_URL must not carry credentials: set TELEPTY_NATS_TOKEN, "
+                              "TELEPTY_NATS_USER/TELEPTY_NATS_PASSWORD, TELEPTY_NATS_NKEY or "
+                              "TELEPTY_NATS_CREDS")
+        hosts.append(parts.hostname.lower())
+    if bool(creds["nats_user"]) != bool(creds["nats_password"]):
+        raise ConfigError("TELEPTY_NATS_USER and TELEPTY_NATS_PASSWORD go together")
+    remote = [h for h in hosts if h not in _LOOPBACK_HOSTS and not h.startswith("127.")]
+    if remote and not any(creds.values()):
+        raise ConfigError(
+            f"TELEPTY_BUS_URL points at another machine ({remote[0]}) but no NATS credentials are set: "
+            "anyone who can reach that server could type prompts into this machine's agents. Run "
+            "nats-server with authentication and set TELEPTY_NATS_CREDS, TELEPTY_NATS_NKEY, "
+            "TELEPTY_NATS_TOKEN or TELEPTY_NATS_USER/TELEPTY_NATS_PASSWORD")
+    return {"bus_url": url, **creds}
+
+
 def _identity_settings(e: Mapping[str, str]) -> dict[str, object]:
     """Fan-out cap, audit retention and the session token (issue 8)."""
     fanout = _int("TELEPTY_FANOUT_MAX", e.get("TELEPTY_FANOUT_MAX"), DEFAULT_FANOUT_MAX)
@@ -179,6 +225,14 @@ class Config:
     bus_trim_interval: float = 60.0
     bus_subscriber_queue: int = 1000  # live events a bus subscriber may fall behind by
     hop_limit: int = DEFAULT_HOP_LIMIT  # TELEPTY_HOP_LIMIT: relays a prompt may pass through
+    # TELEPTY_BUS_URL: nats://… puts the bus (and id@host delivery between the machines on it)
+    # on NATS JetStream (telepty.bus.nats_fleet); unset, the bus is this home's SQLite log.
+    bus_url: str | None = None
+    nats_creds: str | None = None  # TELEPTY_NATS_CREDS: a .creds file (JWT and nkey seed)
+    nats_nkey: str | None = None  # TELEPTY_NATS_NKEY: a file holding an nkey seed
+    nats_token: str | None = field(default=None, repr=False)  # TELEPTY_NATS_TOKEN
+    nats_user: str | None = None  # TELEPTY_NATS_USER (with TELEPTY_NATS_PASSWORD)
+    nats_password: str | None = field(default=None, repr=False)
 
     @property
     def db_path(self) -> Path:
@@ -254,4 +308,5 @@ class Config:
             ),
             **_bus_settings(e),
             hop_limit=_int("TELEPTY_HOP_LIMIT", e.get("TELEPTY_HOP_LIMIT"), DEFAULT_HOP_LIMIT),
+            **_nats_settings(e),
         )

@@ -27,12 +27,14 @@ from telepty.api import bus as bus_routes
 from telepty.api import deliveries as delivery_routes
 from telepty.api import fanout as fanout_routes
 from telepty.api import handoffs as handoff_routes
+from telepty.api import handoffs_v1 as handoff_v1_routes
 from telepty.api import injects as inject_audit_routes
 from telepty.api import meta as meta_routes
 from telepty.api import metrics as metrics_routes
 from telepty.api import openapi as openapi_routes
 from telepty.api import raw_keys as raw_keys_routes
 from telepty.api import replies as reply_routes
+from telepty.api import session_state as session_state_routes
 from telepty.api import sessions as session_routes
 from telepty.api import terminals as terminal_routes
 from telepty.api import threads as thread_routes
@@ -40,6 +42,8 @@ from telepty.api.auth import TrustPolicy, auth_middleware, ensure_token
 from telepty.api.errors import error_middleware
 from telepty.api.keys import SERVICES
 from telepty.bus.hub import EventBus
+from telepty.bus.nats_fleet import fleet_for
+from telepty.bus.router import TurnAckIds
 from telepty.clock import utc_now
 from telepty.config import Config
 from telepty.delivery.engine import DeliveryEngine
@@ -118,7 +122,10 @@ def create_app(config: Config) -> web.Application:
     config.home.mkdir(parents=True, exist_ok=True)
     token = ensure_token(config.token_path)
     db = Database(config.db_path)
-    bus = EventBus(EventRepo(db), config.machine_id)
+    # TELEPTY_BUS_URL=nats://…: the bus is the fleet's JetStream stream and id@host prompts
+    # for machines on it go through their work queues (telepty.bus.nats_fleet).
+    fleet = fleet_for(config)
+    bus = EventBus(EventRepo(db) if fleet is None else fleet.log, config.machine_id)
     tmux = TmuxPool(config.tmux_bin)
     registry = SessionRegistry(SessionRepo(db), emit=bus.emit, pane_probe=tmux.pane_alive)
     tmux.on_output = registry.touch  # a pane's output is its session's activity
@@ -131,12 +138,15 @@ def create_app(config: Config) -> web.Application:
                             max_age_s=config.audit_retention_seconds)
     profiles = load_profiles(config.profiles_path, settle_ms_override=config.settle_ms)
     relay = Relay(config, emit=bus.emit)
+    acks = TurnAckIds(bus)  # a routed turn's ids on its delivery's acks
     engine = DeliveryEngine(  # id@host targets become relay pseudo-sessions (telepty.relay.service)
         AuditingDeliveryRepo(db, audit), relay.registry(registry),
-        relay.transports(TransportResolver(terminals, tmux, profiles)), relay.emitter(bus), profiles,
-        config
+        relay.transports(TransportResolver(terminals, tmux, profiles)), acks.wrap(relay.emitter(bus)),
+        profiles, config
     )
-    relay.engine = engine
+    relay.engine = acks.engine = engine
+    if fleet is not None:
+        relay.fleet = fleet.queue
     registry.on_exited.append(engine.session_gone)  # a retry wait on a dead pane ends now
     engine.on_final.append(relay.forget)
     metrics = DaemonMetrics()
@@ -159,14 +169,21 @@ def create_app(config: Config) -> web.Application:
     app[SERVICES] = svc
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if fleet is not None:
+            await fleet.connect()  # first: a NATS server that is not there stops the start here
         await db.open()
         await registry.load()
         await identities.load()
         await engine.start()
+        if fleet is not None:
+            await fleet.start(bus, engine)
         svc.spawn(_liveness_loop(svc), "liveness")
-        svc.spawn(session_lifecycle.run_idle(history=bus.events), "session-idle")
+        history = bus.events if fleet is None else fleet.own_events()
+        svc.spawn(session_lifecycle.run_idle(history=history), "session-idle")
         svc.spawn(session_lifecycle.run_health(), "session-health")
         yield
+        if fleet is not None:
+            await fleet.stop_worker()
         await engine.stop()
         await relay.close()
         await identities.flush()
@@ -180,6 +197,8 @@ def create_app(config: Config) -> web.Application:
         with contextlib.suppress(Exception):
             await registry.persist_activity()
         bus.close()
+        if fleet is not None:
+            await fleet.close()
         await db.close()
 
     async def close_websockets(app: web.Application) -> None:
@@ -198,7 +217,9 @@ def create_app(config: Config) -> web.Application:
     delivery_routes.add_routes(app)
     raw_keys_routes.add_routes(app)
     bus_routes.install(app)  # after the lifecycle above: its retention task needs the open db
+    session_state_routes.add_routes(app)  # after the bus: state reports are bus events
     handoff_routes.add_routes(app)
+    handoff_v1_routes.add_routes(app)  # the Node.js CLI's /api/handoff
     thread_routes.add_routes(app)
     metrics_routes.add_routes(app)
     relay_routes.add_routes(app)

@@ -14,7 +14,13 @@ printing (tests/programs/fake_agent.py). Rows:
                      its output → pasted (target: ≤ quiet window + 300 ms)
   daemon RSS         after all of it
 
+Then, in the same run, the bus: ``scripts/bench/bus.py`` (events/s with 4 clients and
+2 processes × 2 clients, publish → subscriber p50/p95, fan-out to 100 subscribers, CPU
+per event, RSS, durability across kill -9), side by side with ``--upstream URL`` when
+given (e.g. the Node.js telepty, started by hand).
+
 Run: .venv/bin/python scripts/bench/speed.py [--idle 10] [--burst 200] [--busy 5]
+         [--no-bus] [--upstream http://127.0.0.1:PORT]
 """
 
 from __future__ import annotations
@@ -163,11 +169,13 @@ async def busy_then_idle(http: aiohttp.ClientSession, url: str, sock: str, tmp: 
     return out
 
 
-async def main() -> None:
+async def main() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--idle", type=int, default=10, help="samples into an idle pane")
     ap.add_argument("--burst", type=int, default=200, help="prompts accepted at once")
     ap.add_argument("--busy", type=int, default=5, help="busy → idle samples")
+    ap.add_argument("--no-bus", action="store_true", help="skip the bus rows")
+    ap.add_argument("--upstream", help="also measure this already-running bus (scripts/bench/bus.py)")
     args = ap.parse_args()
     if not shutil.which("tmux"):
         raise SystemExit("tmux is required")
@@ -208,7 +216,19 @@ async def main() -> None:
     print(f"|{'-' * 54}|{'-' * 42}|{'-' * 12}|")
     for name, value, target in rows:
         print(f"| {name:52} | {value:40} | {target:10} |")
+    return args
+
+
+def bus_rows(upstream: str | None) -> None:
+    """The bus half of the run, by its own bench (which starts and stops its daemon)."""
+    bus = [sys.executable, str(Path(__file__).with_name("bus.py"))]
+    if upstream:
+        bus += ["--upstream", upstream]
+    print(flush=True)
+    subprocess.run(bus, check=False)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parsed = asyncio.run(main())
+    if not parsed.no_bus:
+        bus_rows(parsed.upstream)

@@ -10,7 +10,7 @@ handler the moment anything else arrives (another route, a WebSocket upgrade, a 
 string, chunked or compressed bodies, an oversized body, HTTP/1.0, odd headers). What
 it does answer, it answers exactly as the aiohttp route would: the same trust decision
 (:func:`telepty.api.auth.decide`), the same body parsing and ingest
-(:meth:`BusIngest.accept_soon`), the same status codes and JSON, and the answer only
+(:meth:`BusIngest.accept_then`), the same status codes and JSON, and the answer only
 once the event has committed.
 
 Framing is deliberately narrow, because a server that disagrees with a client about

@@ -27,6 +27,7 @@ from telepty.api.body import json_object, json_response, opt
 from telepty.api.deliveries import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY, _origin
 from telepty.api.identity import Sender, check_claim, request_sender, with_footer
 from telepty.api.keys import SERVICES
+from telepty.api.node_dialect import node_fanout_results, speaks_node
 from telepty.delivery.model import Delivery, DeliveryStatus
 from telepty.delivery.request import InjectRequest, parse_inject
 from telepty.errors import BadRequest, NotFound, TeleptyError, Unavailable
@@ -131,6 +132,12 @@ async def _deliver_all(
     }
     if excluded is not None:
         out["excluded"] = excluded
+    if speaks_node(request):
+        # The Node.js CLI reads results.successful / results.failed: the records move
+        # to ``deliveries`` for such a caller (telepty.api.node_dialect).
+        out["success"] = True
+        out["deliveries"] = results
+        out["results"] = node_fanout_results(results)
     warnings = list(req.warnings) + list(sender.warnings)
     if warnings:
         out["warnings"] = warnings

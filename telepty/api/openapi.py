@@ -33,15 +33,18 @@ from aiohttp import web
 from telepty import __version__
 from telepty.api.bus import MAX_KINDS, MAX_SEQ
 from telepty.api.handoffs import MAX_TASK_COUNT, MAX_TASKS, NAME_RE
+from telepty.api.handoffs_v1 import MAX_MESSAGE
 from telepty.api.injects import MAX_NAME
+from telepty.api.node_dialect import COMPAT_HEADER
 from telepty.api.sessions import MAX_PID
 from telepty.api.threads import MAX_PARTICIPANTS, MAX_TOPIC
 from telepty.bus.envelope import KIND_RE, MAX_FIELD_CHARS, MESSAGE_ID_RE
 from telepty.delivery.keys import MAX_KEYS, MAX_TEXT
 from telepty.delivery.model import DeliveryKind, DeliveryStatus, Origin
 from telepty.delivery.request import MAX_QUIET_MS, MAX_WAIT_TIMEOUT
-from telepty.sessions.agents import AGENT_KINDS
+from telepty.sessions.agents import AGENT_NAME_RE
 from telepty.sessions.model import PANE_ID_RE, SESSION_ID_RE, SessionState, SessionType
+from telepty.sessions.state_report import MAX_TEXT as MAX_REPORT_TEXT
 from telepty.store.audit import DEFAULT_LIMIT as AUDIT_DEFAULT_LIMIT
 from telepty.store.audit import MAX_LIMIT as AUDIT_MAX_LIMIT
 from telepty.store.handoffs import HandoffStatus
@@ -124,7 +127,8 @@ SESSION_ID: Final = _str(pattern=_pattern(SESSION_ID_RE),
 NAME: Final = _str(pattern=_pattern(NAME_RE),
                    description="1-200 characters of A-Z a-z 0-9 . _ : @ / -")
 PANE_ID: Final = _str(pattern=_pattern(PANE_ID_RE), description="a tmux pane id such as %3")
-AGENT: Final = _enum((*AGENT_KINDS, "other"))
+AGENT: Final = _str(pattern=_pattern(AGENT_NAME_RE),
+                    description="a profile name (claude, codex, gemini, aider, yours) or other")
 KIND: Final = _str(pattern=_pattern(KIND_RE))
 TIMESTAMP: Final = _str(description="UTC ISO-8601 with Z")
 # What ?since= and ?until= take (telepty.api.injects.parse_instant). The last branch
@@ -169,6 +173,9 @@ ORIGIN_QUERY: Final = _query("origin", _enum([Origin.API, Origin.CLI], default="
                              "who is asking (also the x-telepty-origin header)")
 SESSION_TOKEN: Final = _param("header", "x-telepty-session-token", _str(),
                               "the calling session's own token (TELEPTY_SESSION_TOKEN): proves the sender")
+COMPAT: Final = _param("header", COMPAT_HEADER, _str(),
+                       "node: answer in the Node.js telepty's shapes (docs/node-compat.md); the "
+                       "Node.js CLI is recognised by its User-Agent, node")
 HOP: Final = _param("header", "x-telepty-hop", _str(description="an integer, read with int()"),
                     "relays this request has passed through (set by peer daemons)")
 
@@ -249,7 +256,15 @@ def _components() -> dict[str, Any]:
                         ("machine_id", "session_id", "project_id")),
         "idle_seconds": _nullable({"type": "number"}),
         "requested": _str(description="the id or alias that was looked up (GET by id only)"),
-    }, ("id", "type", "command", "cwd", "created_at", "state", "agent", "locator"))
+        # What the Node.js CLI reads (telepty.api.node_dialect, docs/node-compat.md).
+        "healthStatus": _enum(["CONNECTED", "RECONNECTING", "STALE"]), "healthReason": _str(),
+        "active_clients": _int(0), "createdAt": TIMESTAMP, "lastActivityAt": nstr,
+        "idleSeconds": _nullable(_int()), "ready": _bool(), "terminal": nstr,
+        "semantic": _nullable({"type": "object"}), "lastStateReportAt": nstr,
+        "lastInjectReplyTo": nstr, "lastInjectFrom": nstr,
+        "session_id": _str(description="spawn only: the new session's id (the Node.js CLI reads it)"),
+    }, ("id", "type", "command", "cwd", "created_at", "state", "agent", "locator", "healthStatus",
+        "active_clients", "createdAt"))
     inject_options = {
         "from": _nullable(_str(description="who sends it (a session id, or any name)")),
         "reply_to": _nullable(_str(description="where replies go; defaults to from")),
@@ -278,7 +293,12 @@ def _components() -> dict[str, Any]:
         "verified_sender": nstr, "spoofed": _bool(),
         "summary": _obj({k: _int(0) for k in ("delivered", "failed", "pending")},
                         ("delivered", "failed", "pending")),
-        "results": _arr(fan_result),
+        "results": {"anyOf": [_arr(fan_result), _obj(
+            {"successful": _arr(_str()), "failed": _arr({"type": "object"})}, ("successful", "failed"),
+            description="for a Node.js client: accepted ids, and {id, code, error} per failure")]},
+        "deliveries": _arr(fan_result, description="for a Node.js client: the records results holds "
+                                                   "for everyone else"),
+        "success": _bool(const=True),
         "excluded": _arr(_obj({"session_id": _str(), "reason": _str()}, ("session_id", "reason"))),
         "warnings": _arr(_str()), "error": _str(const="fanout_failed"), "detail": _str(),
     }, ("batch_id", "via", "count", "summary", "results"))
@@ -296,6 +316,8 @@ def _components() -> dict[str, Any]:
                 "port": _int(), "machine_id": _str(), "started_at": TIMESTAMP, "home": _str(),
                 "home_id": _str(description="names the home this daemon serves; the CLI checks it"),
                 "capabilities": _arr(_str()),
+                "implementation_version": _str(description="for a Node.js client, whose version is the "
+                                                           "Node.js protocol's: this daemon's version"),
             }, ("name", "version", "pid", "host", "port", "machine_id", "started_at", "capabilities")),
             "Session": session,
             "SessionsEverywhere": _obj({
@@ -404,6 +426,8 @@ def _components() -> dict[str, Any]:
                 "thread_id": _str(), "topic": _str(), "status": _enum(ThreadStatus),
                 "orchestrator_session_id": nstr, "participant_session_ids": _arr(_str()),
                 "message_count": _int(0), "created_at": TIMESTAMP, "updated_at": TIMESTAMP, "closed_at": nstr,
+                "id": _str(description="thread_id again, as the Node.js CLI reads it"),
+                "participant_count": _int(0),
             }, ("thread_id", "topic", "status", "message_count", "created_at")),
         },
         "securitySchemes": {
@@ -485,6 +509,7 @@ def _delivery_answers() -> dict[int, Schema]:
 
 def _sessions() -> dict[str, Schema]:
     sid = _path()
+    nstr = _nullable(_str())
     exact = _param("path", "id", SESSION_ID, "an exact session id (never an alias)")
     return {
         "/api/sessions": {"get": _op(
@@ -530,8 +555,22 @@ def _sessions() -> dict[str, Schema]:
             errors={400: "invalid_field / invalid_query"},
         )},
         "/api/sessions/{id}": {
-            "get": _op("getSession", "One session by id or alias", "sessions", params=(sid,),
-                       ok={200: _ok("Session")}, errors={404: "session_not_found"}),
+            "get": _op("getSession", "One session by id or alias (a WebSocket upgrade here is the "
+                       "Node.js CLI's terminal socket: its allow wrapper with ?owner=1, else its attach)",
+                       "sessions", params=(sid, _query("owner", _str(), "1: the Node.js allow wrapper")),
+                       ok={200: _ok("Session")},
+                       errors={404: "session_not_found",
+                               409: "WebSocket only: not_wrappable / wrapper_connected / session_exited / "
+                                    "session_disconnected / not_attachable"}),
+            "patch": _op(
+                "renameSessionNode", "Rename a session, as the Node.js CLI asks (same as …/rename)",
+                "sessions", params=(exact,), body=_obj({"new_id": SESSION_ID}, ("new_id",)),
+                ok={200: _json(_obj({"old_id": _str(), "new_id": _str(), "success": _bool(),
+                                     "session": _ref("Session")}, ("old_id", "new_id", "session")),
+                               "renamed")},
+                errors={400: "missing_field / invalid_session_id / invalid_field", 404: "session_not_found",
+                        409: "session_exists / deliveries_pending / session_disconnected"},
+            ),
             "delete": _op(
                 "deleteSession", "Remove a session (kills a spawned PTY, detaches a wrapper)", "sessions",
                 params=(exact,),
@@ -543,8 +582,8 @@ def _sessions() -> dict[str, Schema]:
         "/api/sessions/{id}/rename": {"post": _op(
             "renameSession", "Give a session a new id (exact ids only)", "sessions", params=(exact,),
             body=_obj({"new_id": SESSION_ID}, ("new_id",)),
-            ok={200: _json(_obj({"old_id": _str(), "new_id": _str(), "session": _ref("Session")},
-                                ("old_id", "new_id", "session")), "renamed")},
+            ok={200: _json(_obj({"old_id": _str(), "new_id": _str(), "success": _bool(),
+                                 "session": _ref("Session")}, ("old_id", "new_id", "session")), "renamed")},
             errors={400: "missing_field / invalid_session_id / invalid_field", 404: "session_not_found",
                     409: "session_exists / deliveries_pending / session_disconnected"},
         )},
@@ -552,8 +591,9 @@ def _sessions() -> dict[str, Schema]:
             "getScreen", "The session's recent screen (pane capture or PTY scrollback)", "sessions",
             params=(sid, _query("lines", _int(1, 10_000, default=40), "how many lines")),
             ok={200: _json(_obj({"session_id": _str(), "source": _enum(["pane", "scrollback"]),
-                                 "lines": _int(1), "text": _str()},
-                                ("session_id", "source", "lines", "text")), "the screen's tail")},
+                                 "lines": _int(1), "text": _str(),
+                                 "screen": _str(description="text again, as the Node.js CLI reads it")},
+                                ("session_id", "source", "lines", "text", "screen")), "the screen's tail")},
             errors={400: "invalid_query", 404: "session_not_found / no_screen"},
         )},
         "/api/sessions/{id}/explain": {"get": _op(
@@ -564,6 +604,39 @@ def _sessions() -> dict[str, Schema]:
             errors={400: "invalid_query", 404: "session_not_found",
                     409: "no_screen, or the transport's reason (pane_dead, session_disconnected, …)"},
         )},
+        "/api/sessions/{id}/state": {
+            "get": _op(
+                "getSessionState", "What the session is doing, in the Node.js CLI's terms (status)",
+                "sessions", params=(sid,),
+                ok={200: _json(_obj({
+                    "session_id": _str(), "state": _enum(SessionState),
+                    "auto": _obj({"state": _str(), "confidence": {"type": "number"},
+                                  "detail": {"type": "object"}}, ("state", "confidence", "detail")),
+                    "self_report": _nullable({"type": "object"}), "last_state_report_at": nstr,
+                }, ("session_id", "auto", "self_report")), "what the screen shows, and what it reported")},
+                errors={404: "session_not_found"},
+            ),
+            "post": _op(
+                "reportSessionState", "The session says what it is doing (the Node.js CLI's status-report; "
+                "published as a session_state_report event)", "sessions", params=(sid,),
+                body=_obj({
+                    "phase": _str(minLength=1, maxLength=MAX_REPORT_TEXT),
+                    "task_phase": _nullable(_str(maxLength=MAX_REPORT_TEXT)),
+                    "current_task": _nullable(_str(maxLength=MAX_REPORT_TEXT)),
+                    "task": _nullable(_str(maxLength=MAX_REPORT_TEXT)),
+                    "blocker": _nullable(_str(maxLength=MAX_REPORT_TEXT)),
+                    "needs_input": _nullable(_bool()),
+                    "thread_id": _nullable(_str(maxLength=MAX_REPORT_TEXT)),
+                    "source": _nullable(_str(minLength=1, maxLength=MAX_FIELD_CHARS)),
+                    "seq": _nullable(_int(0, 2**53)),
+                }, ("phase",)),
+                ok={200: _json(_obj({"success": _bool(const=True), "session_id": _str(),
+                                     "semantic": _nullable({"type": "object"}), "seq": _int(),
+                                     "message_id": _str()}, ("success", "session_id", "seq")),
+                               "logged and applied")},
+                errors={400: "missing_field / invalid_field", 404: "session_not_found"},
+            ),
+        },
         "/api/sessions/{id}/attach": {"get": _websocket(
             "attachSession", "WebSocket: a spawned session's output (scrollback, then live) and input",
             "sessions", params=(sid, _query("replay", _str(), "0 or false: no scrollback replay")),
@@ -600,17 +673,29 @@ def _deliveries() -> dict[str, Schema]:
     return {
         "/api/sessions/{id}/inject": {"post": _op(
             "inject", "Deliver a prompt into a session's terminal", "deliveries",
-            params=(sid, IDEMPOTENCY, SESSION_TOKEN, HOP, ORIGIN_QUERY), body=_ref("Inject"), ok=answers,
+            params=(sid, IDEMPOTENCY, SESSION_TOKEN, HOP, ORIGIN_QUERY, COMPAT), body=_ref("Inject"),
+            ok=answers,
             errors={**inject_errors, 508: "hop_limit: relaying again would pass TELEPTY_HOP_LIMIT"},
+        )},
+        "/api/sessions/{id}/submit": {"post": _op(
+            "submit", "Press Enter in a session: a keys delivery, waited for up to 15 s (the Node.js "
+            "CLI's enter, send-key enter and inject --submit)", "deliveries",
+            params=(sid, IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY),
+            body=_obj({name: _nullable({"type": "number", "minimum": 0, "maximum": 60_000,
+                                        "description": "accepted from the Node.js CLI and not used"})
+                       for name in ("pre_delay_ms", "retries", "retry_delay_ms")}),
+            body_required=False, ok=answers,
+            errors={400: "invalid_field / invalid_header / invalid_origin", 404: "session_not_found",
+                    503: inject_errors[503]},
         )},
         "/api/sessions/multicast/inject": {"post": _op(
             "multicast", "Deliver one prompt to each listed session", "deliveries",
-            params=(IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY), body=_ref("Multicast"), ok=fan,
+            params=(IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY, COMPAT), body=_ref("Multicast"), ok=fan,
             errors={k: v for k, v in fan_errors.items() if k != 404} | {404: "session_not_found"},
         )},
         "/api/sessions/broadcast/inject": {"post": _op(
             "broadcast", "Deliver one prompt to every live session but the sender", "deliveries",
-            params=(IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY), body=_ref("Broadcast"), ok=fan,
+            params=(IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY, COMPAT), body=_ref("Broadcast"), ok=fan,
             errors={k: v for k, v in fan_errors.items() if k != 503} | {404: "no_targets"},
         )},
         "/api/reply": {"post": _op(
@@ -723,16 +808,68 @@ def _handoffs_threads() -> dict[str, Schema]:
                        params=(_query("status", _enum(ThreadStatus), "open or closed"), _limit(100, 1000)),
                        ok={200: _list("Thread")}, errors={400: "invalid_query"}),
         },
-        "/api/threads/{id}": {"get": _op(
-            "getThread", "One thread", "threads", params=(tid,), ok={200: _ok("Thread")},
-            errors={404: "thread_not_found"},
-        )},
+        "/api/threads/{id}": {
+            "get": _op("getThread", "One thread", "threads", params=(tid,), ok={200: _ok("Thread")},
+                       errors={404: "thread_not_found"}),
+            "patch": _op(
+                "patchThread", "Close a thread the Node.js CLI's way ({status: closed}; closing a closed "
+                "thread is no error)", "threads", params=(tid,),
+                body=_obj({"status": _nullable(_str(const="closed")), "message_count": _nullable(_int())}),
+                body_required=False,
+                ok={200: _json({"allOf": [_ref("Thread"), _obj({"success": _bool(const=True)},
+                                                               ("success",))]}, "the thread")},
+                errors={400: "invalid_field", 404: "thread_not_found"},
+            ),
+        },
         "/api/threads/{id}/close": {"post": _op(
             "closeThread", "Close a thread", "threads", params=(tid,), body=_obj({}), body_required=False,
             ok={200: _ok("Thread", "closed")},
             errors={404: "thread_not_found", 409: "illegal_transition: already closed"},
         )},
     }
+    v1_status = _enum(["pending", "claimed", "executing", "completed", "failed"])
+    v1_summary = _obj({
+        "id": _str(), "status": _str(), "deliberation_id": _nullable(_str()),
+        "source_session_id": _nullable(_str()), "auto_execute": _bool(), "claimed_by": _nullable(_str()),
+        "task_count": _int(0), "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+    }, ("id", "status", "task_count", "created_at"))
+    v1_moved = _json(_obj({"success": _bool(const=True), "handoff_id": _str(), "status": _str()},
+                          ("success", "handoff_id", "status")), "moved")
+    paths["/api/handoff"] = {
+        "post": _op("dropHandoffNode", "Create a handoff from a synthesis (the Node.js CLI's handoff drop)",
+                    "handoffs", body=_obj({
+                        "synthesis": _obj({"tasks": _nullable(_arr({}, maxItems=MAX_TASKS))}),
+                        "source_session_id": _nullable(NAME), "deliberation_id": _nullable(NAME),
+                        "auto_execute": _nullable(_bool()),
+                    }, ("synthesis",)),
+                    ok={201: _json(_obj({"handoff_id": _str(), "status": _str(const="pending")},
+                                        ("handoff_id", "status")), "created")},
+                    errors={400: "missing_field / invalid_field"}),
+        "get": _op("listHandoffsNode", "Handoffs in the Node.js CLI's words (pending = created)", "handoffs",
+                   params=(_query("status", v1_status, "only this status"),),
+                   ok={200: _json(_arr(v1_summary), "newest first")}, errors={400: "invalid_query"}),
+    }
+    paths["/api/handoff/{id}"] = {
+        "get": _op("getHandoffNode", "One handoff with its synthesis (the Node.js CLI's handoff status/get)",
+                   "handoffs", params=(hid,),
+                   ok={200: _json({"allOf": [v1_summary, _obj({
+                       "synthesis": {"type": "object"}, "progress": _arr({}), "result": {}},
+                       ("synthesis", "progress"))]}, "the handoff")},
+                   errors={404: "handoff_not_found"}),
+        "patch": _op("moveHandoffNode", "Move a handoff on: executing, completed (there is no failed here)",
+                     "handoffs", params=(hid,), body=_obj({
+                         "status": _nullable(_enum(["executing", "completed"])),
+                         "message": _nullable(_str(maxLength=MAX_MESSAGE)), "result": {}}),
+                     body_required=False, ok={200: v1_moved},
+                     errors={400: "invalid_field", 404: "handoff_not_found",
+                             409: "illegal_transition (failed is one: no such state here)"}),
+    }
+    paths["/api/handoff/{id}/claim"] = {"post": _op(
+        "claimHandoffNode", "Claim a pending handoff (the Node.js CLI's handoff claim)", "handoffs",
+        params=(hid,), body=_obj({"agent_session_id": NAME}, ("agent_session_id",)), ok={200: v1_moved},
+        errors={400: "missing_field / invalid_field", 404: "handoff_not_found",
+                409: "illegal_transition: not pending"},
+    )}
     for action, (op_id, summary, body) in steps.items():
         body_required = action == "claim"  # only a claim has a required field (claimed_by)
         paths[f"/api/handoffs/{{id}}/{action}"] = {"post": _op(
@@ -749,7 +886,8 @@ def _meta() -> dict[str, Schema]:
             "health", "Liveness; the one route that needs no credentials", "meta", public=True,
             ok={200: _ok("Health")},
         )},
-        "/api/meta": {"get": _op("meta", "Who this daemon is", "meta", ok={200: _ok("Meta")})},
+        "/api/meta": {"get": _op("meta", "Who this daemon is", "meta", params=(COMPAT,),
+                                 ok={200: _ok("Meta")})},
         OPENAPI_PATH: {"get": _op(
             "openapi", "This document", "meta",
             ok={200: _json({"type": "object", "required": ["openapi", "info", "paths"]}, "OpenAPI 3.1")},

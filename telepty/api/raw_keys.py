@@ -8,6 +8,8 @@ counts it idle, busy, blocked or unknown, plus what is waiting in its queue and 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from telepty.api.body import json_object, json_response, query_int
@@ -18,6 +20,7 @@ from telepty.delivery.keys import parse_keys
 from telepty.delivery.model import DeliveryError
 from telepty.delivery.request import _bool, _quiet_ms, _timeout
 from telepty.errors import BadRequest, Conflict, Unavailable
+from telepty.sessions.model import Session
 
 _KEYS_FIELDS = {"keys", "force", "quiet_ms", "wait", "timeout"}
 
@@ -50,6 +53,19 @@ async def send_keys(request: web.Request) -> web.Response:
     return await delivery_answer(request, delivery, wait=wait, wait_s=timeout, accepted=accepted)
 
 
+async def explain_session(svc: Any, session: Session, lines: int) -> dict[str, Any]:
+    """What the session's transport sees on its screen and why (``409`` when it cannot look)."""
+    try:
+        transport = svc.deliveries.resolver(session)
+        describe = getattr(transport, "explain", None)
+        if describe is None:
+            raise Conflict("no_screen", f"the {transport.name} transport cannot show its screen")
+        out: dict[str, Any] = await describe(tail=lines, quiet_ms=svc.config.quiet_ms)
+    except DeliveryError as exc:
+        raise Conflict(exc.reason, exc.detail) from None
+    return out
+
+
 async def explain(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     session = svc.registry.resolve(request.match_info["id"])
@@ -59,14 +75,7 @@ async def explain(request: web.Request) -> web.Response:
                                          "stage", "attempts", "next_attempt_at")}
         for d in svc.deliveries.pending(session.id)
     ]
-    try:
-        transport = svc.deliveries.resolver(session)
-        describe = getattr(transport, "explain", None)
-        if describe is None:
-            raise Conflict("no_screen", f"the {transport.name} transport cannot show its screen")
-        out = await describe(tail=lines, quiet_ms=svc.config.quiet_ms)
-    except DeliveryError as exc:
-        raise Conflict(exc.reason, exc.detail) from None
+    out = await explain_session(svc, session, lines)
     out["session_state"] = str(session.state)
     out["pending"] = pending
     out["hold"] = svc.deliveries.hold_of(session.id)

@@ -10,9 +10,12 @@ from aiohttp import web
 from telepty.api.body import json_object, json_response, opt
 from telepty.api.injects import parse_duration
 from telepty.api.keys import SERVICES
+from telepty.api.node_dialect import node_fields
+from telepty.api.node_socket import node_socket
+from telepty.delivery.profiles import SubmitProfiles
 from telepty.errors import BadRequest, Conflict
-from telepty.sessions.agents import AGENT_KINDS, detect_agent
-from telepty.sessions.model import PANE_ID_RE, SessionState, SessionType, validate_session_id
+from telepty.sessions.agents import detect_agent, validate_agent_name
+from telepty.sessions.model import PANE_ID_RE, Session, SessionState, SessionType, validate_session_id
 from telepty.sessions.panes import PANE_PID_META, TmuxPool
 from telepty.sessions.registry import RegisterSpec
 
@@ -20,9 +23,16 @@ REGISTRABLE = {"wrapped": SessionType.WRAPPED, "pane": SessionType.PANE}
 MAX_PID = 2**31 - 1  # pid_t; anything larger would not even fit the store's INTEGER
 
 
-def _public(request: web.Request, session: object) -> dict[str, object]:
+def public_session(request: web.Request, session: Session) -> dict[str, object]:
+    """A session as every route shows it: our record, and beside it the fields the
+    Node.js CLI reads (``telepty.api.node_dialect``; documented in docs/node-compat.md)."""
     svc = request.app[SERVICES]
-    return session.to_public(svc.config.machine_id, time.time())  # type: ignore[attr-defined]
+    now = time.time()
+    data = session.to_public(svc.config.machine_id, now)
+    data.update(node_fields(session, linked=session.id in svc.terminals.links,
+                            idle_seconds=data.get("idle_seconds")))  # type: ignore[arg-type]
+    return data
+
 
 
 def parse_register(data: dict[str, object]) -> tuple[RegisterSpec, bool]:
@@ -44,8 +54,8 @@ def parse_register(data: dict[str, object]) -> tuple[RegisterSpec, bool]:
         raise BadRequest("missing_field", "tmux_pane is required for a pane session")
     socket = opt(data, "tmux_socket", str)
     agent = opt(data, "agent", str)
-    if agent is not None and agent not in (*AGENT_KINDS, "other"):
-        raise BadRequest("invalid_field", f"agent must be one of {', '.join((*AGENT_KINDS, 'other'))}")
+    if agent is not None:
+        validate_agent_name(agent)
     meta = opt(data, "meta", dict, {})
     replace = opt(data, "replace", bool, False)
     spec = RegisterSpec(
@@ -62,6 +72,14 @@ def parse_register(data: dict[str, object]) -> tuple[RegisterSpec, bool]:
     return spec, replace
 
 
+def require_profile(profiles: SubmitProfiles, agent: str | None) -> None:
+    """An agent kind is a profile name: one the daemon has no profile for is refused,
+    rather than silently read with [default]."""
+    problem = profiles.unknown_agent(agent)
+    if problem:
+        raise BadRequest("invalid_field", f"agent: {problem}")
+
+
 async def with_pane_owner(tmux: TmuxPool, spec: RegisterSpec) -> RegisterSpec:
     """Record which process the pane runs now (``PANE_PID_META``), so a pane id reused by
     a restarted tmux server is never taken for the session's pane."""
@@ -75,9 +93,10 @@ async def with_pane_owner(tmux: TmuxPool, spec: RegisterSpec) -> RegisterSpec:
 async def register(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     spec, replace = parse_register(await json_object(request))
+    require_profile(svc.profiles, spec.agent)
     spec = await with_pane_owner(svc.tmux, spec)
     session = await svc.registry.register(spec, replace=replace)
-    return json_response(_public(request, session), status=201)
+    return json_response(public_session(request, session), status=201)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -95,11 +114,11 @@ async def list_sessions(request: web.Request) -> web.Response:
     if scope not in {"local", "all"}:
         raise BadRequest("invalid_query", f"scope must be local or all, got {scope!r}")
     if scope == "local":
-        return json_response([_public(request, s) for s in sessions])
+        return json_response([public_session(request, s) for s in sessions])
     # scope=all: this machine's sessions and every peer's (telepty.relay); a peer that
     # does not answer is listed as unreachable, never an error for the whole list.
     mine = svc.config.machine_id
-    out = [{**_public(request, s), "host": mine, "address": s.id} for s in sessions]
+    out = [{**public_session(request, s), "host": mine, "address": s.id} for s in sessions]
     forwarded = {k: q[k] for k in ("type", "agent", "project", "state", "all") if q.get(k)}
     peers = await svc.relay.peer_sessions(forwarded)
     for peer in peers:
@@ -111,12 +130,21 @@ async def list_sessions(request: web.Request) -> web.Response:
     return json_response({"scope": "all", "machine_id": mine, "sessions": out, "peers": peers})
 
 
-async def get_session(request: web.Request) -> web.Response:
+async def get_session(request: web.Request) -> web.StreamResponse:
+    """One session; a WebSocket upgrade on this path is the Node.js CLI's terminal socket
+    (its ``allow`` wrapper and ``attach``), served by ``telepty.api.node_socket``."""
+    if request.headers.get("Upgrade", "").strip().lower() == "websocket":
+        return await node_socket(request)
     svc = request.app[SERVICES]
     name = request.match_info["id"]
     session = svc.registry.resolve(name)
-    body = _public(request, session)
+    body = public_session(request, session)
     body["requested"] = name
+    # What the Node.js CLI's `reply` reads: who the last prompt that had someone to
+    # answer came from, and where the answer goes.
+    last = await svc.identities.last_received(session.id)
+    body["lastInjectReplyTo"] = last.reply_to if last else None
+    body["lastInjectFrom"] = last.sender if last else None
     return json_response(body)
 
 
@@ -154,7 +182,8 @@ async def rename_session(request: web.Request) -> web.Response:
         raise Conflict("session_disconnected", f"the wrapper of session {old_id!r} is not connected; "
                        "rename it while it is, so the wrapper learns its new id")
     renamed = await svc.registry.rename(old_id, new_id)
-    return json_response({"old_id": old_id, "new_id": renamed.id, "session": _public(request, renamed)})
+    return json_response({"old_id": old_id, "new_id": renamed.id, "success": True,
+                          "session": public_session(request, renamed)})
 
 
 async def clean_sessions(request: web.Request) -> web.Response:
@@ -196,3 +225,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/sessions", list_sessions)
     app.router.add_get("/api/sessions/{id}", get_session)
     app.router.add_delete("/api/sessions/{id}", delete_session)
+    app.router.add_patch("/api/sessions/{id}", rename_session)  # the Node.js CLI's `rename`

@@ -14,12 +14,11 @@ from aiohttp import WSMsgType, web
 
 from telepty.api.body import json_object, json_response, opt, query_int, req
 from telepty.api.keys import SERVICES
-from telepty.api.sessions import parse_register, with_pane_owner
-from telepty.delivery.screen import render_output
-from telepty.delivery.transports_stream import SEED_BYTES, dims
+from telepty.api.sessions import parse_register, public_session, require_profile, with_pane_owner
+from telepty.delivery.transports_stream import dims, stream_view
 from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
-from telepty.sessions.agents import AGENT_KINDS
+from telepty.sessions.agents import validate_agent_name
 from telepty.sessions.identity import is_token_hash
 from telepty.sessions.model import SessionState, SessionType, validate_session_id
 from telepty.sessions.registry import RegisterSpec
@@ -56,15 +55,18 @@ async def spawn(request: web.Request) -> web.Response:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise BadRequest("invalid_field", "env must map strings to strings")
     agent = opt(data, "agent", str)
-    if agent is not None and agent not in (*AGENT_KINDS, "other"):
-        raise BadRequest("invalid_field", "agent is not a known kind")
+    if agent is not None:
+        validate_agent_name(agent)
+        require_profile(svc.profiles, agent)
     cols, rows = _dims(data)
     cwd = opt(data, "cwd", str) or os.path.expanduser("~")
     spec = SpawnSpec.from_command(
         command, args, cwd=cwd, session_id=session_id, env=env, cols=cols, rows=rows, agent=agent
     )
     session = await svc.terminals.spawn(spec)
-    return json_response(session.to_public(svc.config.machine_id, time.time()), status=201)
+    body = public_session(request, session)
+    body["session_id"] = session.id  # what the Node.js CLI's spawn reads (then attaches to)
+    return json_response(body, status=201)
 
 
 # -- attach (spawned) -------------------------------------------------------------
@@ -170,6 +172,7 @@ async def _serve_wrapper(svc: Any, ws: web.WebSocketResponse) -> web.WebSocketRe
         if not isinstance(hello, dict) or hello.get("type") != "hello":
             raise BadRequest("invalid_hello", "the first frame must be {\"type\": \"hello\", ...}")
         spec, replace = _register_spec(hello)
+        require_profile(svc.profiles, spec.agent)
         spec = await with_pane_owner(svc.tmux, spec)
         token_hash = hello.get("session_token_sha256")
         if token_hash is not None and not is_token_hash(token_hash):
@@ -241,8 +244,8 @@ async def _wrapper_message(svc: Any, link: WrapperLink, text: str) -> None:
 
 
 async def screen(request: web.Request) -> web.Response:
-    """The session's screen as text: a tmux pane's capture, or a PTY session's recent
-    output rendered by the terminal model ``explain`` reads (same seed, same size), so
+    """The session's screen as text: a tmux pane's capture, or a PTY session's screen as
+    the terminal model ``explain`` and deliveries read it (the very same model), so
     backspaces, carriage returns and redraws show as the terminal shows them."""
     svc = request.app[SERVICES]
     session = svc.registry.resolve(request.match_info["id"])
@@ -254,11 +257,13 @@ async def screen(request: web.Request) -> web.Response:
             text = await svc.tmux_for(session).capture_tail(session.tmux_pane, lines)
             source = "pane"
     if text is None:
-        data = svc.terminals.recent_output(session.id, SEED_BYTES)
-        if data is None:
+        scrollback = svc.terminals.scrollback_of(session.id)
+        if scrollback is None:
             raise NotFound("no_screen", f"nothing is known of session {session.id!r}'s screen")
-        text = "\n".join(render_output(data, *dims(session))[-lines:])
-    return json_response({"session_id": session.id, "source": source, "lines": lines, "text": text})
+        text = "\n".join(stream_view(scrollback, *dims(session)).lines()[-lines:])
+    # ``screen`` repeats ``text`` under the name the Node.js CLI's read-screen prints.
+    return json_response({"session_id": session.id, "source": source, "lines": lines, "text": text,
+                          "screen": text})
 
 
 def add_routes(app: web.Application) -> None:

@@ -48,6 +48,12 @@ def parse_thread(data: dict[str, Any]) -> Thread:
     return t
 
 
+def thread_view(t: Thread) -> dict[str, Any]:
+    """A thread as every route shows it; ``id`` and ``participant_count`` repeat what the
+    Node.js CLI's ``deliberate status`` reads."""
+    return {**t.to_public(), "id": t.id, "participant_count": len(t.participant_session_ids)}
+
+
 async def _publish(request: web.Request, kind: str, fields: dict[str, Any]) -> None:
     """The change is already stored; a bus failure is logged, not turned into an error."""
     try:
@@ -69,14 +75,14 @@ async def open_thread(request: web.Request) -> web.Response:
         "orchestrator_session_id": stored.orchestrator_session_id,
         "participant_session_ids": stored.participant_session_ids,
     })
-    return json_response(stored.to_public(), status=201)
+    return json_response(thread_view(stored), status=201)
 
 
 async def list_threads(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     status = query_enum(request, "status", ThreadStatus)
     limit = query_int(request, "limit", 100, 1, 1000)
-    return json_response([t.to_public() for t in await svc.threads.list(status=status, limit=limit)])
+    return json_response([thread_view(t) for t in await svc.threads.list(status=status, limit=limit)])
 
 
 async def get_thread(request: web.Request) -> web.Response:
@@ -84,23 +90,47 @@ async def get_thread(request: web.Request) -> web.Response:
     t = await svc.threads.get(request.match_info["id"])
     if t is None:
         raise NotFound("thread_not_found", f"no thread with id {request.match_info['id']!r}")
-    return json_response(t.to_public())
+    return json_response(thread_view(t))
 
 
-async def close_thread(request: web.Request) -> web.Response:
+async def _close(request: web.Request, thread_id: str, *, again_ok: bool) -> Thread:
     svc = request.app[SERVICES]
-    thread_id = request.match_info["id"]
-    await json_object(request)  # no fields yet, but a malformed body is still refused
     closing = await svc.threads.close(thread_id)
     if closing.thread is None:
         raise NotFound("thread_not_found", f"no thread with id {thread_id!r}")
     if not closing.applied:
+        if again_ok:
+            return closing.thread
         raise Conflict("illegal_transition", f"thread {thread_id} is already closed")
     t = closing.thread
     await _publish(request, "thread.closed", {
         "thread_id": t.id, "topic": t.topic, "message_count": t.message_count,
     })
-    return json_response(t.to_public())
+    return t
+
+
+async def close_thread(request: web.Request) -> web.Response:
+    await json_object(request)  # no fields yet, but a malformed body is still refused
+    return json_response(thread_view(await _close(request, request.match_info["id"], again_ok=False)))
+
+
+async def patch_thread(request: web.Request) -> web.Response:
+    """The Node.js CLI's ``deliberate end``: ``{"status": "closed"}``. Closing a closed
+    thread changes nothing and is no error there. Its ``message_count`` is not taken:
+    here the count is the number of deliveries carrying the thread's id."""
+    data = await json_object(request)
+    status = opt(data, "status", str)
+    opt(data, "message_count", int)
+    if status not in (None, "closed"):
+        raise BadRequest("invalid_field", "status can only be set to closed")
+    thread_id = request.match_info["id"]
+    if status is None:
+        t = await request.app[SERVICES].threads.get(thread_id)
+        if t is None:
+            raise NotFound("thread_not_found", f"no thread with id {thread_id!r}")
+    else:
+        t = await _close(request, thread_id, again_ok=True)
+    return json_response({"success": True, **thread_view(t)})
 
 
 def add_routes(app: web.Application) -> None:
@@ -108,3 +138,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/threads", list_threads)
     app.router.add_get("/api/threads/{id}", get_thread)
     app.router.add_post("/api/threads/{id}/close", close_thread)
+    app.router.add_patch("/api/threads/{id}", patch_thread)  # the Node.js CLI's `deliberate end`

@@ -19,6 +19,13 @@ from telepty.errors import BadRequest
 
 ENVELOPE_VERSION = 2
 TURN_REQUEST = "turn_request"
+# The Node.js daemon's name for a turn an orchestrator routes (``target_session_id``):
+# auto-routed exactly like a turn_request.
+DELIBERATION_ROUTE_TURN = "deliberation_route_turn"
+ROUTED_KINDS = frozenset({TURN_REQUEST, DELIBERATION_ROUTE_TURN})
+# A session's self-reported state (``telepty status-report`` of the Node.js CLI, or
+# published by an orchestrator): applied to the session it names.
+SESSION_STATE_REPORT = "session_state_report"
 
 # \Z, not $: "$" also matches before a trailing newline.
 KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
@@ -43,6 +50,7 @@ DAEMON_KINDS = frozenset({
     "inject_written",
     "message_routed",
     "delivery.failed",
+    "relay.status",
     "keys_sent",
     "handoff.created",
     "handoff.claimed",
@@ -51,6 +59,11 @@ DAEMON_KINDS = frozenset({
     "thread.opened",
     "thread.closed",
 })
+
+# The acknowledgements an orchestrator waits for after publishing a turn. v1 readers
+# look for ``sender`` / ``timestamp`` / ``original_message_id`` in them; they carry
+# those beside our ``source`` / ``ts`` / ``request_message_id``.
+ACK_KINDS = frozenset({"inject_written", "message_routed", "delivery.failed"})
 
 # Envelope fields, in the order the daemon writes them.
 ENVELOPE_FIELDS = ("version", "message_id", "kind", "type", "source", "source_host", "target", "ts")
@@ -124,7 +137,18 @@ def make_event(
         "ts": utc_now(),
     }
     env.update(fields)
+    if kind in ACK_KINDS:
+        env["sender"] = source
+        env["timestamp"] = env["ts"]
+        if fields.get("request_message_id") is not None:
+            env["original_message_id"] = fields["request_message_id"]
     return env
+
+
+def first_given(env: dict[str, Any], *names: str) -> Any:
+    """The value of the first of ``names`` the event has (not null): v2 and v1 names of
+    one field (``target`` / ``target_session_id``, ``session_id`` / ``target``)."""
+    return next((env[n] for n in names if env.get(n) is not None), None)
 
 
 def normalize_envelope(raw: object, *, machine_id: str, default_source: str) -> dict[str, Any]:
@@ -132,7 +156,9 @@ def normalize_envelope(raw: object, *, machine_id: str, default_source: str) -> 
 
     The daemon fills what a publisher left out (``version``, ``message_id``, ``ts``,
     ``source``, ``source_host``) and never rewrites what it gave, except that ``type``
-    always mirrors ``kind`` and a ``seq`` is dropped (the log assigns seqs).
+    always mirrors ``kind`` and a ``seq`` is dropped (the log assigns seqs); a
+    session_state_report's ``seq`` (its own counter, in the Node.js schema) moves to
+    ``report_seq``.
     """
     if not isinstance(raw, dict):
         raise BadRequest("invalid_event", f"an event must be a JSON object, got {_what(raw)}")
@@ -170,6 +196,9 @@ def normalize_envelope(raw: object, *, machine_id: str, default_source: str) -> 
     for key, value in raw.items():
         if key not in env and key != "seq":
             env[key] = value
+    if kind == SESSION_STATE_REPORT and raw.get("seq") is not None:
+        # The Node.js schema's report counter shares its name with the log's seq: kept.
+        env["report_seq"] = raw["seq"]
     return env
 
 

@@ -31,7 +31,8 @@ from functools import partial
 from typing import Any, Protocol, TypeVar, overload
 
 from telepty.bus.envelope import make_event
-from telepty.store.events import Appended, EventRepo, dumps_event
+from telepty.bus.event_log import EventLog
+from telepty.store.events import Appended, dumps_event
 
 log = logging.getLogger("telepty.bus")
 
@@ -159,11 +160,15 @@ class Subscription:
 
 class EventBus:
     def __init__(
-        self, events: EventRepo, machine_id: str, *, subscriber_queue: int = SUBSCRIBER_QUEUE,
+        self, events: EventLog, machine_id: str, *, subscriber_queue: int = SUBSCRIBER_QUEUE,
         hold_s: float = HOLD_S,
     ) -> None:
         self.events = events
         self.hold_s = hold_s
+        # A log other daemons append to as well (NATS JetStream) hands every machine's
+        # events to subscribers itself, in its own order, through ``deliver``; our own
+        # commits then go to the listeners only, or subscribers would see them twice.
+        self._commits_to_subscribers = not getattr(events, "shared", False)
         self.machine_id = machine_id
         self.subscriber_queue = subscriber_queue
         self._subs: set[Subscription] = set()
@@ -300,16 +305,18 @@ class EventBus:
 
     def _committed(
         self, rows: list[tuple[dict[str, Any], str]], waiting: list[CommitWaiter],
-        committed: asyncio.Future[list[Appended]],
+        committed: asyncio.Future[list[Appended]] | asyncio.Future[list[Appended | BaseException]],
     ) -> None:
         self._in_flight -= 1
         exc = committed.exception()
         if exc is not None:
             self._failed(rows, waiting, exc)
         else:
-            results = committed.result()
+            results: list[Appended | BaseException] = list(committed.result())
             subscribed = False
             for (env, body), result in zip(rows, results, strict=True):
+                if isinstance(result, BaseException):  # a shared log refused this one event
+                    continue  # (its publisher is told so with the others)
                 if result.inserted:
                     self.events_in += 1
                     subscribed |= self._fan_out(result.seq, env, body)
@@ -333,7 +340,8 @@ class EventBus:
     def _fan_out(self, seq: int, envelope: dict[str, Any], body: str) -> bool:
         """Hand the event to listeners and subscribers; True if a subscriber wanted it."""
         kind = envelope["kind"]
-        wanting = [s for s in self._subs if s.wants(kind)] if self._subs else []
+        feeding = self._subs and self._commits_to_subscribers
+        wanting = [s for s in self._subs if s.wants(kind)] if feeding else []
         if not wanting and not self._listeners:
             return False
         event = LoggedEvent(envelope, seq, body)
@@ -342,6 +350,18 @@ class EventBus:
                 listener(event)
             except Exception:
                 log.exception("bus listener failed on %s seq=%d", kind, seq)
+        self._to_subscribers(event, wanting)
+        return bool(wanting)
+
+    def deliver(self, event: LoggedEvent) -> None:
+        """An event read back from a shared log (any machine's, in the log's order) to
+        this daemon's subscribers (``telepty.bus.nats_log.EventFeed``)."""
+        if self._subs:
+            kind = event.kind
+            self._to_subscribers(event, [s for s in self._subs if s.wants(kind)])
+
+    def _to_subscribers(self, event: LoggedEvent, wanting: list[Subscription]) -> None:
+        seq = event.seq
         for sub in wanting:
             try:
                 sub.queue.put_nowait(event)
@@ -352,7 +372,6 @@ class EventBus:
                 self.subscribers_dropped += 1
                 sub.drop(SUBSCRIBER_OVERFLOW)
                 log.warning("bus subscriber overflowed at seq=%d; disconnecting it", seq)
-        return bool(wanting)
 
     # -- subscribing -------------------------------------------------------------------
 
@@ -401,8 +420,11 @@ class EventBus:
         self._subs.clear()
 
 
-def _tell_committed(waiting: list[CommitWaiter], results: list[Appended]) -> None:
+def _tell_committed(waiting: list[CommitWaiter], results: list[Appended | BaseException]) -> None:
     for waiter, result in zip(waiting, results, strict=True):
+        if isinstance(result, BaseException):
+            _tell_failed(waiter, result)
+            continue
         try:
             waiter.committed(result.seq, result.inserted)
         except Exception as waiter_failed:  # never strands the rest of the batch

@@ -8,10 +8,11 @@ whose prompt fails its SHA-1) is never logged, never fanned out, never delivered
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple, Protocol
 
-from telepty.bus.envelope import TURN_REQUEST, normalize_envelope
+from telepty.bus.envelope import ROUTED_KINDS, normalize_envelope
 from telepty.bus.hub import EventBus
 from telepty.bus.router import RouteOutcome, TurnRequest, TurnRouter, parse_turn_request
 
@@ -43,6 +44,9 @@ class BusIngest:
         self.bus = bus
         self.router = router
         self.max_prompt_bytes = max_prompt_bytes
+        # Kinds whose events must agree with the daemon's state to be accepted (a
+        # session_state_report names a known session): each check raises to refuse.
+        self.checks: dict[str, Callable[[dict[str, Any]], None]] = {}
 
     async def accept(self, raw: object, *, transport: str) -> Receipt:
         """Raises ``BadRequest``/``TooLarge`` for input that changes nothing."""
@@ -70,11 +74,15 @@ class BusIngest:
         self.bus.publish_then(env, _Receipting(env["message_id"], env["kind"], answer))
 
     def _admit(self, raw: object, transport: str) -> tuple[dict[str, Any], TurnRequest | None]:
-        """The complete envelope, and the turn to route if it is a turn_request; raises
-        ``BadRequest``/``TooLarge`` for anything that must change nothing."""
+        """The complete envelope, and the turn to route if it is one (a turn_request or
+        its Node.js name); raises ``BadRequest``/``TooLarge`` (or what a kind's check
+        raises) for anything that must change nothing."""
         env = normalize_envelope(raw, machine_id=self.bus.machine_id, default_source=f"bus:{transport}")
-        if env["kind"] == TURN_REQUEST:
+        if env["kind"] in ROUTED_KINDS:
             return env, parse_turn_request(env, max_prompt_bytes=self.max_prompt_bytes)
+        check = self.checks.get(env["kind"])
+        if check is not None:
+            check(env)
         return env, None
 
     async def _publish_and_route(self, env: dict[str, Any], turn: TurnRequest) -> Receipt:

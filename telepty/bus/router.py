@@ -21,11 +21,11 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from telepty.bus.envelope import TURN_REQUEST
+from telepty.bus.envelope import ROUTED_KINDS, first_given
 from telepty.bus.hub import EventBus, LoggedEvent
 from telepty.bus.reply_guide import with_reply_footer
 from telepty.delivery.engine import DeliveryEngine
@@ -75,21 +75,23 @@ class RouteOutcome:
 
 def parse_turn_request(env: dict[str, Any], *, max_prompt_bytes: int) -> TurnRequest:
     """Validate a turn_request envelope before it is logged: a malformed or tampered one
-    is refused (400) and leaves no trace, rather than being logged and failing later."""
-    target = env.get("target")
+    is refused (400) and leaves no trace, rather than being logged and failing later.
+
+    The Node.js daemon's shapes are read too: ``target_session_id`` where ``target``
+    is missing (``deliberation_route_turn``), and the prompt at the top level
+    (``prompt``, else ``content``) when there is no ``payload.prompt``.
+    """
+    target = first_given(env, "target", "target_session_id")
     if not isinstance(target, str) or not target:
         raise BadRequest("missing_field", "a turn_request needs target (a session id or alias, "
-                         "optionally with @host)")
+                         "optionally with @host; target_session_id is read when target is absent)")
     session, _, host = target.rpartition("@") if "@" in target else (target, "", "")
     if not SESSION_ID_RE.match(session) or ("@" in target and not _HOST_RE.match(host)):
         raise BadRequest("invalid_target", f"target must be SESSION or SESSION@HOST with SESSION "
                          f"of 1-64 characters A-Z a-z 0-9 . _ -, got {target!r}")
-    payload = env.get("payload")
-    if not isinstance(payload, dict):
-        raise BadRequest("missing_field", "a turn_request needs payload.prompt")
-    prompt = payload.get("prompt")
-    if not isinstance(prompt, str) or not prompt:
-        raise BadRequest("missing_field", "payload.prompt is required and must be a non-empty string")
+    raw_payload = env.get("payload")
+    payload: dict[str, Any] = raw_payload if isinstance(raw_payload, dict) else {}
+    prompt = _turn_prompt(env, payload)
     _check_sha1(payload, prompt)
 
     def pick(name: str) -> Any:
@@ -121,6 +123,20 @@ def parse_turn_request(env: dict[str, Any], *, max_prompt_bytes: int) -> TurnReq
         request=request,
         deliberation_session_id=deliberation if isinstance(deliberation, str) else None,
     )
+
+
+def _turn_prompt(env: dict[str, Any], payload: dict[str, Any]) -> str:
+    """``payload.prompt``; else, as the Node.js daemon read it, a top-level ``prompt`` or
+    ``content`` (never the whole event as text, which that daemon typed as a last resort)."""
+    for name, value in (("payload.prompt", payload.get("prompt")), ("prompt", env.get("prompt")),
+                        ("content", env.get("content"))):
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise BadRequest("missing_field", f"{name} must be a non-empty string")
+        return value
+    raise BadRequest("missing_field", "a turn_request needs payload.prompt (or, in the Node.js "
+                     "daemon's shape, a top-level prompt)")
 
 
 def _check_sha1(payload: dict[str, Any], prompt: str) -> None:
@@ -245,7 +261,7 @@ class TurnRouter:
                 return
             message_id = key[len(IDEMPOTENCY_PREFIX):]
             turn = await self.bus.events.by_message_id(message_id)
-            deliberation = turn.get("session_id") if turn and turn.get("kind") == TURN_REQUEST else None
+            deliberation = turn.get("session_id") if turn and turn.get("kind") in ROUTED_KINDS else None
             await self.bus.emit(
                 "message_routed",
                 target=d.session_id,
@@ -265,3 +281,47 @@ class TurnRouter:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class TurnAckIds:
+    """The engine's ``emit``, with the routed turn's ids on the acks of its delivery.
+
+    A delivery the router made (idempotency key ``bus:<message_id>``) ends in an
+    ``inject_written`` or a ``delivery.failed`` from the engine, which knows nothing of
+    the bus. An orchestrator waiting for the ack of its turn matches it by the turn's
+    message id, so those two events get ``request_message_id`` (and, by
+    ``make_event``, ``original_message_id`` for v1 readers) and the turn's
+    ``payload.turn_id``. ``engine`` is set once the engine exists (it is built with
+    this emitter).
+    """
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.engine: DeliveryEngine | None = None
+
+    def wrap(self, emit: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def emit_with_ids(kind: str, *, target: str | None = None, **fields: Any) -> Any:
+            if (kind in ("inject_written", "delivery.failed") and "request_message_id" not in fields
+                    and fields.get("source_type") in (str(Origin.BUS_AUTO_ROUTE), str(Origin.RELAY))):
+                fields.update(await self._ids(fields.get("inject_id") or fields.get("delivery_id")))
+            return await emit(kind, target=target, **fields)
+
+        return emit_with_ids
+
+    async def _ids(self, delivery_id: object) -> dict[str, Any]:
+        if self.engine is None or not isinstance(delivery_id, str):
+            return {}
+        try:
+            key = (await self.engine.get(delivery_id)).idempotency_key or ""
+            if not key.startswith(IDEMPOTENCY_PREFIX):
+                return {}
+            message_id = key[len(IDEMPOTENCY_PREFIX):]
+            turn = await self.bus.events.by_message_id(message_id)
+        except Exception:  # an ack goes out without the ids rather than not at all
+            log.exception("could not find the routed message of delivery %s", delivery_id)
+            return {}
+        payload = turn.get("payload") if turn else None
+        turn_id = payload.get("turn_id") if isinstance(payload, dict) else None
+        if isinstance(turn_id, bool) or not isinstance(turn_id, str | int):
+            turn_id = None
+        return {"request_message_id": message_id, "turn_id": turn_id}

@@ -18,7 +18,7 @@ from typing import Any
 
 from telepty.cli.client import EXIT_FAILED, EXIT_PENDING, EXIT_USAGE, Client, CliError
 from telepty.cli.inject_cmd import follow, post_delivery, read_prompt, report_delivery
-from telepty.cli.options import AGENT_CHOICES, add_json, add_wait, int_between, non_blank, session_arg
+from telepty.cli.options import add_agent, add_json, add_wait, int_between, non_blank, session_arg
 from telepty.cli.output import emit_json, print_table
 from telepty.cli.waiting import Progress
 from telepty.config import Config
@@ -142,7 +142,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "(and --exclude). Refused when that is more than TELEPTY_FANOUT_MAX sessions (default 100).",
     )
     p.add_argument("prompt", help="the prompt text, or - to read it from stdin")
-    p.add_argument("--agent", choices=AGENT_CHOICES, help="only sessions of this agent kind")
+    add_agent(p, "only sessions of this agent kind")
     p.add_argument("--project", help="only sessions in this project (basename of their cwd)")
     p.add_argument("--type", choices=["spawned", "wrapped", "pane"], help="only sessions of this type")
     session_arg(p, "--exclude", "comma-separated sessions to leave out", metavar="ID,ID…")

@@ -91,10 +91,14 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
         body["payload"] = payload
     if args.message_id is not None:
         body["message_id"] = args.message_id
-    result = Client(config).request("POST", "/api/bus/publish", body)
+    client = Client(config, foreign_ok=True)
+    result = client.request("POST", "/api/bus/publish", body)
     route = result.get("route") or {}
     if args.json:
         emit_json(result)
+    elif client.foreign is not None:  # {success, delivered}: no log there, so no seq
+        print(f"published {args.kind} to {result.get('delivered', 0)} subscriber(s) of "
+              f"{client.foreign.name} (it keeps no log: no seq)")
     else:
         note = " (duplicate: already in the log)" if result.get("duplicate") else ""
         print(f"published {result['kind']} seq {result['seq']} message_id {result['message_id']}{note}")

@@ -10,6 +10,9 @@ to whatever listens on the default port, which may be another home's daemon. And
 before the first request the daemon must show, in ``GET /api/meta``, the id of this
 home (``telepty.home_id``): a stale ``daemon.json`` whose port another daemon has
 taken since, or a ``TELEPTY_URL`` pointing at another home's daemon, is refused.
+A daemon that is not this implementation at all (the Node.js telepty: no home in its
+meta) is named as such, and only the commands that can work there go on
+(``telepty.cli.node_daemon``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from telepty.api.auth import read_token
+from telepty.cli.node_daemon import ForeignDaemon, identify, node_error
 from telepty.cli.wording import CLI_WORDS, Vocabulary
 from telepty.config import Config
 from telepty.daemon import read_runtime
@@ -99,6 +103,16 @@ class WrongDaemon(NoDaemon):
         )
 
 
+class ForeignDaemonError(NoDaemon):
+    """A daemon answered that is not this implementation, for a command that needs ours."""
+
+    def __init__(self, foreign: ForeignDaemon, config: Config) -> None:
+        hint = "start this home's daemon with `telepty daemon` for everything else"
+        if config.url:
+            hint += " (and unset TELEPTY_URL, which points there)"
+        super().__init__(foreign.refusal(), "foreign_daemon", hint)
+
+
 def daemon_url(config: Config) -> str:
     """TELEPTY_URL, else where this home's running daemon says it listens.
 
@@ -137,6 +151,10 @@ class Client:
     config: Config
     timeout: float = 10.0
     words: Vocabulary = CLI_WORDS  # how the daemon's errors are put to this client's user
+    # The command can also work against a daemon that is not this implementation (the
+    # Node.js telepty); it then reads ``foreign`` and speaks that daemon's shapes.
+    foreign_ok: bool = False
+    foreign: ForeignDaemon | None = field(default=None, init=False, repr=False)
     _base: str | None = field(default=None, init=False, repr=False)
     _meta: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
@@ -169,14 +187,37 @@ class Client:
         try:
             meta = self._send(base, "GET", "/api/meta", None, timeout=self.timeout)
         except CliError as exc:
-            if isinstance(exc, NoDaemon) or exc.status != 401:
+            if isinstance(exc, NoDaemon):
+                raise
+            if exc.status == 404:  # no /api/meta: an older Node.js daemon has only health
+                health = self._health(base)
+                foreign = identify(base, None, health)
+                if foreign is not None:
+                    self._accept_foreign(base, foreign, health)
+                    return
+            if exc.status != 401:
                 raise
             # Our token was refused: whoever answers is not this home's daemon.
             raise WrongDaemon(base, self.config, None) from None
+        foreign = identify(base, meta)
+        if foreign is not None:
+            self._accept_foreign(base, foreign, meta)
+            return
         if not serves_home(meta, self.config):
             theirs = meta.get("home") if isinstance(meta, dict) else None
             raise WrongDaemon(base, self.config, theirs if isinstance(theirs, str) else None)
         self._base, self._meta = base, meta
+
+    def _health(self, base: str) -> Any:
+        try:
+            return self._send(base, "GET", "/api/health", None, timeout=self.timeout)
+        except CliError:
+            return None
+
+    def _accept_foreign(self, base: str, foreign: ForeignDaemon, meta: Any) -> None:
+        if not self.foreign_ok:
+            raise ForeignDaemonError(foreign, self.config)
+        self._base, self._meta, self.foreign = base, dict(meta), foreign
 
     def request(
         self,
@@ -233,7 +274,12 @@ class Client:
         except ValueError:
             err = None
         if not isinstance(err, dict):
-            err = {"error": f"http_{exc.code}", "detail": raw.decode(errors="replace")[:200]}
+            text = raw.decode(errors="replace")[:200]
+            if self.foreign is not None:  # its unknown routes answer an HTML page
+                text = f"{self.foreign.name} cannot do this (HTTP {exc.code})"
+            err = {"error": f"http_{exc.code}", "detail": text}
+        elif self.foreign is not None:
+            err = node_error(err)
         code = str(err.get("error") or f"http_{exc.code}")
         detail = self.words.detail(str(err.get("detail") or ""))
         message = f"{code}: {detail}" if detail else code

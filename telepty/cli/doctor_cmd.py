@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import stat
@@ -24,8 +25,10 @@ from urllib.parse import quote
 from telepty.cli.client import START_HINT, Client, CliError, NoDaemon
 from telepty.cli.options import add_json
 from telepty.cli.output import emit_json
-from telepty.config import Config
+from telepty.config import Config, ConfigError
+from telepty.delivery.profiles import load_profiles
 from telepty.relay.peers import PROBE_TIMEOUT_S, Peer, PeerDown, load_peers, probe_peer
+from telepty.sessions.agent_version import is_newer, running_version
 
 
 @dataclass
@@ -34,10 +37,12 @@ class Check:
     ok: bool
     detail: str
     hint: str = ""
+    warning: bool = False  # worth knowing, not a failure (the exit code stays 0)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("doctor", help="check the daemon, tmux, the home directory, peers and sessions",
+    p = sub.add_parser("doctor", help="check the daemon, tmux, the home directory, peers, the NATS bus "
+                       "(when set) and sessions",
                        description="Run health checks; each prints ✓ or ✗ with a fix hint. "
                        "Exits 1 if any check fails.")
     add_json(p)
@@ -200,6 +205,9 @@ def check_sessions(client: Client) -> list[Check]:
             checks.append(Check(f"session {sid}", False, f"cannot inspect: {exc}",
                                 f"see `telepty explain {sid}`; `telepty clean` forgets exited sessions"))
             continue
+        version = check_agent_version(sid, info)
+        if version is not None:
+            checks.append(version)
         transport = info.get("transport", "?")
         if "bracketed" not in info:
             detail = f"{transport}: bracketed paste unknown (tmux frames pastes when the app asks)"
@@ -210,6 +218,34 @@ def check_sessions(client: Client) -> list[Check]:
             checks.append(Check(f"session {sid}", False, f"{transport}: bracketed paste off",
                                 "multi-line prompts may submit early; is the agent at its prompt?"))
     return checks
+
+
+def check_nats(config: Config) -> list[Check]:
+    """With TELEPTY_BUS_URL: the NATS connection, the event stream, this machine's work queue."""
+    if not config.bus_url:
+        return []
+    from telepty.bus.nats_probe import probe_nats  # only a NATS bus loads the NATS client
+
+    return [Check(*finding) for finding in asyncio.run(probe_nats(config))]
+
+
+def check_agent_version(sid: str, info: dict[str, Any]) -> Check | None:
+    """A warning when the session's agent is newer than its profile was checked on: its
+    screen may have changed in ways the profile's patterns do not know."""
+    kind, pid = info.get("agent_detected"), info.get("pid")
+    verified = (info.get("profile") or {}).get("verified_version")
+    if not kind or not isinstance(pid, int) or not verified:
+        return None
+    version = running_version(pid, kind)
+    if version is None or not is_newer(version, verified):
+        return None
+    return Check(
+        f"agent version {sid}", True,
+        f"{kind} {version} is newer than the [{kind}] profile was checked on ({verified})",
+        f"if deliveries wait or fail, compare `telepty explain {sid}` with the [{kind}] "
+        "patterns and override them in profiles.toml in TELEPTY_HOME",
+        warning=True,
+    )
 
 
 def run_checks(config: Config) -> list[Check]:
@@ -225,7 +261,10 @@ def run_checks(config: Config) -> list[Check]:
     if peers is not None:
         checks.append(peers)
         checks.extend(check_peer_reachability(config, client if up else None))
+    checks.extend(check_nats(config))
     if up:
+        with contextlib.suppress(ConfigError):  # the daemon reports a broken file itself
+            load_profiles(config.profiles_path)  # so the user's agents are recognised here
         checks.extend(check_sessions(client))
     return checks
 
@@ -233,14 +272,16 @@ def run_checks(config: Config) -> list[Check]:
 def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     checks = run_checks(config)
     failed = sum(1 for c in checks if not c.ok)
+    warned = sum(1 for c in checks if c.warning)
     if args.json:
         emit_json({"ok": failed == 0, "checks": [asdict(c) for c in checks]})
     else:
         for c in checks:
-            print(f"{'✓' if c.ok else '✗'} {c.name}: {c.detail}")
-            if not c.ok and c.hint:
-                print(f"    fix: {c.hint}")
-        print(f"{len(checks) - failed} ok, {failed} failed")
+            print(f"{'!' if c.warning else '✓' if c.ok else '✗'} {c.name}: {c.detail}")
+            if (c.warning or not c.ok) and c.hint:
+                print(f"    {'note' if c.warning else 'fix'}: {c.hint}")
+        print(f"{len(checks) - failed - warned} ok, {warned} warning(s), {failed} failed"
+              if warned else f"{len(checks) - failed} ok, {failed} failed")
     return 1 if failed else 0
 
 

@@ -75,9 +75,32 @@ def cmd_inject(args: argparse.Namespace, config: Config) -> int:
     for key in ("reply_expected", "no_enter", "force", "raw"):
         if getattr(args, key):
             body[key] = True
-    client = Client(config)
-    accepted = post_delivery(client, f"/api/sessions/{quote(args.target, safe='@')}/inject", body)
+    client = Client(config, foreign_ok=True)
+    path = f"/api/sessions/{quote(args.target, safe='@')}/inject"
+    if client.url and client.foreign is not None:
+        return _inject_foreign(client, path, body, args)
+    accepted = post_delivery(client, path, body)
     return report_delivery(follow(client, accepted, args), args)
+
+
+def _inject_foreign(client: Client, path: str, body: dict[str, Any], args: argparse.Namespace) -> int:
+    """Inject into a Node.js daemon: it writes the prompt and keeps no record, so there
+    is no delivery to follow and nothing confirms it reached the agent."""
+    assert client.foreign is not None
+    unsupported = [name for name, given in (("--force", args.force), ("--raw", args.raw),
+                                            ("--quiet-ms", args.quiet_ms is not None),
+                                            ("--wait", args.wait)) if given]
+    if unsupported:
+        print(f"telepty: {client.foreign.name} has no {', '.join(unsupported)}: ignored", file=sys.stderr)
+    sent = {k: v for k, v in body.items() if k not in ("force", "raw", "quiet_ms")}
+    answer = client.request("POST", path, sent)
+    result = {"delivery_id": answer.get("inject_id"), "status": "written", "session_id": args.target,
+              "detail": f"typed by {client.foreign.name}; it does not confirm delivery"}
+    if args.json:
+        emit_json({**answer, **result})
+    else:
+        print(f"{result['delivery_id']} written (by {client.foreign.name}: not confirmed)")
+    return 0
 
 
 def post_delivery(client: Client, path: str, body: dict[str, Any]) -> dict[str, Any]:

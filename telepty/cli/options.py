@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from telepty.cli.client import EXIT_USAGE, CliError
 from telepty.delivery.request import MAX_QUIET_MS
-from telepty.sessions.agents import AGENT_KINDS
+from telepty.sessions.agents import AGENT_KINDS, AGENT_NAME_RE, OTHER, agent_name_arg
 
-AGENT_CHOICES = (*AGENT_KINDS, "other")  # what --agent takes: a profile kind, or none
+# What --agent takes: a profile name (shipped, or one added to profiles.toml) or other.
+AGENT_HELP = (f"agent kind: a profile name ({', '.join(AGENT_KINDS)}, or one you added to "
+              "profiles.toml) or other; default: detected from CMD")
 WAIT_TIMEOUT_S = 120.0  # --wait's default: long enough for a busy agent's first retry
 
 
@@ -55,6 +57,23 @@ def add_wait(p: argparse.ArgumentParser, what: str = "the delivery is final") ->
     p.add_argument("--timeout", type=seconds, default=WAIT_TIMEOUT_S, metavar="SECONDS",
                    help="with --wait: stop waiting after this long; the delivery itself goes on "
                    "(default: %(default)g)")
+
+
+class AgentChoices:
+    """What ``--agent`` offers (the shipped kinds, for completion) and what it accepts
+    (any profile name: whether the daemon has that profile is the daemon's to say)."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((*AGENT_KINDS, OTHER))
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and (value == OTHER or bool(AGENT_NAME_RE.match(value)))
+
+
+def add_agent(p: argparse.ArgumentParser, help_text: str = AGENT_HELP) -> None:
+    """``--agent NAME``, its shape checked where it is parsed."""
+    p.add_argument("--agent", type=agent_name_arg, choices=AgentChoices(), metavar="NAME",
+                   help=help_text)
 
 
 def add_json(p: argparse.ArgumentParser) -> None:

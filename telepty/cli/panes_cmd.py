@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from telepty.cli.client import EXIT_USAGE, Client, CliError, NoDaemon
-from telepty.cli.options import AGENT_CHOICES, add_json
+from telepty.cli.options import add_agent, add_json
 from telepty.cli.output import emit_json, print_table
-from telepty.config import Config
+from telepty.config import Config, ConfigError
+from telepty.delivery.profiles import load_profiles
 from telepty.errors import BadRequest
 from telepty.sessions.model import PANE_ID_RE, validate_session_id
 from telepty.tmux import TmuxError, TmuxServer
@@ -34,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("pane", help="pane id, e.g. %%3")
     p.add_argument("--id", dest="session_id", required=True, help="session id to give it")
     p.add_argument("--socket", help="tmux socket path (default: this tmux, else the default server)")
-    p.add_argument("--agent", choices=AGENT_CHOICES, help="override agent detection")
+    add_agent(p, "agent kind, a profile name or other (default: detected)")
     p.add_argument("--replace", action="store_true", help="take over a live session of that name")
     add_json(p)
     p.set_defaults(func=cmd_register_pane)
@@ -88,9 +89,19 @@ async def _discover(sockets: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def know_user_agents(config: Config) -> None:
+    """Load the user's profiles so pane discovery knows the programs they name
+    (``[opencode]`` with ``programs = ["opencode"]``)."""
+    try:
+        load_profiles(config.profiles_path)
+    except ConfigError as exc:
+        raise CliError(f"invalid_profiles: {exc}", "invalid_profiles") from None
+
+
 def cmd_panes(args: argparse.Namespace, config: Config) -> int:
     if not TmuxServer().available():
         raise CliError("tmux is not installed or not on PATH", "tmux_unavailable")
+    know_user_agents(config)
     rows = asyncio.run(_discover(args.socket or user_sockets(config)))
     registered: dict[tuple[str, str], str] = {}
     try:
@@ -140,6 +151,7 @@ def cmd_register_pane(args: argparse.Namespace, config: Config) -> int:
         raise CliError(f"{exc.code}: {exc.detail}", exc.code, exit_code=EXIT_USAGE) from None
     if not TmuxServer().available():
         raise CliError("tmux_unavailable: tmux is not installed or not on PATH", "tmux_unavailable")
+    know_user_agents(config)
     socket, pane = asyncio.run(_pane_details(args.pane, args.socket or _current_socket()))
     body = {
         "type": "pane", "session_id": args.session_id, "tmux_pane": args.pane,

@@ -11,8 +11,9 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-from telepty.cli.client import Client
-from telepty.cli.options import AGENT_CHOICES, add_json, int_between, session_arg
+from telepty.cli.client import Client, CliError
+from telepty.cli.node_daemon import node_sessions
+from telepty.cli.options import add_agent, add_json, int_between, session_arg
 from telepty.cli.output import emit_json, human_seconds, print_table
 from telepty.config import Config
 
@@ -25,7 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--all", action="store_true",
                    help="include exited sessions and the sessions of every peer in peers.json")
     p.add_argument("--type", choices=SESSION_TYPES, help="only sessions of this type")
-    p.add_argument("--agent", choices=AGENT_CHOICES, help="only sessions of this agent kind")
+    add_agent(p, "only sessions of this agent kind")
     p.add_argument("--project", help="only sessions in this project (basename of their cwd)")
     p.set_defaults(func=cmd_list)
 
@@ -64,14 +65,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
-    answer = Client(config).request(
+    client = Client(config, foreign_ok=True)
+    answer = client.request(
         "GET",
         "/api/sessions",
         query={"type": args.type, "agent": args.agent, "project": args.project,
                "all": "1" if args.all else "0", "scope": "all" if args.all else None},
     )
     sessions = answer
-    if isinstance(answer, dict):  # scope=all: local and peer sessions, each with its address
+    if client.foreign is not None:  # the Node.js daemon: its records, filtered here
+        sessions = [s for s in node_sessions(answer) if _wanted(s, args)]
+    elif isinstance(answer, dict):  # scope=all: local and peer sessions, each with its address
         sessions = answer.get("sessions") or []
         for p in answer.get("peers") or []:
             if not p.get("reachable"):
@@ -87,6 +91,13 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _wanted(s: dict[str, Any], args: argparse.Namespace) -> bool:
+    """The filters our daemon applies, for a daemon that ignores them."""
+    return ((args.all or s["state"] != "exited") and args.type in (None, s["type"])
+            and args.agent in (None, s["agent"])
+            and args.project in (None, (s.get("locator") or {}).get("project_id")))
+
+
 LIST_COLUMNS = ["ID", "TYPE", "AGENT", "STATE", "PANE", "IDLE", "CLIENTS", "PROJECT", "COMMAND"]
 
 
@@ -98,11 +109,18 @@ def _row(s: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def cmd_kill(args: argparse.Namespace, config: Config) -> int:
-    result = Client(config).request("DELETE", f"/api/sessions/{args.id}")
+    client = Client(config, foreign_ok=True)
+    if client.url and client.foreign is not None:
+        # The Node.js daemon deletes whatever an alias resolves to; kill takes exact ids only.
+        ids = {s["id"] for s in node_sessions(client.request("GET", "/api/sessions"))}
+        if args.id not in ids:
+            raise CliError(f"no session with exactly the id {args.id!r} on {client.foreign.name}",
+                           "session_not_found", hint="see `telepty list`; kill never resolves aliases")
+    result = client.request("DELETE", f"/api/sessions/{args.id}")
     if args.json:
         emit_json(result)
     else:
-        print(f"killed {result['session_id']}")
+        print(f"killed {result.get('session_id') or args.id}")
     return 0
 
 

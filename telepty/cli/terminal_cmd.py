@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from telepty.cli.client import EXIT_USAGE, Client, CliError
-from telepty.cli.options import AGENT_CHOICES, add_json, session_arg
+from telepty.cli.client import EXIT_USAGE, Client, CliError, ForeignDaemonError
+from telepty.cli.options import AGENT_HELP, add_agent, add_json, session_arg
 from telepty.cli.output import emit_json
-from telepty.config import Config
+from telepty.config import Config, ConfigError
+from telepty.delivery.profiles import load_profiles
 from telepty.errors import BadRequest
 from telepty.pty.terminal import get_winsize
 from telepty.sessions.model import validate_session_id
@@ -37,7 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p = sub.add_parser(
         "wrap",
         help="run an agent CLI in a PTY registered with the daemon",
-        usage="telepty wrap [-h] [--id NAME] [--replace] [--agent KIND] -- CMD [ARG ...]",
+        usage="telepty wrap [-h] [--id NAME] [--replace] [--agent NAME] -- CMD [ARG ...]",
         description="Run CMD transparently in a pseudo-terminal and register it as a wrapped session.",
         epilog=WRAP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -46,21 +47,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="session id (default: chosen by the daemon from the command and directory)")
     p.add_argument("--replace", action="store_true",
                    help="take the id over from a live session using it (that owner is told and detaches)")
-    p.add_argument("--agent", choices=AGENT_CHOICES, metavar="KIND",
-                   help=f"agent kind ({', '.join(AGENT_CHOICES)}; default: detected from CMD)")
+    add_agent(p, AGENT_HELP)
     p.add_argument("argv", nargs="*", metavar="CMD", help="the command and its arguments, after --")
     p.set_defaults(func=cmd_wrap, parser=p)
 
     p = sub.add_parser(
         "spawn",
         help="start a command in a PTY owned by the daemon",
-        usage="telepty spawn [-h] --id NAME [--cwd DIR] [--agent KIND] [--json] -- CMD [ARG ...]",
+        usage="telepty spawn [-h] --id NAME [--cwd DIR] [--agent NAME] [--json] -- CMD [ARG ...]",
         description="Start CMD in a pseudo-terminal owned by the daemon; `telepty attach NAME` to use it.",
     )
     p.add_argument("--id", dest="session_id", metavar="NAME", required=True, help="session id")
     p.add_argument("--cwd", metavar="DIR", help="working directory (default: the current one)")
-    p.add_argument("--agent", choices=AGENT_CHOICES, metavar="KIND",
-                   help=f"agent kind ({', '.join(AGENT_CHOICES)}; default: detected from CMD)")
+    add_agent(p, AGENT_HELP)
     add_json(p)
     p.add_argument("argv", nargs="*", metavar="CMD", help="the command and its arguments, after --")
     p.set_defaults(func=cmd_spawn, parser=p)
@@ -91,19 +90,49 @@ def _command(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def _not_foreign(config: Config) -> None:
+    """With TELEPTY_URL set, make sure it is not a daemon of another implementation (the
+    Node.js telepty has no wrapper socket for ours) before the command starts. No daemon
+    at all is fine: wrap starts without one and registers when it comes up."""
+    if not config.url:
+        return
+    try:
+        Client(config, timeout=3.0).meta  # noqa: B018 (the check is the point)
+    except ForeignDaemonError:
+        raise
+    except CliError:
+        pass
+
+
 def cmd_wrap(args: argparse.Namespace, config: Config) -> int:
     from telepty.pty.wrap_client import WrapConfigError, WrapOptions, WrapTimings, run_wrap
 
     argv = _command(args)
+    _not_foreign(config)
     try:
         timings = WrapTimings.from_env(os.environ)
     except WrapConfigError as exc:
         raise CliError(f"bad configuration: {exc}", code="bad_config", exit_code=EXIT_USAGE) from None
+    _check_profile(args.agent, config)
     opts = WrapOptions(
         argv=argv, session_id=_session_id(args.session_id), replace=args.replace, agent=args.agent,
         timings=timings,
     )
     return run_wrap(opts, config)
+
+
+def _check_profile(agent: str | None, config: Config) -> None:
+    """The wrapper registers in the background, where a refusal is only logged: an
+    ``--agent`` with no profile is said here, before the program starts. (The same
+    profiles file is the daemon's.)"""
+    if agent is None:
+        return
+    try:
+        problem = load_profiles(config.profiles_path).unknown_agent(agent)
+    except ConfigError as exc:
+        raise CliError(f"invalid_profiles: {exc}", "invalid_profiles", exit_code=EXIT_USAGE) from None
+    if problem:
+        raise CliError(f"invalid_field: --agent: {problem}", "invalid_field", exit_code=EXIT_USAGE)
 
 
 def cmd_spawn(args: argparse.Namespace, config: Config) -> int:
@@ -120,11 +149,11 @@ def cmd_spawn(args: argparse.Namespace, config: Config) -> int:
     }
     if args.agent:
         body["agent"] = args.agent
-    session = Client(config).request("POST", "/api/sessions/spawn", body)
+    session = Client(config, foreign_ok=True).request("POST", "/api/sessions/spawn", body)
     if args.json:
         emit_json(session)
     else:
-        print(session["id"])
+        print(session.get("id") or session.get("session_id"))  # the Node.js daemon's answer has the latter
     return 0
 
 

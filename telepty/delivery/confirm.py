@@ -148,6 +148,9 @@ class Procedure:
     stable_polls: int = 2
     clock: Callable[[], float] = monotonic
     evidence: dict[str, Any] = field(default_factory=dict)
+    # Told when the submit key went out: the transport's echo span ends there for an
+    # agent whose screen is read (what it prints next is its answer; see telepty.activity).
+    on_submitted: Callable[[], None] | None = None
     _t0: float = 0.0
     _text: str = ""
 
@@ -219,6 +222,8 @@ class Procedure:
         await self.on_stage(STAGE_SUBMIT)
         await self.io.press(p.submit_keys)
         timings["submit"] = self._ms()
+        if self.on_submitted is not None:
+            self.on_submitted()
         if not p.reads_screen:
             after = trim(await self.io.screen())
             self.evidence["tail_after"] = "\n".join(after[-TAIL_LINES:])
@@ -318,9 +323,11 @@ async def submit_pasted(
     on_stage: Callable[[str], Awaitable[None]],
     evidence: dict[str, Any] | None = None,
     poll_s: float = 0.02,
+    on_submitted: Callable[[], None] | None = None,
 ) -> DeliveryOutcome:
     """Submit a prompt that already sits whole in the input, and confirm it."""
-    proc = Procedure(io, profile, prompt, False, on_stage, poll_s=poll_s, evidence=dict(evidence or {}))
+    proc = Procedure(io, profile, prompt, False, on_stage, poll_s=poll_s, evidence=dict(evidence or {}),
+                     on_submitted=on_submitted)
     return await proc.run_submit()
 
 
@@ -333,7 +340,8 @@ async def submit_prompt(
     on_stage: Callable[[str], Awaitable[None]],
     evidence: dict[str, Any] | None = None,
     poll_s: float = 0.02,
+    on_submitted: Callable[[], None] | None = None,
 ) -> DeliveryOutcome:
     proc = Procedure(io, profile, prompt, no_enter, on_stage, poll_s=poll_s,
-                     evidence=dict(evidence or {}))
+                     evidence=dict(evidence or {}), on_submitted=on_submitted)
     return await proc.run()

@@ -694,11 +694,15 @@ class DeliveryEngine:
             d.evidence = {"recovery": {"found_at": found, "input": str(view)}}
             log.info("recovering id=%s found_at=%s input=%s", d.id, found, view)
             if view is InputView.WHOLE:
-                outcome = await transport.submit_pasted(d.prompt, profile=profile,
-                                                        on_stage=partial(self._enter_stage, d))
+                if d.no_enter:  # what was asked for is done: the prompt sits in the input
+                    outcome = DeliveryOutcome(CONFIRMED_SCREEN, {"tail_after": "\n".join(lines[-12:])})
+                    action = "found it pasted, as asked (no_enter)"
+                else:
+                    outcome = await transport.submit_pasted(d.prompt, profile=profile,
+                                                            on_stage=partial(self._enter_stage, d))
+                    action = "submitted what was in the input"
                 self._recovering.pop(d.id, None)
-                outcome.detail["recovery"] = {"found_at": found, "input": str(view),
-                                              "action": "submitted what was in the input"}
+                outcome.detail["recovery"] = {"found_at": found, "input": str(view), "action": action}
                 await self._delivered(d, outcome)
                 return None
             if view is not InputView.EMPTY:

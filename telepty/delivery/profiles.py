@@ -17,6 +17,7 @@ from typing import Any
 
 from telepty.config import ConfigError
 from telepty.delivery.keys import is_key_name
+from telepty.sessions.agents import AGENT_NAME_RE, OTHER, register_programs
 
 DEFAULT_PROFILE = "default"
 MAX_RESCUE_STEPS = 2  # a rescue is a nudge, not a retry loop: more would risk a double submit
@@ -25,6 +26,12 @@ DEFAULT_CONFIRM_MS = 1500
 _PATTERN_KEYS = (
     "busy_patterns", "idle_patterns", "composer_patterns", "dialog_patterns", "placeholder_patterns",
 )
+# Keys that describe one program, so a new table does not inherit them from [default].
+_OWN_KEYS = ("programs", "verified_version")
+# [default] is every unknown program's; [other], if written, is for sessions of kind other.
+_NOT_AN_AGENT = (DEFAULT_PROFILE, OTHER)
+_PROGRAM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")
+_VERSION_RE = re.compile(r"\d+(?:\.\d+){0,3}\Z")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class SubmitProfile:
     rescue: tuple[tuple[str, ...], ...] = ()  # each step: tmux key names
     clear_keys: tuple[str, ...] = ("C-u",)  # tmux key names that empty the input line/box
     confirm_ms: int = DEFAULT_CONFIRM_MS  # how long the screen may take to show a submission
+    programs: tuple[str, ...] = ()  # program names that run this agent (detection)
+    verified_version: str | None = None  # the agent version these settings were checked on
 
     @property
     def reads_screen(self) -> bool:
@@ -71,6 +80,17 @@ class SubmitProfiles:
     def names(self) -> list[str]:
         return sorted(self._profiles)
 
+    def agent_names(self) -> list[str]:
+        """The agent kinds a session may be registered with (``other`` aside)."""
+        return sorted(n for n in self._profiles if n not in _NOT_AN_AGENT)
+
+    def unknown_agent(self, agent: str | None) -> str | None:
+        """Why ``agent`` cannot be a session's agent kind, or None if it can."""
+        if agent is None or agent == OTHER or agent in self.agent_names():
+            return None
+        return (f"no profile is named {agent!r} (known: {', '.join(self.agent_names())}, "
+                f"{OTHER}); add a [{agent}] table to profiles.toml in TELEPTY_HOME")
+
 
 def load_profiles(
     path: Path | None = None,
@@ -97,6 +117,9 @@ def load_profiles(
     profiles = {name: _build(name, values) for name, values in tables.items()}
     if settle_ms_override is not None:
         profiles = {n: replace(p, settle_ms=settle_ms_override) for n, p in profiles.items()}
+    # Detection runs where the profiles are not at hand (transports, pane discovery):
+    # loading them is what tells it which programs are agents.
+    register_programs({n: p.programs for n, p in profiles.items() if n not in _NOT_AN_AGENT})
     return SubmitProfiles(profiles)
 
 
@@ -111,6 +134,14 @@ def _merge(tables: dict[str, dict[str, Any]], layer: Mapping[str, Any], source: 
     for name, values in layer.items():
         if not isinstance(values, Mapping):
             raise ConfigError(f"{source}: [{name}] must be a table of profile settings")
+        if name != DEFAULT_PROFILE and not AGENT_NAME_RE.match(name):
+            raise ConfigError(
+                f"{source}: [{name}] is not a usable agent name: lower-case a-z, 0-9, _ and -, "
+                "1-32 characters, starting with a letter"
+            )
+        if name in _NOT_AN_AGENT and any(k in values for k in _OWN_KEYS):
+            raise ConfigError(f"{source}: [{name}] is for programs that are no known agent; "
+                              f"{' and '.join(_OWN_KEYS)} belong in an agent's own table")
         unknown = sorted(set(values) - _KEYS)
         if unknown:
             raise ConfigError(
@@ -119,7 +150,8 @@ def _merge(tables: dict[str, dict[str, Any]], layer: Mapping[str, Any], source: 
             )
         for key, value in values.items():
             _check(source, name, key, value)
-        base = tables.get(name) or dict(tables.get(DEFAULT_PROFILE, {}))
+        base = tables.get(name) or {k: v for k, v in tables.get(DEFAULT_PROFILE, {}).items()
+                                     if k not in _OWN_KEYS}
         tables[name] = {**base, **values}
 
 
@@ -131,6 +163,13 @@ def _check(source: str, name: str, key: str, value: object) -> None:
     elif key == "submit_bytes":
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string such as \"\\r\"")
+    elif key == "verified_version":
+        if not isinstance(value, str) or not _VERSION_RE.match(value):
+            raise ConfigError(f'{where} must be a version such as "2.1.197"')
+    elif key == "programs":
+        if not _str_list(value) or not all(_PROGRAM_RE.match(v) for v in value):  # type: ignore[union-attr]
+            raise ConfigError(f'{where} must be a list of program names such as ["opencode"] '
+                              "(no paths)")
     elif key == "rescue":
         if not isinstance(value, list) or not all(_str_list(step) and step for step in value):
             raise ConfigError(f'{where} must be a list of key lists, e.g. [["Escape", "Enter"]]')
@@ -167,7 +206,7 @@ def _build(name: str, values: Mapping[str, Any]) -> SubmitProfile:
             kwargs[key] = value.encode("utf-8")
         elif key == "rescue":
             kwargs[key] = tuple(tuple(step) for step in value)
-        elif key in ("settle_ms", "confirm_ms"):
+        elif key in ("settle_ms", "confirm_ms", "verified_version"):
             kwargs[key] = value
         else:
             kwargs[key] = tuple(value)

@@ -39,7 +39,7 @@ from telepty.delivery.screen import BLOCKED, UNKNOWN, ScreenReading, read_screen
 from telepty.delivery.screen import BUSY as V_BUSY
 from telepty.delivery.screen import COMPOSER_HAS_TEXT as V_COMPOSER_HAS_TEXT
 from telepty.delivery.screen import IDLE as V_IDLE
-from telepty.sessions.agents import AGENT_KINDS, detect_agent_in_tree
+from telepty.sessions.agents import OTHER, detect_agent_in_tree, programs_of
 
 SCREEN_TAIL = 12
 
@@ -48,13 +48,13 @@ SCREEN_TAIL = 12
 class AgentCheck:
     """Who runs in the terminal: the session's kind, and what the process tree shows."""
 
-    kind: str  # the session's agent kind ("other" when unknown)
+    kind: str  # the session's agent kind: a profile name, "other" when unknown
     detected: str | None  # nearest agent in the process tree, None if none
     pid: int | None
 
     @property
     def known(self) -> bool:
-        return self.kind in AGENT_KINDS
+        return self.kind != OTHER
 
     @property
     def profile_kind(self) -> str:
@@ -70,11 +70,11 @@ class AgentCheck:
 async def check_agent(kind: str, pid: int | None) -> AgentCheck:
     """Walk the process tree under ``pid`` (in a thread: it reads /proc)."""
     detected = None
-    kind = kind or "other"
+    kind = kind or OTHER
     if pid:
         # For a known agent, "none found" fails the delivery: make sure of it.
         detected = await asyncio.to_thread(partial(detect_agent_in_tree, pid,
-                                                   confirm_none=kind in AGENT_KINDS))
+                                                   confirm_none=kind != OTHER))
     return AgentCheck(kind=kind, detected=detected, pid=pid)
 
 
@@ -83,8 +83,9 @@ def require_agent(check: AgentCheck, where: str) -> None:
     if check.known and check.detected is None:
         raise DeliveryError(
             AGENT_EXITED,
-            f"{check.kind} no longer runs in {where} (pid {check.pid}); not pasting into "
-            "whatever is left there (a shell would run the prompt as a command)",
+            f"{check.kind} no longer runs in {where} (pid {check.pid}; looked for "
+            f"{', '.join(programs_of(check.kind)) or check.kind}); not pasting into whatever is "
+            "left there (a shell would run the prompt as a command)",
             stage=STAGE_CHECK_READY,
             evidence={"agent": check.to_public()},
         )
@@ -156,7 +157,8 @@ def explain(
         "session_id": session.id,
         "transport": transport,
         **agent.to_public(),
-        "agent_present": (agent.detected is not None) if agent.known else None,
+        # Without a pid (a wrapper that did not say) nothing can be told either way.
+        "agent_present": (agent.detected is not None) if agent.known and agent.pid else None,
         "profile": profile.to_public(),
         **reading.to_public(tail=tail),
     }
@@ -166,7 +168,7 @@ def explain(
             out["verdict"] = V_BUSY
             out["why"] = (f"printing: last output {output['quiet_for_ms']} ms ago; the quiet guard "
                           f"waits for {output['quiet_ms']} ms of silence")
-    if agent.known and agent.detected is None:
+    if agent.known and agent.pid and agent.detected is None:
         out["verdict"] = "agent-exited"
         out["why"] = f"{agent.kind} no longer runs under pid {agent.pid}"
     if extra:

@@ -41,7 +41,7 @@ UNKNOWN = "unknown"
 # Spinners and footers sit within this many non-blank lines of the bottom.
 BOTTOM_LINES = 10
 # Box-drawing and rule characters: a line made only of these (and spaces) ends a composer.
-_BORDER_CHARS = "─━═╌╍┄┅┈┉╭╮╰╯┌┐└┘├┤┬┴┼│┃|▔▁▏▕-_=~+"
+_BORDER_CHARS = "─━═╌╍┄┅┈┉╭╮╰╯┌┐└┘├┤┬┴┼│┃|▔▁▏▕▀▄-_=~+"
 _BORDER_ONLY_RE = re.compile(r"^[\s" + re.escape(_BORDER_CHARS) + r"]*$")
 _SIDE_BORDERS = "│┃|▏▕"
 _NORMALISE_DROP = re.compile(r"[\s" + re.escape(_BORDER_CHARS) + r"]+")

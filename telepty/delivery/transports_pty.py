@@ -15,7 +15,7 @@ from telepty.activity import OutputActivity
 from telepty.delivery.keys import sequence_bytes
 from telepty.delivery.model import SESSION_EXITED, WRITE_FAILED, DeliveryError
 from telepty.delivery.profiles import SubmitProfiles
-from telepty.delivery.transports_stream import KEY_GAP_S, ScrollbackScreen, StreamTransport, dims
+from telepty.delivery.transports_stream import KEY_GAP_S, StreamTransport, dims, stream_view
 from telepty.pty.spawned import PtyClosedError, SpawnedPty
 from telepty.sessions.model import Session
 
@@ -25,7 +25,7 @@ class PtyTerminal:
 
     def __init__(self, pty: SpawnedPty, cols: int, rows: int) -> None:
         self.pty = pty
-        self.view = ScrollbackScreen(pty.scrollback, cols, rows)
+        self.view = stream_view(pty.scrollback, cols, rows)
 
     async def screen(self) -> list[str]:
         return self.view.lines()

@@ -11,10 +11,11 @@ they know it is alive, and where its output activity comes from: those are the h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from telepty.activity import OutputActivity
+from telepty.activity import EndEcho, OutputActivity
 from telepty.delivery.confirm import submit_pasted, submit_prompt
 from telepty.delivery.keys import describe
 from telepty.delivery.model import STAGE_CHECK_READY, DeliveryError
@@ -32,7 +33,7 @@ from telepty.delivery.transport import CONFIRMED_UNVERIFIED, DeliveryOutcome, St
 from telepty.pty.scrollback import Scrollback
 from telepty.sessions.model import Session
 
-# How much recent output seeds the emulator: a few full redraws of a TUI.
+# How much recent output ``app_cursor`` looks through: a few full redraws of a TUI.
 SEED_BYTES = 32 * 1024
 KEY_GAP_S = 0.03  # between key events, so Escape+Enter is not read as Alt+Enter
 STAGE_KEYS = "keys"
@@ -48,20 +49,38 @@ def dims(session: Session | None) -> tuple[int, int]:
 
 
 class ScrollbackScreen:
-    """The screen of a program known only by its output stream."""
+    """The screen of a program known only by its output stream.
+
+    One per stream, kept for its life (``stream_view``) and fed everything the stream
+    prints from its first look on. A model rebuilt from a recent tail for each look
+    loses what a TUI drew once and never redraws (Codex writes its ``›`` input marker
+    once and then only the cells that change): after enough transcript, the tail no
+    longer holds it, and the last ``› …`` line of the transcript passes for the input.
+    """
 
     def __init__(self, scrollback: Scrollback, cols: int, rows: int) -> None:
         self.scrollback = scrollback
         self.term = TerminalScreen(cols, rows)
-        self.fed = max(0, scrollback.total_bytes - min(len(scrollback), SEED_BYTES))
+        self.fed = scrollback.total_bytes - len(scrollback)  # all that is retained: seed with it
+        scrollback.on_append = self._keep_up
 
     def lines(self) -> list[str]:
         total = self.scrollback.total_bytes
         new = total - self.fed
+        if new > len(self.scrollback):
+            # More arrived than the stream keeps: the model lost its thread; start over
+            # from everything retained.
+            self.term = TerminalScreen(self.term.cols, self.term.rows)
+            new = len(self.scrollback)
         if new > 0:
-            self.term.feed(self.scrollback.tail(min(new, len(self.scrollback))))
+            self.term.feed(self.scrollback.tail(new))
             self.fed = total
         return self.term.lines()
+
+    def _keep_up(self) -> None:
+        # Feed in large slices, never letting the stream's window run past the model.
+        if self.scrollback.total_bytes - self.fed > self.scrollback.capacity // 2:
+            self.lines()
 
     def input_lines(self) -> list[str]:
         self.lines()  # feeds what arrived since
@@ -70,6 +89,19 @@ class ScrollbackScreen:
     def app_cursor(self) -> bool:
         tail = self.scrollback.tail(SEED_BYTES)
         return tail.rfind(_APP_CURSOR_ON) > tail.rfind(_APP_CURSOR_OFF)
+
+
+_VIEWS: weakref.WeakKeyDictionary[Scrollback, ScrollbackScreen] = weakref.WeakKeyDictionary()
+
+
+def stream_view(scrollback: Scrollback, cols: int, rows: int) -> ScrollbackScreen:
+    """The one screen model of a stream (see ``ScrollbackScreen``); a new one when the
+    terminal's size changed."""
+    view = _VIEWS.get(scrollback)
+    if view is None or (view.term.cols, view.term.rows) != (max(2, cols), max(2, rows)):
+        view = ScrollbackScreen(scrollback, cols, rows)
+        _VIEWS[scrollback] = view
+    return view
 
 
 class StreamTerminal(Protocol):
@@ -173,9 +205,10 @@ class StreamTransport:
         self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback,
     ) -> DeliveryOutcome:
         self._ensure_connected("capture_before")
-        with self._activity().ours():
-            return await submit_prompt(self.term, prompt, self.profile or profile, no_enter=no_enter,
-                                       on_stage=on_stage, evidence=self._evidence())
+        p = self.profile or profile
+        with self._activity().ours() as end_echo:
+            return await submit_prompt(self.term, prompt, p, no_enter=no_enter, on_stage=on_stage,
+                                       evidence=self._evidence(), on_submitted=answer_starts(p, end_echo))
 
     async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
         with self._activity().ours():
@@ -186,9 +219,10 @@ class StreamTransport:
     ) -> DeliveryOutcome:
         """Submit a prompt that already sits whole in the input (see ``recovery``)."""
         self._ensure_connected("capture_before")
-        with self._activity().ours():
-            return await submit_pasted(self.term, prompt, self.profile or profile,
-                                       on_stage=on_stage, evidence=self._evidence())
+        p = self.profile or profile
+        with self._activity().ours() as end_echo:
+            return await submit_pasted(self.term, prompt, p, on_stage=on_stage, evidence=self._evidence(),
+                                       on_submitted=answer_starts(p, end_echo))
 
     async def clear_input(self, keys: Sequence[str]) -> None:
         with self._activity().ours():
@@ -199,6 +233,14 @@ class StreamTransport:
         return explain(session=self.session, transport=self.name, tail=tail, profiles=self.profiles,
                        agent=agent, lines=await self.term.screen(), extra=self._explain_extra(),
                        output=self._activity().describe(quiet_ms))
+
+
+def answer_starts(profile: SubmitProfile, end_echo: EndEcho) -> Callable[[], None] | None:
+    """What a submit key ends: for an agent whose screen is read, the echo span, at once —
+    what it prints next is it taking the prompt, and a next prompt waits for that to
+    settle like any output. A program telepty cannot read keeps the short grace, so that
+    back-to-back lines into ``cat`` or a shell are not each held a quiet window."""
+    return (lambda: end_echo(0.0)) if profile.reads_screen else None
 
 
 async def press_keys(term: StreamTerminal, keys: Sequence[Any], on_stage: StageCallback,

@@ -42,7 +42,7 @@ from telepty.delivery.readiness import (
 )
 from telepty.delivery.screen import read_screen
 from telepty.delivery.transport import DeliveryOutcome, StageCallback
-from telepty.delivery.transports_stream import KEY_GAP_S, press_keys
+from telepty.delivery.transports_stream import KEY_GAP_S, answer_starts, press_keys
 from telepty.sessions.model import Session
 from telepty.sessions.panes import PANE_PID_META, same_pane
 from telepty.tmux import TmuxError, TmuxServer
@@ -259,9 +259,10 @@ class PasteBufferTransport:
         self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback,
     ) -> DeliveryOutcome:
         await self._recheck()
-        with ours(self.activity):
-            return await submit_prompt(self.term, prompt, self.profile or profile, no_enter=no_enter,
-                                       on_stage=on_stage, evidence=self._evidence())
+        p = self.profile or profile
+        with ours(self.activity) as end_echo:
+            return await submit_prompt(self.term, prompt, p, no_enter=no_enter, on_stage=on_stage,
+                                       evidence=self._evidence(), on_submitted=answer_starts(p, end_echo))
 
     async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
         await self._recheck()
@@ -272,9 +273,10 @@ class PasteBufferTransport:
         self, prompt: bytes, *, profile: SubmitProfile, on_stage: StageCallback,
     ) -> DeliveryOutcome:
         """Submit a prompt that already sits whole in the input (see ``recovery``)."""
-        with ours(self.activity):
-            return await submit_pasted(self.term, prompt, self.profile or profile,
-                                       on_stage=on_stage, evidence=self._evidence())
+        p = self.profile or profile
+        with ours(self.activity) as end_echo:
+            return await submit_pasted(self.term, prompt, p, on_stage=on_stage, evidence=self._evidence(),
+                                       on_submitted=answer_starts(p, end_echo))
 
     async def clear_input(self, keys: Sequence[str]) -> None:
         with ours(self.activity):

@@ -19,7 +19,7 @@ from telepty.delivery.model import (
     DeliveryError,
 )
 from telepty.delivery.profiles import SubmitProfiles
-from telepty.delivery.transports_stream import KEY_GAP_S, ScrollbackScreen, StreamTransport, dims
+from telepty.delivery.transports_stream import KEY_GAP_S, StreamTransport, dims, stream_view
 from telepty.sessions.liveness import pid_alive
 from telepty.sessions.model import Session
 from telepty.sessions.wrapper_link import WrapperGone, WrapperLink
@@ -30,7 +30,7 @@ class WrapperTerminal:
 
     def __init__(self, link: WrapperLink, cols: int, rows: int) -> None:
         self.link = link
-        self.view = ScrollbackScreen(link.scrollback, cols, rows)
+        self.view = stream_view(link.scrollback, cols, rows)
         self.bracketed = False
 
     async def screen(self) -> list[str]:

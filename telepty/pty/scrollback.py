@@ -9,13 +9,15 @@ amortised O(len(chunk)).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 DEFAULT_SCROLLBACK_BYTES = 256 * 1024
 
 
 class Scrollback:
     """Bounded byte buffer that keeps the most recent ``capacity`` bytes."""
 
-    __slots__ = ("_buf", "_capacity", "total_bytes")
+    __slots__ = ("__weakref__", "_buf", "_capacity", "on_append", "total_bytes")
 
     def __init__(self, capacity: int = DEFAULT_SCROLLBACK_BYTES) -> None:
         if capacity <= 0:
@@ -24,6 +26,8 @@ class Scrollback:
         self._buf = bytearray()
         # Lifetime byte count, so callers can tell how much was dropped.
         self.total_bytes = 0
+        # Told after each append (a screen model keeping up with the stream); must be cheap.
+        self.on_append: Callable[[], None] | None = None
 
     @property
     def capacity(self) -> int:
@@ -38,10 +42,12 @@ class Scrollback:
         if n >= cap:
             # The chunk alone overflows the window: everything older is gone anyway.
             self._buf = bytearray(memoryview(data)[n - cap :])
-            return
-        self._buf += data
-        if len(self._buf) > 2 * cap:
-            del self._buf[: len(self._buf) - cap]
+        else:
+            self._buf += data
+            if len(self._buf) > 2 * cap:
+                del self._buf[: len(self._buf) - cap]
+        if self.on_append is not None:
+            self.on_append()
 
     def snapshot(self) -> bytes:
         """The retained tail; may start mid-escape-sequence or mid-UTF-8 character."""

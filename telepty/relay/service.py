@@ -132,6 +132,9 @@ class Relay:
         self._hops: dict[str, int] = {}  # delivery id → hop count to send
         self._written_on: dict[str, str] = {}  # delivered relay id → the peer's machine id
         self._machine_ids: dict[str, str] = {}  # peer url → its machine id (from /api/meta)
+        # With a NATS bus: the fleet's work queues (telepty.relay.nats_queue.FleetQueue),
+        # used for every host that is a machine of the fleet; None: HTTP only.
+        self.fleet: Any = None
 
     # -- targets ------------------------------------------------------------------------
 
@@ -149,6 +152,8 @@ class Relay:
         if hop_in + 1 > self.config.hop_limit:
             raise HopLimit(HOP_LIMIT, f"{target!r} arrived after {hop_in} hop(s); forwarding it again "
                            f"would pass the hop limit of {self.config.hop_limit} (a relay loop?)")
+        if self.fleet is not None and await self.fleet.knows(host):
+            return f"{sid}@{host.lower()}", Peer(name=host, url=f"nats:{host.lower()}", source="nats")
         peer = await self.resolver.resolve(host)
         assert peer is not None
         return f"{sid}@{host.lower()}", peer
@@ -163,6 +168,10 @@ class Relay:
             return self._hops[d.id]
         recorded = d.evidence.get("relay", {}).get("hop") if isinstance(d.evidence, dict) else None
         return recorded if isinstance(recorded, int) and recorded > 0 else 1
+
+    def note_written_on(self, delivery_id: str, machine_id: str) -> None:
+        """The machine a relayed delivery was written on (its ``inject_written`` says so)."""
+        self._written_on[delivery_id] = machine_id
 
     def forget(self, d: Delivery) -> None:
         self._hops.pop(d.id, None)
@@ -207,7 +216,8 @@ class Relay:
     def transports(self, real: Callable[[Session], Transport]) -> Callable[[Session], Transport]:
         def resolve(session: Session) -> Transport:
             if "relay" in session.meta:
-                return RelayTransport(self, session)
+                http = RelayTransport(self, session)
+                return http if self.fleet is None else self.fleet.transport(http)
             return real(session)
         return resolve
 
@@ -323,12 +333,7 @@ class RelayTransport:
         peer = self.peer
         assert d is not None and peer is not None, "bind_delivery and check_ready come first"
         hop = self.relay.hop_for(d)
-        body = {
-            "prompt": self._without_footer(d).decode("utf-8"),
-            "from": d.sender, "reply_to": self._reply_to(d), "thread_id": d.thread_id,
-            "reply_expected": d.reply_expected, "no_enter": no_enter, "force": d.force, "raw": d.raw,
-            "quiet_ms": d.quiet_ms, "wait": True, "timeout": FORWARD_WAIT,
-        }
+        body = {**self.forward_body(d, no_enter), "wait": True, "timeout": FORWARD_WAIT}
         headers = {
             HOP_HEADER: str(hop),
             RELAY_FROM_HEADER: self.relay.config.machine_id,
@@ -365,9 +370,18 @@ class RelayTransport:
             data = await self._poll(peer, data["delivery_id"], evidence)
         return self._mirror(peer, data, evidence)
 
+    def forward_body(self, d: Delivery, no_enter: bool) -> dict[str, Any]:
+        """The inject body the target machine gets (over HTTP, or in a NATS work item)."""
+        return {
+            "prompt": self._without_footer(d).decode("utf-8"),
+            "from": d.sender, "reply_to": self._reply_to(d), "thread_id": d.thread_id,
+            "reply_expected": d.reply_expected, "no_enter": no_enter, "force": d.force, "raw": d.raw,
+            "quiet_ms": d.quiet_ms,
+        }
+
     def _written_on_peer(self, machine_id: str) -> None:
         assert self.delivery is not None
-        self.relay._written_on[self.delivery.id] = machine_id
+        self.relay.note_written_on(self.delivery.id, machine_id)
 
     def _reply_to(self, d: Delivery) -> str | None:
         """A reply address that is a live session here becomes ``id@<this machine>`` on the

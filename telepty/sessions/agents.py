@@ -15,32 +15,89 @@ or belongs to someone else, because it runs against processes we do not own.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from importlib import resources
 
 import psutil
 
+from telepty.errors import BadRequest
 from telepty.sessions.procfs import HAS_PROC, read_stat
 
+# The agents telepty ships profiles for (telepty/data/profiles.toml). Any other profile
+# name is an agent kind too: the profiles decide, not this tuple.
 AGENT_KINDS: tuple[str, ...] = ("claude", "codex", "gemini", "aider")
 
 OTHER = "other"
+# What an agent kind (a profile name) may look like: it is typed on command lines and
+# stored with sessions.
+AGENT_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
 
-# Program or package names that identify an agent. Scoped npm packages are reduced to
-# their last path component before lookup (``@openai/codex`` → ``codex``).
-_NAMES: dict[str, str] = {
-    "claude": "claude",
-    "claude-code": "claude",
-    "codex": "codex",
-    "codex-cli": "codex",
-    "gemini": "gemini",
-    "gemini-cli": "gemini",
-    "aider": "aider",
-    "aider-chat": "aider",
-    "aider-install": "aider",
-}
+# Program or package name → agent kind, from the ``programs`` of the loaded profiles.
+# Scoped npm packages are reduced to their last path component before lookup
+# (``@openai/codex`` → ``codex``). None until first used: then the shipped profiles'.
+_programs: dict[str, str] | None = None
+
+
+def _shipped_programs() -> dict[str, list[str]]:
+    text = resources.files("telepty").joinpath("data/profiles.toml").read_text("utf-8")
+    return {name: list(table.get("programs") or []) for name, table in tomllib.loads(text).items()
+            if isinstance(table, dict) and name not in ("default", OTHER)}
+
+
+def _names() -> dict[str, str]:
+    global _programs
+    if _programs is None:
+        _programs = {}
+        _add_programs(_programs, _shipped_programs())
+    return _programs
+
+
+def _add_programs(table: dict[str, str], programs: Mapping[str, Iterable[str]]) -> None:
+    for kind, names in programs.items():
+        for name in list(names) or [kind]:  # a profile naming no programs is for its own name
+            table[name.lower()] = kind
+
+
+def register_programs(programs: Mapping[str, Iterable[str]]) -> None:
+    """Teach detection the programs each agent kind runs as (kind → program names).
+
+    Called when profiles are loaded: that is where a user adds ``[opencode]`` with
+    ``programs = ["opencode"]``. Additive, because detection runs in places that do not
+    hold the profiles (transports, pane discovery) and must never forget a kind that
+    sessions were registered with.
+    """
+    _add_programs(_names(), programs)
+
+
+def programs_of(kind: str) -> list[str]:
+    """The program names detection knows for ``kind`` (for messages)."""
+    return sorted(name for name, k in _names().items() if k == kind)
+
+
+def validate_agent_name(value: object, field_name: str = "agent") -> str:
+    """A syntactically valid agent kind (whether a profile of that name exists is the
+    daemon's to say: only it has the user's profiles)."""
+    if not isinstance(value, str) or not (value == OTHER or AGENT_NAME_RE.match(value)):
+        raise BadRequest(
+            "invalid_field",
+            f"{field_name} must be a profile name (a-z, 0-9, _ and -, 1-32 characters, "
+            f"starting with a letter) or {OTHER!r}; got {value!r}",
+        )
+    return value
+
+
+def agent_name_arg(value: str) -> str:
+    """``--agent NAME`` on the command line (argparse ``type``)."""
+    try:
+        return validate_agent_name(value, "--agent")
+    except BadRequest as exc:
+        raise argparse.ArgumentTypeError(exc.detail) from None
+
 
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "fish", "mksh", "ash"})
 # Prefix commands that run their first non-option operand as the real program.
@@ -69,6 +126,27 @@ def _tokens(command: str | Sequence[str]) -> list[str]:
     return [str(t) for t in command]
 
 
+_SEPARATORS = frozenset({";", "&&", "||", "|", "&", "(", ")", "\n"})
+
+
+def _first_command(script: str) -> list[str]:
+    """The first simple command of a shell script: ``claude; exec bash`` runs claude
+    (what comes after runs once it has exited)."""
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    words: list[str] = []
+    try:
+        for word in lexer:
+            if word in _SEPARATORS or set(word) <= set(";&|()"):
+                if words:
+                    break
+                continue
+            words.append(word)
+    except ValueError:  # unbalanced quotes
+        return _tokens(script)
+    return words
+
+
 def kind_of_name(token: str, extra_names: Iterable[str] = ()) -> str | None:
     """Map one program path, script path or package spec to an agent kind, if it is one.
 
@@ -86,7 +164,8 @@ def kind_of_name(token: str, extra_names: Iterable[str] = ()) -> str | None:
     extras = {e.lower(): e for e in extra_names}
     if base in extras:
         return extras[base]
-    kind = _NAMES.get(base)
+    names = _names()
+    kind = names.get(base)
     if kind:
         return kind
     # Interpreters run scripts that live inside the agent's package directory
@@ -98,8 +177,8 @@ def kind_of_name(token: str, extra_names: Iterable[str] = ()) -> str | None:
         for idx, part in enumerate(parts):
             part = _VERSION_SUFFIX_RE.sub("", part).lower()
             in_packages = "node_modules" in parts[:idx] or "site-packages" in parts[:idx]
-            if part in _NAMES and (in_packages or "-" in part):
-                return _NAMES[part]
+            if part in names and (in_packages or "-" in part):
+                return names[part]
             if part in extras and in_packages:
                 return extras[part]
     return None
@@ -141,7 +220,7 @@ def _detect(tokens: list[str], extra_names: Sequence[str], depth: int = 0) -> st
         for j, tok in enumerate(rest):
             if tok.startswith("-") and not tok.startswith("--") and "c" in tok[1:]:
                 if j + 1 < len(rest):
-                    return _detect(_tokens(rest[j + 1]), extra_names, depth + 1)
+                    return _detect(_first_command(rest[j + 1]), extra_names, depth + 1)
                 return None
         j = _skip_options(rest, 0)
         return _detect(rest[j:], extra_names, depth + 1) if j < len(rest) else None
@@ -192,7 +271,7 @@ def _runner_package(tokens: list[str], extra_names: Sequence[str]) -> str | None
 
 
 def detect_agent(command: str | Sequence[str], extra_names: Sequence[str] = ()) -> str:
-    """Return the agent kind a command line runs (one of ``AGENT_KINDS``) or ``"other"``.
+    """Return the agent kind a command line runs (a profile name) or ``"other"``.
 
     ``extra_names`` are user-configured program names that count as agents; a match
     returns the name itself so a profile of that name can be looked up.
@@ -303,9 +382,9 @@ class _LazyChildren:
         return self._map.get(pid, ())
 
 
-def _walk(root: int, children: _LazyChildren, extra_names: Sequence[str]) -> str | None:
-    # Breadth first: the agent nearest the pane's shell is the one the user talks to;
-    # a deeper one is a tool it launched (an MCP server, `codex exec` run by Claude).
+def _tree(root: int, children: _LazyChildren) -> Iterator[psutil.Process]:
+    """The live processes of the tree under ``root``, breadth first (nearest first); a
+    zombie's children are not looked at, and nothing if ``root`` itself is gone."""
     queue = [root]
     seen: set[int] = set()
     while queue:
@@ -319,13 +398,28 @@ def _walk(root: int, children: _LazyChildren, extra_names: Sequence[str]) -> str
                 continue
         except (psutil.Error, OSError):
             if pid == root:
-                return None
+                return
             continue
+        yield proc
+        queue.extend(children.get(pid))
+
+
+def _walk(root: int, children: _LazyChildren, extra_names: Sequence[str]) -> str | None:
+    # Breadth first: the agent nearest the pane's shell is the one the user talks to;
+    # a deeper one is a tool it launched (an MCP server, `codex exec` run by Claude).
+    for proc in _tree(root, children):
         kind = _process_kind(proc, extra_names)
         if kind:
             return kind
-        queue.extend(children.get(pid))
     return None
+
+
+def agent_processes(pid: int, kind: str) -> list[psutil.Process]:
+    """Every process under ``pid`` (and ``pid`` itself) that runs agent ``kind``, nearest
+    first: a shell ``-c`` that launched it, the launcher, the program itself."""
+    if not pid or pid <= 0:
+        return []
+    return [p for p in _tree(pid, _LazyChildren()) if _process_kind(p, ()) == kind]
 
 
 def detect_agents_in_trees(

@@ -20,6 +20,7 @@ from telepty.clock import utc_now
 from telepty.config import Config
 from telepty.errors import BadRequest, Conflict
 from telepty.pty.env import child_env
+from telepty.pty.scrollback import Scrollback
 from telepty.pty.spawned import SpawnedPty
 from telepty.sessions.agents import detect_agent
 from telepty.sessions.identity import new_session_token, token_sha256
@@ -170,12 +171,10 @@ class Terminals:
             self.links[new_id] = link
             await link.renamed(new_id)
 
-    def recent_output(self, session_id: str, max_bytes: int | None = None) -> bytes | None:
+    def scrollback_of(self, session_id: str) -> Scrollback | None:
+        """The output stream of a spawned or wrapped session (None when it has none)."""
         source = self.spawned.get(session_id) or self.links.get(session_id)
-        if source is None:
-            return None
-        data = source.scrollback.snapshot()
-        return data[-max_bytes:] if max_bytes else data
+        return source.scrollback if source is not None else None
 
     async def _let_go(self, session: Session) -> None:
         pty = self.spawned.pop(session.id, None)

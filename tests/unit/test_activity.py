@@ -115,3 +115,16 @@ def test_describe_and_listener() -> None:
     clock.now += 0.5
     assert act.describe(200) == {"idle_ms": 500, "quiet_for_ms": 500, "quiet_ms": 200, "quiet": True}
     assert heard == [1]
+
+
+def test_ending_the_echo_span_at_the_submit_key_makes_what_follows_the_programs() -> None:
+    clock = FakeClock()
+    act = OutputActivity(clock)
+    clock.now += 5
+    with act.ours() as end:
+        act.note_output(10)  # the paste's echo
+        clock.now += 0.3
+        end(0.0)  # the submit key went out (an agent whose screen is read)
+        clock.now += 0.01
+        act.note_output(4)  # its input clears and it starts answering: that is its own output
+    assert act.quiet_seconds() == 0.0

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
+from telepty.errors import BadRequest
 from telepty.sessions import agents
 from telepty.sessions.agents import (
     AGENT_KINDS,
@@ -32,6 +33,11 @@ COMMANDS: list[tuple[str | list[str], str]] = [
     ("env FOO=1 claude", "claude"),
     ("bash -c 'claude --resume'", "claude"),
     ("bash -lc \"exec claude\"", "claude"),
+    # The first command of a -c script is what runs in the terminal.
+    ("bash --norc -c '/x/node_modules/.bin/claude; exec bash -i'", "claude"),
+    ("sh -c 'codex && echo done'", "codex"),
+    ("sh -c '(gemini)'", "gemini"),
+    ("bash -c 'cd /repo && claude'", "other"),
     ("codex", "codex"),
     ("codex --model gpt-5 'fix the bug'", "codex"),
     ("npx @openai/codex", "codex"),
@@ -83,6 +89,27 @@ def test_detect_agent_extra_names() -> None:
 
 def test_agent_kinds() -> None:
     assert AGENT_KINDS == ("claude", "codex", "gemini", "aider")
+
+
+def test_registered_programs_are_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agents, "_programs", None)  # start from the shipped profiles
+    assert detect_agent("node /u/node_modules/@acme/zed-agent/bin/cli.js") == "other"
+    agents.register_programs({"zed": ["zed-agent"], "quill": []})
+    assert detect_agent("node /u/node_modules/@acme/zed-agent/bin/cli.js") == "zed"
+    assert detect_agent("quill --fast") == "quill"  # no programs: the kind's own name
+    assert detect_agent("claude") == "claude"
+    assert agents.programs_of("zed") == ["zed-agent"]
+
+
+@pytest.mark.parametrize("name", ["claude", "my-agent", "a_b9", "other"])
+def test_agent_name_ok(name: str) -> None:
+    assert agents.validate_agent_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "Claude", "9x", "a b", "x" * 33, "../x", 3])
+def test_agent_name_bad(name: object) -> None:
+    with pytest.raises(BadRequest):
+        agents.validate_agent_name(name)
 
 
 @pytest.fixture(params=["proc-children", "process-table"])

@@ -641,6 +641,18 @@ async def test_a_prompt_caught_in_the_input_by_a_stop_is_submitted_once(h: Harne
     assert h.kinds("delivery.failed") == []
 
 
+async def test_a_no_enter_prompt_found_whole_in_the_input_is_not_submitted(h: Harness) -> None:
+    t = h.target("s1")
+    row = await h.repo.insert(Delivery(session_id="s1", target="s1", prompt=b"a draft to keep",
+                                       origin=Origin.CLI, status=DeliveryStatus.DELIVERING,
+                                       stage="paste", attempts=1, no_enter=True))
+    t.input = "a draft to keep"
+    engine = await h.started()
+    d = await final(engine, row.id)
+    assert (d.status, d.confirmed) == (DeliveryStatus.DELIVERED, "screen")
+    assert t.submitted == [] and t.input == "a draft to keep"
+
+
 async def test_part_of_a_prompt_in_the_input_is_cleared_and_pasted_again(h: Harness) -> None:
     t = h.target("s1")
     part = await h.repo.insert(Delivery(session_id="s1", target="s1", prompt=b"the whole prompt text",

@@ -9,6 +9,8 @@ import pytest
 
 from telepty.config import ConfigError
 from telepty.delivery.profiles import load_profiles
+from telepty.sessions import agents
+from telepty.sessions.agents import detect_agent
 
 
 def test_shipped_profiles() -> None:
@@ -66,6 +68,13 @@ def test_overrides_and_the_global_settle_override(tmp_path: Path) -> None:
         ("[claude]\nbusy_patterns = ['(unclosed']\n", "bad regex"),
         ("[claude]\nrescue = ['Enter']\n", "rescue"),
         ("settle_ms = 5\n", "must be a table"),
+        ("[claude]\nclear_keys = ['Ctrl+U']\n", "unknown key name"),
+        ("[claude]\nprograms = ['/usr/bin/claude']\n", "program names"),
+        ("[claude]\nprograms = 'claude'\n", "program names"),
+        ("[claude]\nverified_version = 'latest'\n", "verified_version"),
+        ("[default]\nprograms = ['x']\n", "[default] is for programs that are no known agent"),
+        ("[other]\nverified_version = '1.0'\n", "[other] is for programs that are no known agent"),
+        ("['Open Code']\nsettle_ms = 1\n", "not a usable agent name"),
     ],
 )
 def test_bad_user_file_names_the_file(tmp_path: Path, content: str, needle: str) -> None:
@@ -79,3 +88,27 @@ def test_bad_user_file_names_the_file(tmp_path: Path, content: str, needle: str)
 def test_bad_override_dict_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         load_profiles(None, {"claude": {"nope": 1}})
+
+
+def test_shipped_profiles_name_their_programs_and_checked_versions() -> None:
+    p = load_profiles(None)
+    assert p.profile_for("claude").programs == ("claude", "claude-code")
+    assert p.profile_for("codex").verified_version and p.profile_for("gemini").verified_version
+    assert p.profile_for("default").programs == () and p.profile_for("default").clear_keys == ("C-u",)
+    assert p.agent_names() == ["aider", "claude", "codex", "gemini"]
+
+
+def test_a_new_agent_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table telepty never heard of is an agent: its own name is its program unless it
+    says otherwise, and it does not inherit another program's name or version."""
+    monkeypatch.setattr(agents, "_programs", None)  # what this test teaches detection stays here
+    f = tmp_path / "profiles.toml"
+    f.write_text('[opencode]\ncomposer_patterns = ["^> "]\n[myagent]\nprograms = ["my-agent-cli"]\n')
+    p = load_profiles(f)
+    assert p.profile_for("opencode").programs == () and p.profile_for("opencode").verified_version is None
+    assert p.profile_for("opencode").clear_keys == ("C-u",)  # from [default]
+    assert p.unknown_agent("opencode") is None and p.unknown_agent("other") is None
+    assert "add a [cursor] table" in (p.unknown_agent("cursor") or "")
+    assert p.unknown_agent("default") is not None
+    assert detect_agent("opencode --tui") == "opencode"
+    assert detect_agent("npx my-agent-cli@latest") == "myagent"

@@ -106,6 +106,10 @@ def test_explain_reports_profile_verdict_and_pattern() -> None:
     gone = explain(session=s, transport="paste_buffer", profiles=P, agent=AgentCheck("claude", None, 7),
                    lines=IDLE)
     assert gone["verdict"] == "agent-exited" and gone["agent_present"] is False
+    # A terminal with no pid to look under (a wrapper that did not say) proves nothing.
+    unknown = explain(session=s, transport="wrapper", profiles=P, agent=AgentCheck("claude", None, None),
+                      lines=IDLE)
+    assert unknown["verdict"] == "idle" and unknown["agent_present"] is None
 
 
 # -- key names ------------------------------------------------------------------------------
