@@ -20,6 +20,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def count_commits(bus: Any) -> list[int]:
+    """From now on, the size of every batch ``bus`` (an ``EventBus``) commits, in order."""
+    commits: list[int] = []
+    append_batch = bus.events.append_batch
+
+    def counting(items: list[Any]) -> Any:
+        commits.append(len(items))
+        return append_batch(items)
+
+    bus.events.append_batch = counting
+    return commits
+
+
 async def wait_until(
     pred: Callable[[], Any] | Callable[[], Awaitable[Any]],
     timeout: float = 5.0,

@@ -360,6 +360,7 @@ def publish_site(runner: web.AppRunner, host: str, port: int) -> web.TCPSite:
     assert runner.server is not None, "runner.setup() first"
     fast = FastPublish(
         runner.server, app[BUS_INGEST], TrustPolicy.from_config(svc.config, svc.token),
-        svc.config.max_body_bytes,
+        svc.config.max_body_bytes, hold_s=svc.bus.hold_s,
     )
+    svc.bus.expect_from(fast)  # batches may wait a moment for its tight-loop publishers
     return FastPublishSite(runner, host, port, fast=fast, reuse_address=True)

@@ -10,7 +10,7 @@ handler the moment anything else arrives (another route, a WebSocket upgrade, a 
 string, chunked or compressed bodies, an oversized body, HTTP/1.0, odd headers). What
 it does answer, it answers exactly as the aiohttp route would: the same trust decision
 (:func:`telepty.api.auth.decide`), the same body parsing and ingest
-(:meth:`BusIngest.accept_soon`), the same status codes and JSON, and the answer only
+(:meth:`BusIngest.accept_then`), the same status codes and JSON, and the answer only
 once the event has committed.
 
 Framing is deliberately narrow, because a server that disagrees with a client about
@@ -26,7 +26,6 @@ import logging
 import re
 import time
 from email.utils import formatdate
-from functools import partial
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -37,6 +36,7 @@ from aiohttp.tcp_helpers import tcp_keepalive
 
 from telepty.api.auth import TOKEN_HEADER, Decision, TrustPolicy, decide, presented_token
 from telepty.api.body import parse_json_object
+from telepty.bus.hub import HOLD_S
 from telepty.bus.ingest import BusIngest, Receipt
 from telepty.errors import TeleptyError
 
@@ -61,18 +61,44 @@ _TOKEN_KEY = TOKEN_HEADER.encode()
 
 class FastPublish:
     """What every connection shares: the ingest, the trust policy, the body cap, the
-    aiohttp server to hand connections to, and the open connections (for shutdown)."""
+    aiohttp server to hand connections to, and the open connections (for shutdown).
 
-    def __init__(self, server: web.Server, ingest: BusIngest, policy: TrustPolicy, max_body: int) -> None:
+    It is also the bus's ``ExpectedPublishers``: a connection that came back within
+    ``hold_s`` (the bus's) of its last answer is publishing in a tight loop, and once
+    answered again it is expected back, so the bus may hold the next batch for it (see
+    ``telepty.bus.hub``).
+    """
+
+    def __init__(self, server: web.Server, ingest: BusIngest, policy: TrustPolicy, max_body: int,
+                 *, hold_s: float = HOLD_S) -> None:
         self.server = server
+        self.hold_s = hold_s
         self.ingest = ingest
         self.policy = policy
         self.max_body = max_body
         self.connections: set[FastPublishProtocol] = set()
+        self.expected: set[FastPublishProtocol] = set()
         self.stopping = False
         self._date_second = -1
         self._date = b""
         self._sweeper: asyncio.TimerHandle | None = None
+
+    # -- ExpectedPublishers ------------------------------------------------------------
+
+    def any_expected(self) -> bool:
+        return bool(self.expected)
+
+    def missed(self) -> None:
+        for conn in self.expected:
+            conn.quick = False
+        self.expected.clear()
+
+    def not_coming(self, conn: FastPublishProtocol) -> None:
+        """``conn`` will not publish what it was expected to: it left, is aiohttp's now,
+        or sent something refused. A batch held only for it goes now."""
+        self.expected.discard(conn)
+        if not self.expected:
+            self.ingest.bus.expected_gone()
 
     def protocol(self) -> asyncio.Protocol:
         if self._sweeper is None:
@@ -88,7 +114,7 @@ class FastPublish:
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
-        idle_since = loop.time() - IDLE_CLOSE_S
+        idle_since = time.monotonic() - IDLE_CLOSE_S
         for conn in list(self.connections):
             conn.close_if_idle(before=idle_since)
         self._sweeper = None if self.stopping else loop.call_later(SWEEP_S, self._sweep)
@@ -113,10 +139,16 @@ class FastPublishProtocol(asyncio.Protocol):
         self.buf = bytearray()
         self.peer: str | None = None
         self.busy = False  # an answer is pending; later requests wait in ``buf``
+        self.closing = False  # the pending request asked to close after its answer
+        self.answered_at = float("-inf")  # (monotonic) when the last answer went out
+        self.quick = False  # the last request came within hold_s of the answer before it
         self.paused = False
         self.eof = False
         self.last_active = 0.0
         self._auth: tuple[tuple[bytes | None, ...], Decision] | None = None
+        # The last head parsed, and what it parsed to (the same bytes always do).
+        self._head = b""
+        self._head_parsed: tuple[dict[bytes, bytes], int, bool] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -125,11 +157,12 @@ class FastPublishProtocol(asyncio.Protocol):
         tcp_keepalive(self.transport)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple | list) and peer else None
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = time.monotonic()
         self.shared.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.shared.connections.discard(self)
+        self.shared.not_coming(self)
         self.transport = None
 
     def eof_received(self) -> bool:
@@ -141,7 +174,7 @@ class FastPublishProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = time.monotonic()
         if not self.busy:
             self._next()
         elif len(self.buf) > PAUSE_AT and not self.paused and self.transport is not None:
@@ -161,7 +194,12 @@ class FastPublishProtocol(asyncio.Protocol):
                 elif self.eof:
                     self.transport.close()
                 return
-            parsed = self._parse_head(bytes(buf[:end]))
+            head = bytes(buf[:end])
+            if head == self._head:  # a client repeats its head, but for the length
+                parsed = self._head_parsed
+            else:
+                parsed = self._head_parsed = self._parse_head(head)
+                self._head = head
             if parsed is None:
                 self._hand_over()
                 return
@@ -220,33 +258,41 @@ class FastPublishProtocol(asyncio.Protocol):
 
     def _publish(self, headers: dict[bytes, bytes], body: bytes, close: bool) -> None:
         shared = self.shared
+        self.quick = time.monotonic() - self.answered_at < shared.hold_s
+        shared.expected.discard(self)  # here: its event joins the batch (none is held for it)
         decision = self._decide(headers)
         if not decision.allowed:
+            shared.not_coming(self)
             auth_log.warning("refused POST /api/bus/publish from %s: %s", self.peer, decision.code)
             self._answer(decision.status, {"error": decision.code, "detail": decision.detail}, close)
             return
+        self.busy, self.closing = True, close
         try:
-            pending = shared.ingest.accept_soon(parse_json_object(body), transport="http")
+            shared.ingest.accept_then(parse_json_object(body), transport="http", answer=self)
         except TeleptyError as exc:
+            self.busy = False
+            shared.not_coming(self)
             self._answer(exc.status, exc.to_dict(), close)
-            return
         except Exception:
+            self.busy = False
+            shared.not_coming(self)
             log.exception("unhandled error method=POST path=/api/bus/publish")
             self._answer(500, _INTERNAL, close)
-            return
-        self.busy = True
-        pending.add_done_callback(partial(self._answer_receipt, close))
 
-    def _answer_receipt(self, close: bool, pending: asyncio.Future[Receipt]) -> None:
+    # -- ReceiptWaiter: called once the event has committed (see ``CommitWaiter``) ----
+
+    def receipt(self, receipt: Receipt) -> None:
         self.busy = False
-        exc = asyncio.CancelledError() if pending.cancelled() else pending.exception()
+        self._answer(202, receipt.to_public(), self.closing)
+        self._next()
+
+    def refused(self, exc: BaseException) -> None:
+        self.busy = False
         if isinstance(exc, TeleptyError):
-            self._answer(exc.status, exc.to_dict(), close)
-        elif exc is not None:
-            log.error("unhandled error method=POST path=/api/bus/publish", exc_info=exc)
-            self._answer(500, _INTERNAL, close)
+            self._answer(exc.status, exc.to_dict(), self.closing)
         else:
-            self._answer(202, pending.result().to_public(), close)
+            log.error("unhandled error method=POST path=/api/bus/publish", exc_info=exc)
+            self._answer(500, _INTERNAL, self.closing)
         self._next()
 
     def _answer(self, status: int, data: dict[str, Any], close: bool) -> None:
@@ -262,10 +308,13 @@ class FastPublishProtocol(asyncio.Protocol):
             b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n",
             body,
         )))
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = self.answered_at = time.monotonic()
         if close:
             transport.close()
             self.transport = None  # nothing after a closing answer is read or answered
+            self.shared.not_coming(self)
+        elif self.quick:
+            self.shared.expected.add(self)
 
     # -- handing over and closing -------------------------------------------------------
 
@@ -274,6 +323,7 @@ class FastPublishProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self.shared.connections.discard(self)
+        self.shared.not_coming(self)
         self.transport = None
         if self.paused:
             transport.resume_reading()
@@ -292,6 +342,7 @@ class FastPublishProtocol(asyncio.Protocol):
         if self.transport is not None and not self.busy and self.last_active < before:
             self.transport.close()
             self.transport = None
+            self.shared.not_coming(self)
 
 
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}

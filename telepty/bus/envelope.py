@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -69,14 +71,49 @@ _RESERVED_BODY_FIELDS = frozenset({"version", "message_id", "kind", "type", "sou
 
 
 def new_message_id(kind: str) -> str:
-    """``<kind>-<uuid4>``, from the OS's randomness (an id a publisher could predict
-    is one it could take first, and the daemon's own event would then be dropped as its
-    duplicate), formatted without a ``UUID`` object: this runs for most events."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    """``<kind>-<uuid>`` with the UUIDv7 layout (RFC 9562): 48 bits of Unix time in
+    milliseconds, then 74 random bits.
+
+    Time first, because the log indexes ``message_id``: ids made in order land next to
+    each other in that index, so a commit rewrites one or two of its pages instead of
+    one page in a random place per event (which was most of a commit's cost). The
+    random bits are the OS's CSPRNG, as before: an id a publisher could predict is one
+    it could take first, and the daemon's own event would then be dropped as its
+    duplicate. Formatted without a ``UUID`` object: this runs for most events.
+    """
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + _random_bytes(10))
+    raw[6] = raw[6] & 0x0F | 0x70  # version 7
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 9562 variant
     h = raw.hex()
     return f"{kind}-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_ENTROPY_CHUNK = 4096
+_entropy = b""
+_entropy_at = 0
+_entropy_lock = threading.Lock()
+
+
+def _random_bytes(n: int) -> bytes:
+    """``os.urandom(n)``, read from the OS 4 KiB at a time: one system call per few
+    hundred ids instead of one each. Under a lock, so no two threads are ever handed
+    the same bytes (that would be the same id)."""
+    global _entropy, _entropy_at
+    with _entropy_lock:
+        at = _entropy_at
+        if at + n > len(_entropy):
+            _entropy, at = os.urandom(_ENTROPY_CHUNK), 0
+        _entropy_at = at + n
+        return _entropy[at:at + n]
+
+
+def _forget_entropy() -> None:
+    """A forked child starts its own: it must not hand out bytes its parent will too."""
+    global _entropy, _entropy_at, _entropy_lock
+    _entropy, _entropy_at, _entropy_lock = b"", 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_entropy)
 
 
 def make_event(

@@ -10,6 +10,13 @@ see seqs ascending (a cursor can trust "everything up to here"), publishers pay 
 commit per batch instead of one each, and nobody is answered before their event is on
 disk.
 
+A batch may be held back briefly (at most ``HOLD_S``) while publishers that publish in
+a tight loop (answered a moment ago, and back within ``HOLD_S`` last time) have not yet
+published again; the moment the last of them does, the batch commits, with theirs in
+it. This is PostgreSQL's ``commit_delay`` with ``commit_siblings``: on a small machine a
+commit costs as much as several events, so four publishers in lockstep share one commit
+instead of trickling in as two or three. A lone publisher never waits for itself.
+
 Publishers never wait on subscribers: fan-out is a ``put_nowait`` into each
 subscriber's bounded queue, and a subscriber whose queue is full is cut loose with a
 reason rather than slowing anyone else down. It can come back with ``since``.
@@ -21,7 +28,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from telepty.bus.envelope import make_event
 from telepty.bus.event_log import EventLog
@@ -31,6 +38,7 @@ log = logging.getLogger("telepty.bus")
 
 SUBSCRIBER_QUEUE = 1000
 MAX_BATCH = 512
+HOLD_S = 0.0005  # longest a batch waits for publishers in a tight loop
 IN_FLIGHT = 1  # batches queued on the database at once
 
 SUBSCRIBER_OVERFLOW = "subscriber_overflow"
@@ -76,8 +84,51 @@ class LoggedEvent(dict[str, Any]):
 
 Listener = Callable[[LoggedEvent], None]
 T = TypeVar("T")
-# A publisher's future, and what turns ``(seq, inserted)`` into its result (None: itself).
-_Waiting = tuple[asyncio.Future[Any], Callable[[int, bool], Any] | None]
+
+
+class CommitWaiter(Protocol):
+    """Whoever published an event and is told, by a plain call, how its commit went.
+
+    Called in the batch's order, from inside the flush that committed it: a publisher
+    that answers from here (the HTTP fast path) answers in the same turn of the loop as
+    the commit, not one turn later as a future's callbacks would. Except when a
+    subscriber wanted one of the batch's events: subscribers' sockets are written by
+    tasks on the loop's next turn, and then the publishers are told on that turn too,
+    after them, so that answering a publisher never delays the event on its way out.
+    """
+
+    def committed(self, seq: int, inserted: bool) -> None: ...
+
+    def failed(self, exc: BaseException) -> None: ...
+
+
+class ExpectedPublishers(Protocol):
+    """Who the bus may hold a batch for: publishers in a tight loop that have been
+    answered and have not published again yet (the HTTP fast path knows its own)."""
+
+    def any_expected(self) -> bool: ...
+
+    def missed(self) -> None:
+        """The hold ran out before they came: stop expecting them until they are quick
+        again."""
+
+
+class _FutureWaiter:
+    """A ``CommitWaiter`` resolving a future, with ``into(seq, inserted)`` (None: the pair)."""
+
+    __slots__ = ("fut", "into")
+
+    def __init__(self, fut: asyncio.Future[Any], into: Callable[[int, bool], Any] | None) -> None:
+        self.fut = fut
+        self.into = into
+
+    def committed(self, seq: int, inserted: bool) -> None:
+        if not self.fut.done():  # the awaiting task may have been cancelled
+            self.fut.set_result((seq, inserted) if self.into is None else self.into(seq, inserted))
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.fut.done():
+            self.fut.set_exception(exc)
 
 
 class Subscription:
@@ -109,9 +160,11 @@ class Subscription:
 
 class EventBus:
     def __init__(
-        self, events: EventLog, machine_id: str, *, subscriber_queue: int = SUBSCRIBER_QUEUE
+        self, events: EventLog, machine_id: str, *, subscriber_queue: int = SUBSCRIBER_QUEUE,
+        hold_s: float = HOLD_S,
     ) -> None:
         self.events = events
+        self.hold_s = hold_s
         # A log other daemons append to as well (NATS JetStream) hands every machine's
         # events to subscribers itself, in its own order, through ``deliver``; our own
         # commits then go to the listeners only, or subscribers would see them twice.
@@ -120,9 +173,11 @@ class EventBus:
         self.subscriber_queue = subscriber_queue
         self._subs: set[Subscription] = set()
         self._listeners: list[Listener] = []
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[Any], Callable[[int, bool], Any] | None]]
-        self._pending = []
-        self._flush_scheduled = False
+        self._pending: list[tuple[dict[str, Any], CommitWaiter]] = []
+        self._flush_handle: asyncio.Handle | None = None  # the flush to come, or the hold's end
+        self._holding = False
+        self._flushing = False
+        self._expected: ExpectedPublishers | None = None
         self._in_flight = 0
         self._closed = False
         # Counters for /metrics: events accepted into the log, events handed to
@@ -157,14 +212,52 @@ class EventBus:
         """``publish`` without a coroutine: the future resolves once the event has
         committed (and has been fanned out), with ``(seq, inserted)`` or, given
         ``into``, with ``into(seq, inserted)`` (one future per event, not two)."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((envelope, fut, into))
-        if not self._flush_scheduled and self._in_flight < IN_FLIGHT:
-            # Everything published during this turn of the loop goes in one transaction.
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.publish_then(envelope, _FutureWaiter(fut, into))
         return fut
+
+    def publish_then(self, envelope: dict[str, Any], waiter: CommitWaiter) -> None:
+        """``publish`` for callers that answer from a callback: ``waiter`` hears how the
+        commit went, from inside the flush that made it (see ``CommitWaiter``)."""
+        self._pending.append((envelope, waiter))
+        self._schedule_flush()
+
+    def expect_from(self, publishers: ExpectedPublishers) -> None:
+        """Hold batches (at most ``hold_s``) for the publishers ``publishers`` expects."""
+        self._expected = publishers
+
+    def expected_gone(self) -> None:
+        """Nobody is expected any more (they left): a held batch goes now."""
+        if self._holding:
+            self._cancel_flush()
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _schedule_flush(self) -> None:
+        if self._flushing or self._in_flight >= IN_FLIGHT:
+            return  # the flush under way, or the commit in flight, takes what is pending
+        expected = self._expected
+        if expected is not None and expected.any_expected():
+            if self._flush_handle is None:
+                self._holding = True
+                self._flush_handle = asyncio.get_running_loop().call_later(self.hold_s, self._hold_over)
+            return
+        if self._holding:  # the last one it was held for has published: commit it now
+            self._flush()
+        elif self._flush_handle is None:
+            # Everything published during this turn of the loop goes in one transaction.
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _hold_over(self) -> None:
+        self._flush_handle = None
+        if self._expected is not None:
+            self._expected.missed()
+        self._flush()
+
+    def _cancel_flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._holding = False
 
     def _flush(self) -> None:
         """Queue what is pending as one transaction (up to ``MAX_BATCH`` events).
@@ -174,76 +267,83 @@ class EventBus:
         busier the bus, the more events share a commit. Batches commit in the order
         they were queued and each is fanned out when it has committed, so subscribers
         see seqs ascending. A callback rather than a task, so a publisher cancelled
-        mid-await cannot strand the batch it happened to be carrying.
+        mid-await cannot strand the batch it happened to be carrying. Not re-entered:
+        what is published while it answers (a pipelined request) is taken by its loop.
         """
-        self._flush_scheduled = False
-        while self._pending and self._in_flight < IN_FLIGHT:
-            batch = self._pending[:MAX_BATCH]
-            del self._pending[:MAX_BATCH]
-            rows: list[tuple[dict[str, Any], str]] = []
-            waiting: list[_Waiting] = []
-            for env, fut, into in batch:
-                try:
-                    rows.append((env, dumps_event(env)))
-                except Exception as exc:  # an envelope that cannot be JSON at all
-                    if not fut.done():
-                        fut.set_exception(exc)
-                    continue
-                waiting.append((fut, into))
-            if not rows:
-                continue
+        self._cancel_flush()
+        self._flushing = True
+        try:
+            while self._pending and self._in_flight < IN_FLIGHT:
+                self._commit_next_batch()
+        finally:
+            self._flushing = False
+
+    def _commit_next_batch(self) -> None:
+        batch = self._pending[:MAX_BATCH]
+        del self._pending[:MAX_BATCH]
+        rows: list[tuple[dict[str, Any], str]] = []
+        waiting: list[CommitWaiter] = []
+        for env, waiter in batch:
             try:
-                committed = self.events.append_batch(rows)
-            except Exception as exc:  # the database is closed
-                self._failed(rows, waiting, exc)
+                rows.append((env, dumps_event(env)))
+            except Exception as exc:  # an envelope that cannot be JSON at all
+                _tell_failed(waiter, exc)
                 continue
-            self._in_flight += 1
-            if committed.done():  # committed right here (the database was idle)
-                self._committed(rows, waiting, committed, flushing=True)
-            else:
-                committed.add_done_callback(partial(self._committed, rows, waiting))
+            waiting.append(waiter)
+        if not rows:
+            return
+        try:
+            committed = self.events.append_batch(rows)
+        except Exception as exc:  # the database is closed
+            self._failed(rows, waiting, exc)
+            return
+        self._in_flight += 1
+        if committed.done():  # committed right here (the database was idle)
+            self._committed(rows, waiting, committed)
+        else:
+            committed.add_done_callback(partial(self._committed, rows, waiting))
 
     def _committed(
-        self, rows: list[tuple[dict[str, Any], str]], waiting: list[_Waiting],
-        committed: asyncio.Future[list[Appended | BaseException]], *, flushing: bool = False,
+        self, rows: list[tuple[dict[str, Any], str]], waiting: list[CommitWaiter],
+        committed: asyncio.Future[list[Appended]] | asyncio.Future[list[Appended | BaseException]],
     ) -> None:
         self._in_flight -= 1
         exc = committed.exception()
         if exc is not None:
             self._failed(rows, waiting, exc)
         else:
-            for (env, body), (fut, into), result in zip(rows, waiting, committed.result(), strict=True):
+            results: list[Appended | BaseException] = list(committed.result())
+            subscribed = False
+            for (env, body), result in zip(rows, results, strict=True):
                 if isinstance(result, BaseException):  # a shared log refused this one event
-                    if not fut.done():
-                        fut.set_exception(result)
-                    continue
+                    continue  # (its publisher is told so with the others)
                 if result.inserted:
                     self.events_in += 1
-                    self._fan_out(result.seq, env, body)
-                if fut.done():
-                    continue
-                try:
-                    fut.set_result((result.seq, result.inserted) if into is None
-                                   else into(result.seq, result.inserted))
-                except Exception as into_failed:  # never strands the rest of the batch
-                    fut.set_exception(into_failed)
-        if self._pending and not flushing:  # (a flush in progress takes the rest itself)
+                    subscribed |= self._fan_out(result.seq, env, body)
+            if subscribed:
+                # Subscribers first: their sockets are written by tasks that run on the
+                # loop's next turn, and the publishers' answers wait for it behind them
+                # (answering first would put a publisher's wake-up in the event's way).
+                asyncio.get_running_loop().call_soon(_tell_committed, waiting, results)
+            else:
+                _tell_committed(waiting, results)
+        if self._pending and not self._flushing:  # (a flush under way takes the rest itself)
             self._flush()
 
     def _failed(
-        self, rows: list[tuple[dict[str, Any], str]], waiting: list[_Waiting], exc: BaseException,
+        self, rows: list[tuple[dict[str, Any], str]], waiting: list[CommitWaiter], exc: BaseException,
     ) -> None:
         log.error("could not append %d event(s) to the log", len(rows), exc_info=exc)
-        for fut, _ in waiting:
-            if not fut.done():
-                fut.set_exception(exc)
+        for waiter in waiting:
+            _tell_failed(waiter, exc)
 
-    def _fan_out(self, seq: int, envelope: dict[str, Any], body: str) -> None:
+    def _fan_out(self, seq: int, envelope: dict[str, Any], body: str) -> bool:
+        """Hand the event to listeners and subscribers; True if a subscriber wanted it."""
         kind = envelope["kind"]
         feeding = self._subs and self._commits_to_subscribers
         wanting = [s for s in self._subs if s.wants(kind)] if feeding else []
         if not wanting and not self._listeners:
-            return
+            return False
         event = LoggedEvent(envelope, seq, body)
         for listener in self._listeners:
             try:
@@ -251,6 +351,7 @@ class EventBus:
             except Exception:
                 log.exception("bus listener failed on %s seq=%d", kind, seq)
         self._to_subscribers(event, wanting)
+        return bool(wanting)
 
     def deliver(self, event: LoggedEvent) -> None:
         """An event read back from a shared log (any machine's, in the log's order) to
@@ -317,3 +418,21 @@ class EventBus:
         for sub in list(self._subs):
             sub.drop(BUS_CLOSED)
         self._subs.clear()
+
+
+def _tell_committed(waiting: list[CommitWaiter], results: list[Appended | BaseException]) -> None:
+    for waiter, result in zip(waiting, results, strict=True):
+        if isinstance(result, BaseException):
+            _tell_failed(waiter, result)
+            continue
+        try:
+            waiter.committed(result.seq, result.inserted)
+        except Exception as waiter_failed:  # never strands the rest of the batch
+            _tell_failed(waiter, waiter_failed)
+
+
+def _tell_failed(waiter: CommitWaiter, exc: BaseException) -> None:
+    try:
+        waiter.failed(exc)
+    except Exception:
+        log.exception("a publisher failed while being told its event was not logged")

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -41,8 +40,7 @@ def dumps_event(envelope: dict[str, Any]) -> str:
     return orjson.dumps(envelope, default=str, option=_DUMPS_OPTIONS).decode()
 
 
-@dataclass(frozen=True, slots=True)
-class Appended:
+class Appended(NamedTuple):
     seq: int
     inserted: bool  # False: the message_id was already in the log, ``seq`` is the first one's
 

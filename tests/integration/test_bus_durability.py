@@ -117,3 +117,36 @@ async def test_live_subscribers_get_every_concurrent_publish_once_in_order(
         for s in [*subscribers, late]:
             with contextlib.suppress(Exception):
                 await s.close()
+
+
+def test_default_ids_are_time_ordered_unique_and_deduplicated_across_a_restart(
+    daemon_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """The daemon's own ids are in time order (which keeps the log's id index compact),
+    every one distinct, and de-duplicated like any other id after a kill -9 + restart —
+    as are ids a publisher chose, however they are shaped."""
+    d = daemon_factory().start()
+    kind = "ordered"
+
+    def publish(body: dict[str, Any]) -> dict[str, Any]:
+        status, receipt = d.request("POST", "/api/bus/publish", body)
+        assert status == 202, receipt
+        return dict(receipt)
+
+    made = [publish({"kind": kind, "payload": {"i": i}}) for i in range(300)]
+    chosen = publish({"kind": kind, "message_id": "zzz-my-own-id"})
+    ids = [r["message_id"] for r in made]
+    assert len(set(ids)) == len(ids) and not any(r["duplicate"] for r in made)
+    stamps = [int(m[len(kind) + 1:].replace("-", "")[:12], 16) for m in ids]  # UUIDv7 milliseconds
+    assert stamps == sorted(stamps), "in the order the daemon made them"
+    d.kill9()
+    d.start()
+    for before in (made[0], made[-1], chosen):
+        again = publish({"kind": kind, "message_id": before["message_id"], "payload": {"again": 1}})
+        assert (again["duplicate"], again["seq"]) == (True, before["seq"])
+    after = publish({"kind": kind})
+    assert not after["duplicate"] and after["message_id"] not in ids
+    assert after["message_id"] > ids[-1] and after["seq"] > chosen["seq"]
+    logged = whole_log(d, kind)
+    assert [e["message_id"] for e in logged] == [*ids, "zzz-my-own-id", after["message_id"]]
+    assert [e["seq"] for e in logged] == [*(r["seq"] for r in made), chosen["seq"], after["seq"]]

@@ -19,9 +19,10 @@ from aiohttp import web
 
 from telepty.api import bus as bus_routes
 from telepty.api.bus_fast import FastPublishProtocol, FastPublishSite
+from telepty.api.keys import SERVICES
 from telepty.config import Config
 from telepty.daemon import create_app
-from tests.helpers import DaemonProcess
+from tests.helpers import DaemonProcess, count_commits, wait_until
 
 FAST = "/api/bus/publish"
 APP = "/api/bus/publish?via=app"  # aiohttp's route: the fast path takes no query strings
@@ -170,6 +171,24 @@ def test_strict_mode_wants_the_token_on_the_fast_path_too(daemon_factory) -> Non
     _, page = d.request("GET", "/api/bus/events?since=0&kinds=fast.strict",
                         headers={"x-telepty-token": d.token})
     assert len(page["events"]) == 2
+
+
+def test_each_request_on_a_connection_is_judged_by_its_own_headers(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """The fast path remembers the last head it parsed; a head that differs in one byte
+    (here, a token of the same length) is parsed and judged afresh."""
+    d = daemon_factory(TELEPTY_REQUIRE_TOKEN="1").start()
+    wrong = ("0" if d.token[0] != "0" else "1") + d.token[1:]
+    body = b'{"kind": "fast.judged"}'
+    conn = Raw(d)
+    statuses = []
+    for token in (d.token, d.token, wrong, d.token, wrong):
+        conn.send(post(conn.host, FAST, body, **{"x-telepty-token": token}))
+        statuses.append(conn.answer()[0])
+    conn.close()
+    assert statuses == [202, 202, 401, 202, 401]
+    _, page = d.request("GET", "/api/bus/events?since=0&kinds=fast.judged",
+                        headers={"x-telepty-token": d.token})
+    assert len(page["events"]) == 3
 
 
 def test_a_connection_moves_to_the_app_for_any_other_request(daemon: DaemonProcess) -> None:
@@ -325,3 +344,66 @@ def test_sigterm_with_an_idle_publish_connection_open_exits_cleanly(daemon: Daem
     assert daemon.stop() == 0  # SIGTERM: a clean exit, not held up by the idle connection
     assert idle.closed_by_peer()
     idle.close()
+
+
+async def test_publishers_in_lockstep_share_one_commit(config: Config) -> None:
+    """Four connections publishing in a tight loop: once each has come back quickly,
+    the bus holds a batch for whoever is still expected, and the last arrival commits
+    all four at once. One that does not come back ends the hold (and is no longer
+    waited for); one that closes ends it at once."""
+    runner = web.AppRunner(create_app(config), handle_signals=False, access_log=None)
+    await runner.setup()
+    bus = runner.app[SERVICES].bus
+    bus.hold_s = 3.0  # long enough that every return counts as quick, on any machine
+    site = bus_routes.publish_site(runner, "127.0.0.1", 0)
+    await site.start()
+    assert isinstance(site, FastPublishSite)
+    commits = count_commits(bus)
+    host = f"127.0.0.1:{site.port}"
+    conns = [await asyncio.open_connection("127.0.0.1", site.port) for _ in range(4)]
+
+    def request(i: int) -> bytes:
+        return post(host, FAST, json.dumps({"kind": "fast.lockstep", "payload": {"i": i}}).encode())
+
+    async def cycle(which: list[int]) -> list[int]:
+        for k in which:
+            conns[k][1].write(request(k))
+        return [(await read_answer(conns[k][0]))[1]["seq"] for k in which]
+
+    try:
+        for k in range(4):  # one at a time: nobody is expected yet, so nothing is held
+            await cycle([k])
+        assert commits == [1, 1, 1, 1]
+        await cycle([0, 1, 2, 3])  # each came back within hold_s: all four are now expected
+        commits.clear()
+        for k in range(3):
+            conns[k][1].write(request(k))
+        await wait_until(lambda: len(bus._pending) == 3, timeout=10, message="three publishes held")
+        assert commits == [] and site.fast.any_expected()
+        conns[3][1].write(request(3))  # the last one expected: the batch commits with it
+        seqs = [(await read_answer(conns[k][0]))[1]["seq"] for k in range(4)]
+        assert commits == [4] and seqs == list(range(seqs[0], seqs[0] + 4))
+
+        def expected() -> set[int]:  # which of ours the fast path expects back
+            ports = {c.transport.get_extra_info("peername")[1] for c in site.fast.expected
+                     if c.transport is not None}
+            return {k for k, (_, w) in enumerate(conns) if w.get_extra_info("sockname")[1] in ports}
+
+        commits.clear()
+        bus.hold_s = 0.2
+        assert await cycle([0, 1, 2])  # number 3 stays away: the hold runs out without it
+        assert commits == [3] and expected() == {0, 1, 2}
+        assert await cycle([0, 1, 2]) and commits == [3, 3]  # 3 is no longer waited for
+
+        bus.hold_s = 60.0  # a hold only a departure can end within the test's deadline
+        for k in (0, 1):
+            conns[k][1].write(request(k))
+        await wait_until(lambda: len(bus._pending) == 2, timeout=10, message="two publishes held")
+        conns[2][1].close()  # the one they wait for leaves: nobody waits for a closed connection
+        async with asyncio.timeout(10):
+            assert [(await read_answer(conns[k][0]))[0] for k in (0, 1)] == [202, 202]
+        assert commits[-1] == 2
+    finally:
+        for _, writer in conns:
+            writer.close()
+        await runner.cleanup()

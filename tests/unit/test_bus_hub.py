@@ -15,6 +15,7 @@ from telepty.bus.hub import BUS_CLOSED, SUBSCRIBER_OVERFLOW, EventBus, LoggedEve
 from telepty.clock import to_iso
 from telepty.store.db import Database
 from telepty.store.events import EventRepo, dumps_event
+from tests.helpers import count_commits
 
 
 @pytest.fixture
@@ -102,17 +103,140 @@ async def test_a_subscriber_gets_the_logged_json_with_its_seq(bus: EventBus) -> 
 
 
 async def test_publishes_in_one_turn_of_the_loop_share_one_commit(bus: EventBus) -> None:
-    commits: list[int] = []
-    append_batch = bus.events.append_batch
-
-    def counting(items):  # type: ignore[no-untyped-def]
-        commits.append(len(items))
-        return append_batch(items)
-
-    bus.events.append_batch = counting  # type: ignore[method-assign]
+    commits = count_commits(bus)
     seqs = await asyncio.gather(*(bus.emit("g", n=i) for i in range(20)))
     assert seqs == list(range(1, 21))
     assert commits == [20]
+
+
+class Answers:
+    """A ``CommitWaiter`` recording what it was told, and when."""
+
+    def __init__(self, log: list[tuple[str, object]], name: str, *, explode: bool = False) -> None:
+        self.log, self.name, self.explode = log, name, explode
+
+    def committed(self, seq: int, inserted: bool) -> None:
+        self.log.append((self.name, (seq, inserted)))
+        if self.explode:
+            raise RuntimeError("the publisher's own answer failed")
+
+    def failed(self, exc: BaseException) -> None:
+        self.log.append((self.name, exc))
+
+
+def envelope(mid: str) -> dict[str, object]:
+    return {"version": 2, "message_id": mid, "kind": "k", "type": "k", "source": "t",
+            "source_host": "m1", "target": None, "ts": "2026-01-01T00:00:00.000Z"}
+
+
+async def test_publish_then_answers_inside_the_commit_in_publish_order(bus: EventBus) -> None:
+    told: list[tuple[str, object]] = []
+    fanned: list[tuple[str, int]] = []
+    bus.add_listener(lambda e: fanned.append(("fanned", e.seq)))
+    for mid in ("a", "b", "a"):
+        bus.publish_then(envelope(mid), Answers(told, mid))
+    assert told == []  # nothing before the commit
+    await asyncio.sleep(0)  # one turn of the loop: the flush, the commit, the answers
+    assert told == [("a", (1, True)), ("b", (2, True)), ("a", (1, False))]
+    assert fanned == [("fanned", 1), ("fanned", 2)]  # each fanned out before it was answered
+    assert [e["message_id"] for e in await bus.events.since(0, 10)] == ["a", "b"]
+
+
+async def test_with_a_subscriber_the_answers_wait_one_turn_behind_it(bus: EventBus) -> None:
+    """The subscriber's socket is written by a task on the next turn: the publisher is
+    told on that turn too, after it, so answering never delays the event."""
+    sub = bus.subscribe(frozenset({"k"}))
+    order: list[tuple[str, object]] = []
+
+    async def subscriber() -> None:
+        event = await sub.queue.get()
+        order.append(("subscriber", event.seq))
+
+    task = asyncio.create_task(subscriber())
+    await asyncio.sleep(0)  # (waiting on its queue)
+    bus.publish_then(envelope("a"), Answers(order, "publisher"))
+    await asyncio.sleep(0)  # the flush: committed and fanned out, nobody told yet
+    assert order == []
+    await asyncio.sleep(0)
+    assert order == [("subscriber", 1), ("publisher", (1, True))]
+    await task
+
+
+async def test_a_publisher_whose_answer_fails_strands_nobody(bus: EventBus) -> None:
+    told: list[tuple[str, object]] = []
+    bus.publish_then(envelope("x"), Answers(told, "x", explode=True))
+    bus.publish_then(envelope("y"), Answers(told, "y"))
+    await asyncio.sleep(0)
+    assert [name for name, _ in told] == ["x", "x", "y"]
+    assert told[0] == ("x", (1, True)) and isinstance(told[1][1], RuntimeError)
+    assert told[2] == ("y", (2, True))
+
+
+async def test_publish_then_on_a_closed_log_says_so(bus: EventBus) -> None:
+    told: list[tuple[str, object]] = []
+    await bus.events.db.close()
+    bus.publish_then(envelope("z"), Answers(told, "z"))
+    await asyncio.sleep(0)
+    assert len(told) == 1 and isinstance(told[0][1], RuntimeError)
+    await bus.events.db.open()  # (for the fixture's close)
+
+
+class Expecting:
+    """An ``ExpectedPublishers`` whose expectations the test sets."""
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self.misses = 0
+
+    def any_expected(self) -> bool:
+        return self.expected > 0
+
+    def missed(self) -> None:
+        self.misses += 1
+        self.expected = 0
+
+
+async def test_a_batch_waits_for_expected_publishers_then_commits_with_them(bus: EventBus) -> None:
+    commits = count_commits(bus)
+    expecting = Expecting()
+    bus.expect_from(expecting)
+    told: list[tuple[str, object]] = []
+    expecting.expected = 2
+    bus.publish_then(envelope("a"), Answers(told, "a"))
+    bus.publish_then(envelope("b"), Answers(told, "b"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert told == [] and commits == []  # held for the two still expected
+    expecting.expected = 0  # the last of them publishes: the batch goes at once, with it
+    bus.publish_then(envelope("c"), Answers(told, "c"))
+    assert told == [("a", (1, True)), ("b", (2, True)), ("c", (3, True))]
+    assert commits == [3] and expecting.misses == 0
+
+
+async def test_a_hold_ends_when_the_expected_publishers_do_not_come(bus: EventBus) -> None:
+    commits = count_commits(bus)
+    expecting = Expecting()
+    bus.expect_from(expecting)
+    expecting.expected = 1
+    async with asyncio.timeout(10):  # (the hold is HOLD_S; the deadline is for a stuck one)
+        seq, inserted = await bus.publish(envelope("alone"))
+    assert (seq, inserted, commits, expecting.misses) == (1, True, [1], 1)
+    assert await bus.publish(envelope("next")) == (2, True)  # nobody expected now: no hold
+    assert expecting.misses == 1
+
+
+async def test_when_the_expected_leave_a_held_batch_goes(bus: EventBus) -> None:
+    expecting = Expecting()
+    bus.expect_from(expecting)
+    expecting.expected = 1
+    told: list[tuple[str, object]] = []
+    bus.publish_then(envelope("a"), Answers(told, "a"))
+    await asyncio.sleep(0)
+    assert told == []
+    expecting.expected = 0
+    bus.expected_gone()
+    await asyncio.sleep(0)
+    assert told == [("a", (1, True))] and expecting.misses == 0
 
 
 async def test_kinds_filter_what_a_subscriber_gets(bus: EventBus) -> None:
