@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from telepty.api.keys import SERVICES
+from telepty.api.keys import CONFIG
 from telepty.errors import BadRequest, TooLarge
 
 T = TypeVar("T")
@@ -19,8 +19,8 @@ MAX_BODY = 4 * 1024 * 1024  # a 1 MiB prompt, JSON-escaped, fits with room to sp
 
 def body_limit(request: web.Request) -> int:
     """The daemon's configured cap (TELEPTY_MAX_BODY_BYTES), or the default outside it."""
-    svc = request.app.get(SERVICES)
-    return svc.config.max_body_bytes if svc is not None else MAX_BODY
+    config = request.app.get(CONFIG)
+    return config.max_body_bytes if config is not None else MAX_BODY
 
 
 async def json_object(request: web.Request, *, max_bytes: int | None = None) -> dict[str, Any]:

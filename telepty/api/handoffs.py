@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from telepty.api.body import json_object, json_response, opt, query_enum, query_int, req
-from telepty.api.keys import SERVICES
+from telepty.api.keys import BUS, HANDOFFS
 from telepty.errors import BadRequest, Conflict, NotFound
 from telepty.store.handoffs import REQUIRED_BEFORE, Handoff, HandoffStatus
 
@@ -71,37 +71,34 @@ def parse_handoff(data: dict[str, Any]) -> Handoff:
 async def _publish(request: web.Request, h: Handoff) -> None:
     """The step is already stored; a bus failure is logged, not turned into an error."""
     try:
-        await request.app[SERVICES].bus.emit(f"handoff.{h.status}", **h.event_fields())
+        await request.app[BUS].emit(f"handoff.{h.status}", **h.event_fields())
     except Exception:
         log.exception("could not publish handoff.%s for %s", h.status, h.id)
 
 
 async def create_handoff(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
     h = parse_handoff(await json_object(request))
-    if not await svc.handoffs.insert(h):
+    if not await request.app[HANDOFFS].insert(h):
         raise Conflict("handoff_exists", f"a handoff with id {h.id!r} already exists")
     await _publish(request, h)
     return json_response(h.to_public(), status=201)
 
 
 async def list_handoffs(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
     status = query_enum(request, "status", HandoffStatus)
     limit = query_int(request, "limit", 100, 1, 1000)
-    return json_response([h.to_public() for h in await svc.handoffs.list(status=status, limit=limit)])
+    handoffs = await request.app[HANDOFFS].list(status=status, limit=limit)
+    return json_response([h.to_public() for h in handoffs])
 
 
 async def get_handoff(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
-    h = await svc.handoffs.get(request.match_info["id"])
+    h = await request.app[HANDOFFS].get(request.match_info["id"])
     if h is None:
         raise NotFound("handoff_not_found", f"no handoff with id {request.match_info['id']!r}")
     return json_response(h.to_public())
 
 
 async def advance_handoff(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
     handoff_id = request.match_info["id"]
     to = _ACTIONS.get(request.match_info["action"])
     if to is None:
@@ -112,7 +109,7 @@ async def advance_handoff(request: web.Request) -> web.Response:
         raise BadRequest("invalid_field", f"claimed_by must be 1-200 characters of A-Z a-z 0-9 . _ : @ / - "
                          f"(got {claimed_by!r})")
     result = body.get("result") if to is HandoffStatus.COMPLETED else None
-    moved = await svc.handoffs.transition(handoff_id, to, claimed_by=claimed_by, result=result)
+    moved = await request.app[HANDOFFS].transition(handoff_id, to, claimed_by=claimed_by, result=result)
     if moved.handoff is None:
         raise NotFound("handoff_not_found", f"no handoff with id {handoff_id!r}")
     if not moved.applied:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from telepty.api.body import json_object, json_response, opt, req
 from telepty.api.handoffs import MAX_TASKS, NAME_RE, _publish, name_field
-from telepty.api.keys import SERVICES
+from telepty.api.keys import HANDOFFS
 from telepty.errors import BadRequest, Conflict, NotFound
 from telepty.store.handoffs import REQUIRED_BEFORE, Handoff, HandoffStatus
 
@@ -51,14 +51,13 @@ def detail_v1(h: Handoff) -> dict[str, Any]:
 
 
 async def _get(request: web.Request) -> Handoff:
-    h = await request.app[SERVICES].handoffs.get(request.match_info["id"])
+    h = await request.app[HANDOFFS].get(request.match_info["id"])
     if h is None:
         raise NotFound("handoff_not_found", f"no handoff with id {request.match_info['id']!r}")
     return h
 
 
 async def drop(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
     data = await json_object(request)
     synthesis = req(data, "synthesis", dict)
     tasks = opt(synthesis, "tasks", list, [])
@@ -72,14 +71,13 @@ async def drop(request: web.Request) -> web.Response:
         task_count=len(tasks),
         payload={"synthesis": synthesis},
     )
-    if not await svc.handoffs.insert(h):  # pragma: no cover - a fresh uuid
+    if not await request.app[HANDOFFS].insert(h):  # pragma: no cover - a fresh uuid
         raise Conflict("handoff_exists", f"a handoff with id {h.id!r} already exists")
     await _publish(request, h)
     return json_response({"handoff_id": h.id, "status": _status(h)}, status=201)
 
 
 async def list_v1(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
     raw = request.query.get("status") or None
     status = None
     if raw is not None:
@@ -88,7 +86,7 @@ async def list_v1(request: web.Request) -> web.Response:
         if raw not in _FROM_V1:
             raise BadRequest("invalid_query", f"status must be one of {', '.join([*_FROM_V1, 'failed'])}")
         status = _FROM_V1[raw]
-    return json_response([summary_v1(h) for h in await svc.handoffs.list(status=status, limit=1000)])
+    return json_response([summary_v1(h) for h in await request.app[HANDOFFS].list(status=status, limit=1000)])
 
 
 async def get_v1(request: web.Request) -> web.Response:
@@ -97,9 +95,8 @@ async def get_v1(request: web.Request) -> web.Response:
 
 async def _move(request: web.Request, to: HandoffStatus, *, claimed_by: str | None = None,
                 result: Any = None) -> Handoff:
-    svc = request.app[SERVICES]
     handoff_id = request.match_info["id"]
-    moved = await svc.handoffs.transition(handoff_id, to, claimed_by=claimed_by, result=result)
+    moved = await request.app[HANDOFFS].transition(handoff_id, to, claimed_by=claimed_by, result=result)
     if moved.handoff is None:
         raise NotFound("handoff_not_found", f"no handoff with id {handoff_id!r}")
     if not moved.applied:

@@ -16,7 +16,7 @@ from datetime import datetime
 from aiohttp import web
 
 from telepty.api.body import json_response, query_int
-from telepty.api.keys import SERVICES
+from telepty.api.keys import AUDIT
 from telepty.clock import to_iso
 from telepty.errors import BadRequest
 from telepty.store.audit import DEFAULT_LIMIT, MAX_LIMIT
@@ -82,11 +82,10 @@ def _name(request: web.Request, key: str) -> str | None:
 
 
 async def list_injects(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
     q = request.query
     since = parse_instant(q["since"], "since") if q.get("since") else None
     until = parse_instant(q["until"], "until") if q.get("until") else None
-    rows = await svc.audit.query(
+    rows = await request.app[AUDIT].query(
         since=since, until=until, to=_name(request, "to"), sender=_name(request, "from"),
         limit=query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
     )

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from aiohttp import web
 
 from telepty.api.body import json_object, json_response, opt
 from telepty.api.injects import parse_duration
-from telepty.api.keys import SERVICES
+from telepty.api.keys import CONFIG, DELIVERIES, IDENTITIES, PROFILES, REGISTRY, RELAY, TERMINALS
 from telepty.api.node_dialect import node_fields
 from telepty.api.node_socket import node_socket
 from telepty.delivery.profiles import SubmitProfiles
 from telepty.errors import BadRequest, Conflict
 from telepty.sessions.agents import detect_agent, validate_agent_name
 from telepty.sessions.model import PANE_ID_RE, Session, SessionState, SessionType, validate_session_id
-from telepty.sessions.panes import PANE_PID_META, TmuxPool
 from telepty.sessions.registry import RegisterSpec
 
 REGISTRABLE = {"wrapped": SessionType.WRAPPED, "pane": SessionType.PANE}
@@ -26,10 +24,9 @@ MAX_PID = 2**31 - 1  # pid_t; anything larger would not even fit the store's INT
 def public_session(request: web.Request, session: Session) -> dict[str, object]:
     """A session as every route shows it: our record, and beside it the fields the
     Node.js CLI reads (``telepty.api.node_dialect``; documented in docs/node-compat.md)."""
-    svc = request.app[SERVICES]
     now = time.time()
-    data = session.to_public(svc.config.machine_id, now)
-    data.update(node_fields(session, linked=session.id in svc.terminals.links,
+    data = session.to_public(request.app[CONFIG].machine_id, now)
+    data.update(node_fields(session, linked=session.id in request.app[TERMINALS].links,
                             idle_seconds=data.get("idle_seconds")))  # type: ignore[arg-type]
     return data
 
@@ -80,30 +77,17 @@ def require_profile(profiles: SubmitProfiles, agent: str | None) -> None:
         raise BadRequest("invalid_field", f"agent: {problem}")
 
 
-async def with_pane_owner(tmux: TmuxPool, spec: RegisterSpec) -> RegisterSpec:
-    """Record which process the pane runs now (``PANE_PID_META``), so a pane id reused by
-    a restarted tmux server is never taken for the session's pane."""
-    if spec.tmux_pane:
-        pid = await tmux.pane_pid(spec.tmux_socket, spec.tmux_pane)
-        if pid is not None:
-            spec = dataclasses.replace(spec, meta={**spec.meta, PANE_PID_META: pid})
-    return spec
-
-
 async def register(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
     spec, replace = parse_register(await json_object(request))
-    require_profile(svc.profiles, spec.agent)
-    spec = await with_pane_owner(svc.tmux, spec)
-    session = await svc.registry.register(spec, replace=replace)
+    require_profile(request.app[PROFILES], spec.agent)
+    session = await request.app[REGISTRY].register(spec, replace=replace)
     return json_response(public_session(request, session), status=201)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
     q = request.query
     include_exited = q.get("all", "1") not in {"0", "false"}
-    sessions = svc.registry.list(
+    sessions = request.app[REGISTRY].list(
         type=q.get("type") or None,
         agent=q.get("agent") or None,
         project=q.get("project") or None,
@@ -117,10 +101,10 @@ async def list_sessions(request: web.Request) -> web.Response:
         return json_response([public_session(request, s) for s in sessions])
     # scope=all: this machine's sessions and every peer's (telepty.relay); a peer that
     # does not answer is listed as unreachable, never an error for the whole list.
-    mine = svc.config.machine_id
+    mine = request.app[CONFIG].machine_id
     out = [{**public_session(request, s), "host": mine, "address": s.id} for s in sessions]
     forwarded = {k: q[k] for k in ("type", "agent", "project", "state", "all") if q.get(k)}
-    peers = await svc.relay.peer_sessions(forwarded)
+    peers = await request.app[RELAY].peer_sessions(forwarded)
     for peer in peers:
         remote = peer.pop("sessions")
         peer["count"] = len(remote)
@@ -135,23 +119,21 @@ async def get_session(request: web.Request) -> web.StreamResponse:
     (its ``allow`` wrapper and ``attach``), served by ``telepty.api.node_socket``."""
     if request.headers.get("Upgrade", "").strip().lower() == "websocket":
         return await node_socket(request)
-    svc = request.app[SERVICES]
     name = request.match_info["id"]
-    session = svc.registry.resolve(name)
+    session = request.app[REGISTRY].resolve(name)
     body = public_session(request, session)
     body["requested"] = name
     # What the Node.js CLI's `reply` reads: who the last prompt that had someone to
     # answer came from, and where the answer goes.
-    last = await svc.identities.last_received(session.id)
+    last = await request.app[IDENTITIES].last_received(session.id)
     body["lastInjectReplyTo"] = last.reply_to if last else None
     body["lastInjectFrom"] = last.sender if last else None
     return json_response(body)
 
 
 async def delete_session(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
     session_id = validate_session_id(request.match_info["id"], "id")
-    session = await svc.registry.remove(session_id)
+    session = await request.app[REGISTRY].remove(session_id)
     return json_response({"session_id": session.id, "removed": True, "type": str(session.type)})
 
 
@@ -166,22 +148,22 @@ async def rename_session(request: web.Request) -> web.Response:
     would come back registering the old id; the wrapper is told of a rename only over
     its live socket).
     """
-    svc = request.app[SERVICES]
+    registry = request.app[REGISTRY]
     old_id = validate_session_id(request.match_info["id"], "id")
     data = await json_object(request)
     new_id = data.get("new_id")
     if new_id is None:
         raise BadRequest("missing_field", "new_id is required")
-    session = svc.registry.check_rename(old_id, new_id)  # exact id: an alias is never renamed
+    session = registry.check_rename(old_id, new_id)  # exact id: an alias is never renamed
     for status in PENDING_STATUSES:
-        if await svc.deliveries.list(session=old_id, status=status, limit=1):
+        if await request.app[DELIVERIES].list(session=old_id, status=status, limit=1):
             raise Conflict("deliveries_pending", f"session {old_id!r} has {status} deliveries; rename it "
                            "once they are final (or cancel them)")
     if (session.type is SessionType.WRAPPED and session.state is not SessionState.EXITED
-            and old_id not in svc.terminals.links):
+            and old_id not in request.app[TERMINALS].links):
         raise Conflict("session_disconnected", f"the wrapper of session {old_id!r} is not connected; "
                        "rename it while it is, so the wrapper learns its new id")
-    renamed = await svc.registry.rename(old_id, new_id)
+    renamed = await registry.rename(old_id, new_id)
     return json_response({"old_id": old_id, "new_id": renamed.id, "success": True,
                           "session": public_session(request, renamed)})
 
@@ -191,7 +173,7 @@ async def clean_sessions(request: web.Request) -> web.Response:
 
     Never a running or disconnected one: those still have an agent behind them.
     """
-    svc = request.app[SERVICES]
+    registry = request.app[REGISTRY]
     data = await json_object(request)
     if opt(data, "exited", bool, True) is not True:
         raise BadRequest("invalid_field", "clean only ever removes exited sessions (exited must be true)")
@@ -204,14 +186,14 @@ async def clean_sessions(request: web.Request) -> web.Response:
         if not older_than_s >= 0:
             raise BadRequest("invalid_field", "older_than must not be negative")
     dry_run = opt(data, "dry_run", bool, False)
-    candidates = svc.registry.cleanable(older_than_s=older_than_s)
+    candidates = registry.cleanable(older_than_s=older_than_s)
     removed: list[str] = []
     if not dry_run:
         for s in candidates:
-            current = svc.registry.get(s.id)
+            current = registry.get(s.id)
             if current is None or current.state is not SessionState.EXITED:
                 continue  # came back meanwhile (a wrapper reconnected): not ours to remove
-            await svc.registry.remove(s.id)
+            await registry.remove(s.id)
             removed.append(s.id)
     else:
         removed = [s.id for s in candidates]

@@ -13,8 +13,8 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from telepty.api.body import json_object, json_response, opt, query_int, req
-from telepty.api.keys import SERVICES
-from telepty.api.sessions import parse_register, public_session, require_profile, with_pane_owner
+from telepty.api.keys import BUS, CONFIG, IDENTITIES, PROFILES, REGISTRY, TERMINALS, TMUX, WEBSOCKETS
+from telepty.api.sessions import parse_register, public_session, require_profile
 from telepty.delivery.transports_stream import dims, stream_view
 from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
@@ -42,7 +42,6 @@ def _dims(data: dict[str, Any]) -> tuple[int, int]:
 
 
 async def spawn(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
     data = await json_object(request)
     session_id = data.get("session_id")
     if session_id is not None:
@@ -57,13 +56,13 @@ async def spawn(request: web.Request) -> web.Response:
     agent = opt(data, "agent", str)
     if agent is not None:
         validate_agent_name(agent)
-        require_profile(svc.profiles, agent)
+        require_profile(request.app[PROFILES], agent)
     cols, rows = _dims(data)
     cwd = opt(data, "cwd", str) or os.path.expanduser("~")
     spec = SpawnSpec.from_command(
         command, args, cwd=cwd, session_id=session_id, env=env, cols=cols, rows=rows, agent=agent
     )
-    session = await svc.terminals.spawn(spec)
+    session = await request.app[TERMINALS].spawn(spec)
     body = public_session(request, session)
     body["session_id"] = session.id  # what the Node.js CLI's spawn reads (then attaches to)
     return json_response(body, status=201)
@@ -74,9 +73,9 @@ async def spawn(request: web.Request) -> web.Response:
 
 async def attach(request: web.Request) -> web.StreamResponse:
     """Replay recent output, then stream live output; input and resizes come back."""
-    svc = request.app[SERVICES]
-    session = svc.registry.resolve(request.match_info["id"])
-    pty = svc.terminals.spawned.get(session.id)
+    sockets = request.app[WEBSOCKETS]
+    session = request.app[REGISTRY].resolve(request.match_info["id"])
+    pty = request.app[TERMINALS].spawned.get(session.id)
     if pty is None:
         if session.type is not SessionType.SPAWNED:
             raise BadRequest("not_attachable", f"session {session.id!r} is {session.type}; "
@@ -84,7 +83,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         raise Conflict("session_exited", f"session {session.id!r} has exited")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=4 * 1024 * 1024)
     await ws.prepare(request)
-    svc.websockets.add(ws)
+    sockets.add(ws)
     replay = request.query.get("replay", "1") not in {"0", "false"}
     queue = pty.subscribe(replay=replay)
     session.clients += 1
@@ -110,7 +109,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
             else:
                 break
     finally:
-        svc.websockets.discard(ws)
+        sockets.discard(ws)
         session.clients = max(0, session.clients - 1)
         pty.unsubscribe(queue)
         pump.cancel()
@@ -146,17 +145,18 @@ def _register_spec(hello: dict[str, Any]) -> tuple[RegisterSpec, bool]:
 
 
 async def wrap_socket(request: web.Request) -> web.StreamResponse:
-    svc = request.app[SERVICES]
+    app = request.app
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=8 * 1024 * 1024)
     await ws.prepare(request)
-    svc.websockets.add(ws)
+    app[WEBSOCKETS].add(ws)
     try:
-        return await _serve_wrapper(svc, ws)
+        return await _serve_wrapper(app, ws)
     finally:
-        svc.websockets.discard(ws)
+        app[WEBSOCKETS].discard(ws)
 
 
-async def _serve_wrapper(svc: Any, ws: web.WebSocketResponse) -> web.WebSocketResponse:
+async def _serve_wrapper(app: web.Application, ws: web.WebSocketResponse) -> web.WebSocketResponse:
+    registry, identities, terminals, config = app[REGISTRY], app[IDENTITIES], app[TERMINALS], app[CONFIG]
     try:
         first = await ws.receive(timeout=10.0)
     except TimeoutError:
@@ -172,48 +172,48 @@ async def _serve_wrapper(svc: Any, ws: web.WebSocketResponse) -> web.WebSocketRe
         if not isinstance(hello, dict) or hello.get("type") != "hello":
             raise BadRequest("invalid_hello", "the first frame must be {\"type\": \"hello\", ...}")
         spec, replace = _register_spec(hello)
-        require_profile(svc.profiles, spec.agent)
-        spec = await with_pane_owner(svc.tmux, spec)
+        require_profile(app[PROFILES], spec.agent)
         token_hash = hello.get("session_token_sha256")
         if token_hash is not None and not is_token_hash(token_hash):
             raise BadRequest("invalid_hello", "session_token_sha256 must be 64 lower-case hex digits")
-        session = await svc.registry.register(spec, replace=replace)
+        session = await registry.register(spec, replace=replace)
         if token_hash is not None:
             # Every (re)connect: the child's token is the identity, whatever the id.
-            await svc.identities.bind(session.id, token_hash)
+            await identities.bind(session.id, token_hash)
         else:
             # No token in this child: an earlier occupant's token must not speak for it.
-            await svc.identities.unbind(session.id)
+            await identities.unbind(session.id)
     except TeleptyError as exc:
         await ws.send_json({"type": "error", **exc.to_dict()})
         await ws.close(code=4000 + exc.status, message=exc.code.encode())
         return ws
 
-    link = WrapperLink(session.id, ws, svc.config.scrollback_bytes)
-    svc.terminals.attach_link(link)
+    link = WrapperLink(session.id, ws, config.scrollback_bytes)
+    terminals.attach_link(link)
     session.clients = 0
     await ws.send_json({
         "type": "welcome",
         "session_id": session.id,
-        "session": session.to_public(svc.config.machine_id, time.time()),
+        "session": session.to_public(config.machine_id, time.time()),
     })
     log.info("wrapper connected session=%s pid=%s", session.id, session.pid)
     try:
         async for msg in ws:
             if msg.type is WSMsgType.BINARY:
                 link.feed_output(msg.data)
-                svc.registry.touch(session.id, link.last_output_wall)
+                registry.touch(session.id, link.last_output_wall)
             elif msg.type is WSMsgType.TEXT:
-                await _wrapper_message(svc, link, msg.data)
+                await _wrapper_message(app, link, msg.data)
             else:
                 break
     finally:
-        await svc.terminals.link_closed(link)
+        await terminals.link_closed(link)
         log.info("wrapper disconnected session=%s", session.id)
     return ws
 
 
-async def _wrapper_message(svc: Any, link: WrapperLink, text: str) -> None:
+async def _wrapper_message(app: web.Application, link: WrapperLink, text: str) -> None:
+    registry = app[REGISTRY]
     try:
         msg = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -224,16 +224,16 @@ async def _wrapper_message(svc: Any, link: WrapperLink, text: str) -> None:
     if kind == "heartbeat":
         if link.feed_heartbeat(msg):
             log.warning("wrapper output stalled session=%s", link.session_id)
-            await svc.bus.emit(
+            await app[BUS].emit(
                 "session_upstream_stalled", target=link.session_id, session_id=link.session_id,
                 bytes_reported=msg.get("bytes_mirrored"), bytes_received=link.bytes_received,
             )
-        svc.registry.touch(link.session_id, link.last_output_wall)
+        registry.touch(link.session_id, link.last_output_wall)
     elif kind == "result":
         link.feed_result(msg)
     elif kind == "exit":
         code = msg.get("code")
-        await svc.registry.set_state(
+        await registry.set_state(
             link.session_id, SessionState.EXITED,
             exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
             reason="process_exited",
@@ -247,17 +247,17 @@ async def screen(request: web.Request) -> web.Response:
     """The session's screen as text: a tmux pane's capture, or a PTY session's screen as
     the terminal model ``explain`` and deliveries read it (the very same model), so
     backspaces, carriage returns and redraws show as the terminal shows them."""
-    svc = request.app[SERVICES]
-    session = svc.registry.resolve(request.match_info["id"])
+    session = request.app[REGISTRY].resolve(request.match_info["id"])
     lines = query_int(request, "lines", 40, 1, 10_000)
     text: str | None = None
     source = "scrollback"
-    if session.tmux_pane and svc.tmux_for(session) is not None:
+    server = request.app[TMUX].for_session(session)
+    if session.tmux_pane and server is not None:
         with contextlib.suppress(Exception):
-            text = await svc.tmux_for(session).capture_tail(session.tmux_pane, lines)
+            text = await server.capture_tail(session.tmux_pane, lines)
             source = "pane"
     if text is None:
-        scrollback = svc.terminals.scrollback_of(session.id)
+        scrollback = request.app[TERMINALS].scrollback_of(session.id)
         if scrollback is None:
             raise NotFound("no_screen", f"nothing is known of session {session.id!r}'s screen")
         text = "\n".join(stream_view(scrollback, *dims(session)).lines()[-lines:])

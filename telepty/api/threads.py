@@ -13,7 +13,7 @@ from aiohttp import web
 
 from telepty.api.body import json_object, json_response, opt, query_enum, query_int, req
 from telepty.api.handoffs import NAME_RE, name_field
-from telepty.api.keys import SERVICES
+from telepty.api.keys import BUS, THREADS
 from telepty.errors import BadRequest, Conflict, NotFound
 from telepty.store.threads import Thread, ThreadStatus
 
@@ -57,18 +57,18 @@ def thread_view(t: Thread) -> dict[str, Any]:
 async def _publish(request: web.Request, kind: str, fields: dict[str, Any]) -> None:
     """The change is already stored; a bus failure is logged, not turned into an error."""
     try:
-        await request.app[SERVICES].bus.emit(kind, **fields)
+        await request.app[BUS].emit(kind, **fields)
     except Exception:
         log.exception("could not publish %s for thread %s", kind, fields.get("thread_id"))
 
 
 async def open_thread(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
+    threads = request.app[THREADS]
     t = parse_thread(await json_object(request))
-    if not await svc.threads.insert(t):
+    if not await threads.insert(t):
         raise Conflict("thread_exists", f"a thread with id {t.id!r} already exists")
     # Deliveries may already carry this id (a caller-chosen one): count them now.
-    stored = await svc.threads.get(t.id) or t
+    stored = await threads.get(t.id) or t
     await _publish(request, "thread.opened", {
         "thread_id": stored.id,
         "topic": stored.topic,
@@ -79,23 +79,21 @@ async def open_thread(request: web.Request) -> web.Response:
 
 
 async def list_threads(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
     status = query_enum(request, "status", ThreadStatus)
     limit = query_int(request, "limit", 100, 1, 1000)
-    return json_response([thread_view(t) for t in await svc.threads.list(status=status, limit=limit)])
+    threads = await request.app[THREADS].list(status=status, limit=limit)
+    return json_response([thread_view(t) for t in threads])
 
 
 async def get_thread(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
-    t = await svc.threads.get(request.match_info["id"])
+    t = await request.app[THREADS].get(request.match_info["id"])
     if t is None:
         raise NotFound("thread_not_found", f"no thread with id {request.match_info['id']!r}")
     return json_response(thread_view(t))
 
 
 async def _close(request: web.Request, thread_id: str, *, again_ok: bool) -> Thread:
-    svc = request.app[SERVICES]
-    closing = await svc.threads.close(thread_id)
+    closing = await request.app[THREADS].close(thread_id)
     if closing.thread is None:
         raise NotFound("thread_not_found", f"no thread with id {thread_id!r}")
     if not closing.applied:
@@ -125,7 +123,7 @@ async def patch_thread(request: web.Request) -> web.Response:
         raise BadRequest("invalid_field", "status can only be set to closed")
     thread_id = request.match_info["id"]
     if status is None:
-        t = await request.app[SERVICES].threads.get(thread_id)
+        t = await request.app[THREADS].get(thread_id)
         if t is None:
             raise NotFound("thread_not_found", f"no thread with id {thread_id!r}")
     else:

@@ -20,7 +20,7 @@ Rules it keeps, and why:
   shows that text, when keys are sent, when the blocking delivery is cancelled, or —
   for each held prompt — after ``hold_max_s`` (``held_timeout``). Two prompts are
   never submitted merged.
-- Raw keys (``submit_keys``) are deliveries too, in the same queue. One exception to
+- Raw keys (``submit`` of a ``KeyPress``) are deliveries too, in the same queue. One exception to
   strict FIFO: keys may go ahead of a prompt that waits *because of the screen*
   (``blocked_dialog``, ``composer_has_text``, or held), since answering that dialog or
   clearing that composer is what the prompt is waiting for; the prompt is then tried
@@ -77,11 +77,12 @@ from telepty.delivery.model import (
 )
 from telepty.delivery.profiles import SubmitProfiles
 from telepty.delivery.recovery import InputView, input_view, look, shows_prompt
-from telepty.delivery.request import InjectRequest
+from telepty.delivery.request import InjectRequest, KeyPress
 from telepty.delivery.schedule import RetrySchedule
 from telepty.delivery.screen import echoed
 from telepty.delivery.transport import CONFIRMED_SCREEN, DeliveryOutcome, TransportResolver
 from telepty.errors import Conflict, NotFound
+from telepty.sessions.identity import claims_other_sender
 from telepty.sessions.model import Session, SessionState
 from telepty.sessions.registry import SessionRegistry
 from telepty.store.deliveries import DeliveryRepo
@@ -184,14 +185,15 @@ class DeliveryEngine:
 
     async def submit(
         self,
-        req: InjectRequest,
+        work: InjectRequest | KeyPress,
         *,
         target: str,
         origin: Origin | str,
         idempotency_key: str | None = None,
         verified_sender: str | None = None,
     ) -> Delivery:
-        """Accept a prompt for ``target`` (id or alias); returns once it is persisted.
+        """Accept a prompt, or raw keys, for ``target`` (id or alias); returns once it is
+        persisted. Both are deliveries in the session's one queue.
 
         A known ``idempotency_key`` returns the delivery it first made, even if the
         target has gone since. An unknown target raises ``NotFound`` and stores nothing.
@@ -201,84 +203,56 @@ class DeliveryEngine:
             if existing is not None:
                 return self._snapshot(self._active.get(existing.id, existing))
         session = self.registry.resolve(target)
-        sender = req.sender if req.sender is not None else verified_sender
-        d = Delivery(
-            session_id=session.id,
-            target=target,
-            prompt=req.prompt,
-            origin=Origin(origin),
-            sender=sender,
-            verified_sender=verified_sender,
-            spoofed=self._spoofed(sender, verified_sender),
-            reply_to=req.reply_to if req.reply_to is not None else sender,
-            thread_id=req.thread_id,
-            reply_expected=req.reply_expected,
-            no_enter=req.no_enter,
-            force=req.force,
-            raw=req.raw,
-            quiet_ms=req.quiet_ms,
-            idempotency_key=idempotency_key,
-        )
-        hold = self._holds.get(session.id)
+        d = self._record(work, session, target, Origin(origin), idempotency_key, verified_sender)
+        hold = self._holds.get(session.id) if d.kind is DeliveryKind.PROMPT else None
         if hold is not None:
             self._mark_held(d, hold)  # behind the hold from the start, and saying so
         stored = await self.repo.insert(d)
         if stored is not d:  # another request with the same key won the race
             return self._snapshot(self._active.get(stored.id, stored))
         log.info(
-            "delivery accepted id=%s session=%s target=%s origin=%s bytes=%d",
-            d.id, d.session_id, target, d.origin, len(d.prompt),
+            "%s accepted id=%s session=%s target=%s origin=%s bytes=%d",
+            d.kind, d.id, d.session_id, target, d.origin, len(d.prompt),
         )
         if self._state is _EngineState.RUNNING:
-            self._enqueue(d)
+            if d.kind is DeliveryKind.PROMPT:
+                self._enqueue(d)
+            else:
+                self._active[d.id] = d
+                if not self._overtake(d):
+                    self._push(d)
         elif self._state is _EngineState.STARTING:
             self._active[d.id] = d  # cancellable now, queued behind what start() resumes
             self._held.append(d)
         # Stopped: the record is persisted as queued; the next start() picks it up.
         return self._snapshot(d)
 
-    async def submit_keys(
-        self,
-        keys: list[Any],
-        *,
-        target: str,
-        origin: Origin | str,
-        force: bool = False,
-        quiet_ms: int | None = None,
-        idempotency_key: str | None = None,
-        verified_sender: str | None = None,
-    ) -> Delivery:
-        """Accept raw keys (already validated) for ``target``; the same records and queue."""
-        if idempotency_key is not None:
-            existing = await self.repo.by_idempotency_key(idempotency_key)
-            if existing is not None:
-                return self._snapshot(self._active.get(existing.id, existing))
-        session = self.registry.resolve(target)
-        d = Delivery(
+    def _record(self, work: InjectRequest | KeyPress, session: Session, target: str, origin: Origin,
+                idempotency_key: str | None, verified_sender: str | None) -> Delivery:
+        if isinstance(work, KeyPress):
+            return Delivery(
+                session_id=session.id, target=target, prompt=orjson.dumps(list(work.keys)), origin=origin,
+                kind=DeliveryKind.KEYS, sender=verified_sender, verified_sender=verified_sender,
+                force=work.force, raw=True, quiet_ms=work.quiet_ms, idempotency_key=idempotency_key,
+            )
+        sender = work.sender if work.sender is not None else verified_sender
+        return Delivery(
             session_id=session.id,
             target=target,
-            prompt=orjson.dumps(keys),
-            origin=Origin(origin),
-            kind=DeliveryKind.KEYS,
-            sender=verified_sender,
+            prompt=work.prompt,
+            origin=origin,
+            sender=sender,
             verified_sender=verified_sender,
-            force=force,
-            raw=True,
-            quiet_ms=quiet_ms,
+            spoofed=claims_other_sender(self.registry, sender, verified_sender),
+            reply_to=work.reply_to if work.reply_to is not None else sender,
+            thread_id=work.thread_id,
+            reply_expected=work.reply_expected,
+            no_enter=work.no_enter,
+            force=work.force,
+            raw=work.raw,
+            quiet_ms=work.quiet_ms,
             idempotency_key=idempotency_key,
         )
-        stored = await self.repo.insert(d)
-        if stored is not d:
-            return self._snapshot(self._active.get(stored.id, stored))
-        log.info("keys accepted id=%s session=%s keys=%s", d.id, d.session_id, keys)
-        if self._state is _EngineState.RUNNING:
-            self._active[d.id] = d
-            if not self._overtake(d):
-                self._push(d)
-        elif self._state is _EngineState.STARTING:
-            self._active[d.id] = d
-            self._held.append(d)
-        return self._snapshot(d)
 
     def _overtake(self, keys: Delivery) -> bool:
         """Put ``keys`` in front of a head prompt that waits on the screen; True if done."""
@@ -301,13 +275,6 @@ class DeliveryEngine:
             wake.set()  # the worker leaves the wait and finds the keys at the head
         log.info("keys id=%s go ahead of id=%s (%s)", keys.id, head.id, head.reason)
         return True
-
-    def _spoofed(self, sender: str | None, verified: str | None) -> bool:
-        """A verified caller whose ``from`` names someone other than itself."""
-        if verified is None or sender is None or sender == verified:
-            return False
-        claimed = self.registry.find_live(sender)
-        return claimed is None or claimed.id != verified
 
     # -- queries --------------------------------------------------------------------------
 

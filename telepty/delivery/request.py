@@ -46,6 +46,15 @@ class InjectRequest:
     warnings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class KeyPress:
+    """Raw keys for a session (already validated: ``telepty.delivery.keys.parse_keys``)."""
+
+    keys: tuple[Any, ...]
+    force: bool = False
+    quiet_ms: int | None = None
+
+
 def parse_inject(body: object, *, max_prompt_bytes: int) -> InjectRequest:
     if not isinstance(body, dict):
         raise BadRequest("invalid_body", "the request body must be a JSON object")

@@ -34,7 +34,6 @@ from typing import Any
 
 import orjson
 
-from telepty.api.identity import with_footer
 from telepty.bus.hub import LoggedEvent
 from telepty.bus.nats_link import ACK_WAIT_S, NatsLink
 from telepty.bus.nats_log import BUS_UNAVAILABLE, HEADROOM, MachineEvents
@@ -44,6 +43,8 @@ from telepty.bus.nats_names import (
     work_stream,
     work_subject,
 )
+from telepty.delivery.engine import DeliveryEngine
+from telepty.delivery.intake import Intake, Submission
 from telepty.delivery.model import STAGE_CHECK_READY, STAGE_FORWARD, Delivery, DeliveryError, Origin
 from telepty.delivery.request import parse_inject
 from telepty.delivery.transport import DeliveryOutcome, StageCallback
@@ -263,10 +264,11 @@ Emit = Callable[..., Awaitable[Any]]
 class WorkQueueWorker:
     """Takes this machine's work items, delivers them, reports, then acknowledges."""
 
-    def __init__(self, link: NatsLink, machine_id: str, engine: Any, emit: Emit, *,
+    def __init__(self, link: NatsLink, machine_id: str, intake: Intake, engine: DeliveryEngine, emit: Emit, *,
                  max_prompt_bytes: int) -> None:
         self.link = link
         self.machine_id = machine_id
+        self.intake = intake
         self.engine = engine
         self.emit = emit
         self.max_prompt_bytes = max_prompt_bytes
@@ -305,9 +307,9 @@ class WorkQueueWorker:
             return
         try:
             req = parse_inject(item.request, max_prompt_bytes=self.max_prompt_bytes)
-            req = with_footer(req, self.max_prompt_bytes)
-            d = await self.engine.submit(req, target=item.session, origin=Origin.API,
-                                         idempotency_key=item.key)
+            d = (await self.intake.accept(Submission(
+                target=item.session, origin=Origin.API, request=req, daemon_key=item.key, hop=item.hop,
+            ))).delivery
         except TeleptyError as exc:  # no such session, bad request …: final, nothing was made
             try:
                 await self._report(item, None, status="failed", reason=exc.code, detail=exc.detail)

@@ -21,14 +21,12 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import orjson
 
 from telepty.bus.envelope import make_event
-from telepty.bus.reply_guide import reply_footer
-from telepty.bus.router import IDEMPOTENCY_PREFIX, STAGE_ROUTE, RouteOutcome, TurnRequest
 from telepty.clock import utc_now
 from telepty.config import Config
 from telepty.delivery.model import (
@@ -37,8 +35,8 @@ from telepty.delivery.model import (
     STAGE_FORWARD,
     Delivery,
     DeliveryError,
-    Origin,
 )
+from telepty.delivery.reply_guide import reply_footer
 from telepty.delivery.transport import DeliveryOutcome, StageCallback, Transport
 from telepty.errors import NotFound, TeleptyError
 from telepty.relay.peers import (
@@ -52,7 +50,14 @@ from telepty.relay.peers import (
 )
 from telepty.sessions.model import Session, SessionType
 
+if TYPE_CHECKING:
+    from telepty.relay.nats_queue import FleetQueue
+
 log = logging.getLogger("telepty.relay")
+
+
+class LocalSessions(Protocol):
+    def find_live(self, name: str) -> Session | None: ...
 
 HOP_HEADER = "x-telepty-hop"
 RELAY_FROM_HEADER = "x-telepty-relay-from"
@@ -122,19 +127,20 @@ class PeerHttp:
 class Relay:
     """Peer resolution, the pseudo-sessions, relayed turn_requests, peer status."""
 
-    def __init__(self, config: Config, *, emit: Callable[..., Any] | None = None) -> None:
+    def __init__(self, config: Config, *, emit: Callable[..., Any] | None = None,
+                 local: LocalSessions | None = None, fleet: FleetQueue | None = None) -> None:
         self.config = config
         self.resolver = PeerResolver(config.peers_path, config.machine_id)
         self.http = PeerHttp()
         self.emit = emit
-        self.engine: Any = None  # set by the daemon once the engine exists
-        self.local_registry: Any = None  # the real registry (see ``registry``)
+        # This machine's sessions: a reply address that is one of them is sent as id@here.
+        self.local_registry = local
         self._hops: dict[str, int] = {}  # delivery id → hop count to send
         self._written_on: dict[str, str] = {}  # delivered relay id → the peer's machine id
         self._machine_ids: dict[str, str] = {}  # peer url → its machine id (from /api/meta)
         # With a NATS bus: the fleet's work queues (telepty.relay.nats_queue.FleetQueue),
         # used for every host that is a machine of the fleet; None: HTTP only.
-        self.fleet: Any = None
+        self.fleet = fleet
 
     # -- targets ------------------------------------------------------------------------
 
@@ -210,7 +216,7 @@ class Relay:
                        meta={"relay": {"session": sid, "host": host}})
 
     def registry(self, real: Any) -> RelayRegistry:
-        self.local_registry = real
+        """The engine's view of ``real``: ``id@host`` names are relay pseudo-sessions."""
         return RelayRegistry(real, self)
 
     def transports(self, real: Callable[[Session], Transport]) -> Callable[[Session], Transport]:
@@ -220,26 +226,6 @@ class Relay:
                 return http if self.fleet is None else self.fleet.transport(http)
             return real(session)
         return resolve
-
-    # -- the bus seam (RemoteRelay) ----------------------------------------------------
-
-    async def forward_turn(self, turn: TurnRequest, envelope: dict[str, Any]) -> RouteOutcome:
-        target = f"{turn.session}@{turn.host}"
-        try:
-            remote = await self.check_remote(target, 0)
-            assert remote is not None
-            d = await self.engine.submit(turn.request, target=target, origin=Origin.RELAY,
-                                         idempotency_key=IDEMPOTENCY_PREFIX + turn.message_id)
-        except TeleptyError as exc:
-            if self.emit is not None:
-                await self.emit("delivery.failed", target=target, delivery_id=None, session_id=None,
-                                request_message_id=turn.message_id, reason=exc.code, detail=exc.detail,
-                                stage=STAGE_ROUTE, attempts=0,
-                                source_type=str(Origin.BUS_AUTO_ROUTE))
-            return RouteOutcome("failed", reason=exc.code, detail=exc.detail)
-        log.info("turn_request relayed message_id=%s delivery=%s target=%s", turn.message_id, d.id, target)
-        return RouteOutcome("accepted", delivery_id=d.id, session_id=d.session_id,
-                            delivery_status=str(d.status))
 
     # -- peers and their sessions -------------------------------------------------------
 

@@ -8,6 +8,7 @@ killed a sibling session in the Node.js telepty.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,12 +20,17 @@ from telepty.errors import BadRequest, Conflict, NotFound
 from telepty.sessions.liveness import pid_alive
 from telepty.sessions.model import Session, SessionState, SessionType, validate_session_id
 from telepty.sessions.naming import default_session_id
+from telepty.sessions.panes import PANE_PID_META
 from telepty.store.sessions import SessionRepo
 
 log = logging.getLogger("telepty.sessions")
 
 Emit = Callable[..., Awaitable[int]]
-PaneProbe = Callable[[Session], Awaitable[bool]]
+# Is the session's pane alive? Its output, while watched, goes to the second argument
+# (the registry's ``touch``: a pane's output is its session's activity).
+PaneProbe = Callable[[Session, Callable[[str], None]], Awaitable[bool]]
+# The pid of the process a pane (socket, pane id) runs now, or None when it cannot be told.
+PaneOwner = Callable[[str | None, str], Awaitable[int | None]]
 ReplacedHook = Callable[[Session], Awaitable[None]]
 RenamedHook = Callable[[str, str], Awaitable[None]]  # (old id, new id)
 
@@ -60,10 +66,12 @@ class SessionRegistry:
         *,
         emit: Emit = _no_emit,
         pane_probe: PaneProbe | None = None,
+        pane_owner: PaneOwner | None = None,
     ) -> None:
         self.repo = repo
         self.emit = emit
         self.pane_probe = pane_probe
+        self.pane_owner = pane_owner
         self._sessions: dict[str, Session] = {}
         self._lock = asyncio.Lock()
         # Called when a live session is displaced by ``replace``, so its owner
@@ -106,7 +114,7 @@ class SessionRegistry:
             return SessionState.EXITED
         if s.type is SessionType.PANE:
             if self.pane_probe is not None:
-                return SessionState.RUNNING if await self.pane_probe(s) else SessionState.EXITED
+                return SessionState.RUNNING if await self.pane_probe(s, self.touch) else SessionState.EXITED
             return SessionState.RUNNING if pid_alive(s.pid) else SessionState.EXITED
         if s.pid is not None and not pid_alive(s.pid):
             return SessionState.EXITED
@@ -179,7 +187,14 @@ class SessionRegistry:
         unless it is the same owner coming back (same pid and type) or ``replace``
         is set; a replaced session is marked exited, its owner is told, and the new
         one gets the next free id under the same alias.
+
+        A pane session records which process its pane runs now (``PANE_PID_META``), so a
+        pane id reused by a restarted tmux server is never taken for the session's pane.
         """
+        if spec.tmux_pane and self.pane_owner is not None:
+            pid = await self.pane_owner(spec.tmux_socket, spec.tmux_pane)
+            if pid is not None:
+                spec = dataclasses.replace(spec, meta={**spec.meta, PANE_PID_META: pid})
         async with self._lock:
             now = utc_now()
             requested = spec.session_id or default_session_id(
@@ -409,7 +424,7 @@ class SessionRegistry:
             if s.state is SessionState.EXITED or s.type is SessionType.SPAWNED:
                 continue
             if s.type is SessionType.PANE and self.pane_probe is not None:
-                alive, reason = await self.pane_probe(s), "pane_dead"
+                alive, reason = await self.pane_probe(s, self.touch), "pane_dead"
             else:
                 alive, reason = s.pid is None or pid_alive(s.pid), "process_gone"
             if not alive:

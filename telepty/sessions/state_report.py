@@ -6,7 +6,7 @@ it in ``session info`` and ``status``. The report is the agent's word, kept besi
 the daemon reads from the screen (``explain``), never mixed into it: a report cannot
 make a busy session look idle to the delivery engine.
 
-Pure: parsing only. Applying a report to a session is ``telepty.api.session_state``.
+Pure: parsing only. Applying a report to a session is ``telepty.bus.state_reports``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from telepty.errors import BadRequest
 MAX_TEXT: Final = 2000
 MAX_SEQ: Final = 2**53  # what a JavaScript reporter can count to exactly
 DEFAULT_SOURCE: Final = "self_report"
+STATE_REPORT_META: Final = "state_report"  # where a session's last self-report is kept
 
-__all__ = ["MAX_TEXT", "parse_state_report"]
+__all__ = ["MAX_TEXT", "STATE_REPORT_META", "parse_state_report"]
 
 
 def _text(raw: Mapping[str, Any], *names: str) -> str | None:

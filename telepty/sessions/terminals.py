@@ -64,14 +64,15 @@ class SpawnSpec:
 
 
 class Terminals:
-    def __init__(self, registry: SessionRegistry, config: Config) -> None:
+    def __init__(self, registry: SessionRegistry, config: Config,
+                 identities: SessionIdentities | None = None) -> None:
         self.registry = registry
         self.config = config
         self.spawned: dict[str, SpawnedPty] = {}
         self.links: dict[str, WrapperLink] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         # Issues each spawned child its TELEPTY_SESSION_TOKEN (None: children get none).
-        self.identities: SessionIdentities | None = None
+        self.identities = identities
         registry.on_removed.append(self._let_go)
         registry.on_replaced.append(self._let_go)
         registry.on_renamed.append(self._renamed)

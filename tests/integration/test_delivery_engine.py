@@ -106,7 +106,7 @@ async def boot(path: Path, config: Config, term: Terminal, *, first: bool = Fals
     return Daemon(db, bus, registry, engine, repo)
 
 
-async def _pane_alive(_session: Session) -> bool:
+async def _pane_alive(_session: Session, _on_output: object = None) -> bool:
     return True
 
 

@@ -24,7 +24,7 @@ from telepty.delivery.readiness import (
     explain,
     require_agent,
 )
-from telepty.delivery.request import parse_inject
+from telepty.delivery.request import KeyPress, parse_inject
 from telepty.delivery.screen import read_screen
 from telepty.delivery.transport import DeliveryOutcome, StageCallback
 from telepty.errors import BadRequest
@@ -238,7 +238,7 @@ async def test_keys_go_ahead_of_a_prompt_blocked_by_a_dialog(engine_and_screen) 
 
     await wait_until(blocked, message="prompt waiting on the dialog")
     # Its next try is 30 s away; the keys must not wait behind it, and it must not wait 30 s.
-    k = await engine.submit_keys(["Down", "Enter"], target="s1", origin=Origin.CLI, idempotency_key="k1")
+    k = await engine.submit(KeyPress(("Down", "Enter")), target="s1", origin=Origin.CLI, idempotency_key="k1")
     assert k.kind is DeliveryKind.KEYS and k.keys == ["Down", "Enter"]
     done = await asyncio.wait_for(engine.wait(second.id, 5), 6)
     assert done.status is DeliveryStatus.DELIVERED
@@ -246,7 +246,8 @@ async def test_keys_go_ahead_of_a_prompt_blocked_by_a_dialog(engine_and_screen) 
     keys_rec = await engine.get(k.id)
     assert keys_rec.status is DeliveryStatus.DELIVERED and keys_rec.stage == "keys"
     assert keys_rec.to_public()["keys"] == ["Down", "Enter"] and keys_rec.to_public()["kind"] == "keys"
-    again = await engine.submit_keys(["Down", "Enter"], target="s1", origin=Origin.CLI, idempotency_key="k1")
+    again = await engine.submit(KeyPress(("Down", "Enter")), target="s1", origin=Origin.CLI,
+                                idempotency_key="k1")
     assert again.id == k.id  # idempotent: nothing sent twice
     assert [e for e in screen.log if e[0] == "keys"] == [("keys", ["Down", "Enter"])]
     sent = [f for kind, f in events if kind == "keys_sent"]
@@ -260,7 +261,7 @@ async def test_keys_wait_their_turn_behind_a_prompt_that_is_not_blocked(engine_a
     screen.dialog = False
     p = await engine.submit(parse_inject({"prompt": "first"}, max_prompt_bytes=1024), target="s1",
                             origin=Origin.API)
-    k = await engine.submit_keys(["Escape"], target="s1", origin=Origin.API)
+    k = await engine.submit(KeyPress(("Escape",)), target="s1", origin=Origin.API)
     await engine.wait(k.id, 5)
     assert (await engine.get(p.id)).status is DeliveryStatus.DELIVERED
     assert screen.log == [("prompt", "first"), ("keys", ["Escape"])]

@@ -8,14 +8,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from telepty.api.body import json_response
-from telepty.api.keys import SERVICES
+from telepty.api.keys import CONFIG, RELAY
 
 
 async def list_peers(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
-    peers = await svc.relay.peers_status()
-    return json_response({"machine_id": svc.config.machine_id, "hop_limit": svc.config.hop_limit,
-                          "peers_file": str(svc.config.peers_path), "peers": peers})
+    config = request.app[CONFIG]
+    peers = await request.app[RELAY].peers_status()
+    return json_response({"machine_id": config.machine_id, "hop_limit": config.hop_limit,
+                          "peers_file": str(config.peers_path), "peers": peers})
 
 
 def add_routes(app: web.Application) -> None:
