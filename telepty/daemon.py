@@ -22,23 +22,8 @@ import orjson
 from aiohttp import web
 
 from telepty import __version__
-from telepty.api import bus as bus_routes
-from telepty.api import deliveries as delivery_routes
-from telepty.api import fanout as fanout_routes
-from telepty.api import handoffs as handoff_routes
-from telepty.api import handoffs_v1 as handoff_v1_routes
-from telepty.api import injects as inject_audit_routes
-from telepty.api import meta as meta_routes
-from telepty.api import metrics as metrics_routes
-from telepty.api import openapi as openapi_routes
-from telepty.api import peers as peer_routes
-from telepty.api import raw_keys as raw_keys_routes
-from telepty.api import replies as reply_routes
-from telepty.api import session_state as session_state_routes
-from telepty.api import sessions as session_routes
-from telepty.api import terminals as terminal_routes
-from telepty.api import threads as thread_routes
 from telepty.api.auth import TrustPolicy, auth_middleware, ensure_token
+from telepty.api.bus import let_sockets_go, publish_site, retention_loop
 from telepty.api.errors import error_middleware
 from telepty.api.keys import (
     AUDIT,
@@ -63,6 +48,8 @@ from telepty.api.keys import (
     WEBSOCKETS,
     DaemonInfo,
 )
+from telepty.api.openapi import ROUTES
+from telepty.api.spec import install
 from telepty.bus.envelope import SESSION_STATE_REPORT
 from telepty.bus.hub import EventBus
 from telepty.bus.ingest import BusIngest
@@ -227,7 +214,7 @@ def create_app(config: Config) -> web.Application:
         background("liveness", lambda: _liveness_loop(registry, config.liveness_interval)),
         background("session-idle", lambda: session_lifecycle.run_idle(history=history)),
         background("session-health", session_lifecycle.run_health),
-        background("bus-retention", lambda: bus_routes.retention_loop(bus, config)),
+        background("bus-retention", lambda: retention_loop(bus, config)),
     ])
 
     async def close_websockets(app: web.Application) -> None:
@@ -236,23 +223,8 @@ def create_app(config: Config) -> web.Application:
                 await ws.close(code=1001, message=b"daemon stopping")
 
     app.on_shutdown.append(close_websockets)
-    app.on_shutdown.append(bus_routes.let_sockets_go)
-    meta_routes.add_routes(app)
-    session_routes.add_routes(app)
-    terminal_routes.add_routes(app)
-    fanout_routes.add_routes(app)  # before /api/sessions/{id}/inject: "multicast" is not an id
-    reply_routes.add_routes(app)
-    inject_audit_routes.add_routes(app)
-    delivery_routes.add_routes(app)
-    raw_keys_routes.add_routes(app)
-    bus_routes.add_routes(app)
-    session_state_routes.add_routes(app)
-    handoff_routes.add_routes(app)
-    handoff_v1_routes.add_routes(app)  # the Node.js CLI's /api/handoff
-    thread_routes.add_routes(app)
-    metrics_routes.add_routes(app)
-    peer_routes.add_routes(app)
-    openapi_routes.add_routes(app)  # GET /api/openapi.json describes every route above
+    app.on_shutdown.append(let_sockets_go)
+    install(app, ROUTES)  # and GET /api/openapi.json describes every one of them
     return app
 
 
@@ -316,7 +288,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     info = app[INFO]
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = bus_routes.publish_site(runner, config.host, config.port)
+    site = publish_site(runner, config.host, config.port)
     try:
         await site.start()
     except OSError as exc:

@@ -25,6 +25,7 @@ from aiohttp import WSMsgType, web
 from telepty.api.body import MAX_BODY, json_object, json_response, query_int
 from telepty.api.bus_fast import FastPublish, FastPublishSite
 from telepty.api.keys import BUS, BUS_INGEST, BUS_SOCKETS, CONFIG, TRUST
+from telepty.api.spec import Route, integer, limit, ok, query, ref, string
 from telepty.bus.envelope import KIND_RE
 from telepty.bus.hub import BUS_CLOSED, SUBSCRIBER_OVERFLOW, EventBus, Subscription
 from telepty.bus.ingest import BusIngest
@@ -51,10 +52,11 @@ def parse_kinds(request: web.Request) -> tuple[str, ...]:
     raw = request.query.get("kinds", "")
     kinds = tuple(dict.fromkeys(k.strip() for k in raw.split(",") if k.strip()))
     if len(kinds) > MAX_KINDS:
-        raise BadRequest("invalid_query", f"kinds lists at most {MAX_KINDS} kinds")
+        raise BadRequest(ErrorCode.INVALID_QUERY, f"kinds lists at most {MAX_KINDS} kinds")
     bad = [k for k in kinds if not KIND_RE.match(k)]
     if bad:
-        raise BadRequest("invalid_query", f"kinds has invalid kind names: {', '.join(map(repr, bad))}")
+        raise BadRequest(ErrorCode.INVALID_QUERY,
+                         f"kinds has invalid kind names: {', '.join(map(repr, bad))}")
     return kinds
 
 
@@ -65,9 +67,10 @@ def parse_since(request: web.Request) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest("invalid_query", f"since must be a seq (an integer >= 0), got {raw!r}") from None
+        raise BadRequest(ErrorCode.INVALID_QUERY,
+                         f"since must be a seq (an integer >= 0), got {raw!r}") from None
     if not 0 <= value <= MAX_SEQ:
-        raise BadRequest("invalid_query", f"since must be a seq from 0 to {MAX_SEQ}, got {value}")
+        raise BadRequest(ErrorCode.INVALID_QUERY, f"since must be a seq from 0 to {MAX_SEQ}, got {value}")
     return value
 
 
@@ -304,10 +307,25 @@ async def let_sockets_go(app: web.Application) -> None:
         sub.drop(BUS_CLOSED)  # sockets that never attached (publish-only) too
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/bus/publish", publish)
-    app.router.add_get("/api/bus/events", list_events)
-    app.router.add_get("/api/bus", bus_socket)
+SINCE = query("since", integer(0, MAX_SEQ), "the last seq already seen")
+KINDS = query("kinds", string(), f"comma-separated kinds to keep (at most {MAX_KINDS})")
+
+ROUTES = (
+    # The body is read by the envelope's own validator (telepty.bus.envelope), the one the
+    # fast path uses too; the document describes it as BusEvent (telepty.api.answers).
+    Route("POST", "/api/bus/publish", publish, "publishEvent",
+          "Publish an event; a turn_request is routed into its target session", "bus",
+          body=ref("BusEvent"), ok={202: ok("BusReceipt", "logged (and routed)")},
+          errors={400: "invalid_event / missing_field / invalid_field / invalid_kind / reserved_kind / "
+                       "conflicting_kind / invalid_target",
+                  413: "too_large: the turn_request prompt is over the limit"}),
+    Route("GET", "/api/bus/events", list_events, "listEvents", "Page through the durable event log", "bus",
+          params=(SINCE, limit(100, 1000), KINDS), ok={200: ok("BusPage")}, errors={400: "invalid_query"}),
+    Route("GET", "/api/bus", bus_socket, "busSocket",
+          "WebSocket: replay from since, then every live event; frames sent are published", "bus",
+          params=(SINCE, KINDS, query("receive", string(), "0, false or no: publish only")), websocket=True,
+          errors={400: "invalid_query"}),
+)
 
 
 def publish_site(runner: web.AppRunner, host: str, port: int) -> web.TCPSite:

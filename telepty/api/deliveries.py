@@ -12,14 +12,32 @@ from typing import Any
 
 from aiohttp import web
 
-from telepty.api.body import json_object, json_response, opt, query_int
+from telepty.api.body import json_object, json_response, query_int
 from telepty.api.keys import CONFIG, DELIVERIES, INTAKE
+from telepty.api.models import PressEnter, read
 from telepty.api.node_dialect import speaks_node
+from telepty.api.spec import (
+    COMPAT,
+    HOP,
+    IDEMPOTENCY,
+    ORIGIN_QUERY,
+    SESSION_TOKEN,
+    Route,
+    answer,
+    enum,
+    limit,
+    listing,
+    ok,
+    path_id,
+    query,
+    ref,
+    string,
+)
 from telepty.api.submission import hop_of, key_of, origin_of, token_of
 from telepty.delivery.engine import DeliveryEngine
 from telepty.delivery.intake import Submission
 from telepty.delivery.model import Delivery, DeliveryStatus
-from telepty.delivery.request import KeyPress, parse_inject
+from telepty.delivery.request import InjectBody, KeyPress
 from telepty.errors import BadRequest, ErrorCode
 
 ENTER_WAIT_S = 15.0  # how long an Enter asked for by a Node.js client is waited for
@@ -70,7 +88,7 @@ async def inject(request: web.Request) -> web.Response:
     if speaks_node(request) and body.get("prompt") == "" and body.get("no_enter") is not True:
         # The Node.js CLI's `enter`: an empty prompt meant "press Enter" to its daemon.
         return await press_enter(request, request.match_info["id"])
-    req = parse_inject(body, max_prompt_bytes=request.app[CONFIG].max_prompt_bytes)
+    req = InjectBody.parse(body).request(max_prompt_bytes=request.app[CONFIG].max_prompt_bytes)
     accepted = await request.app[INTAKE].accept(Submission(
         target=request.match_info["id"], origin=origin_of(request), request=req,
         idempotency_key=key_of(request), sender_token=token_of(request), hop=hop_of(request),
@@ -122,11 +140,7 @@ async def submit(request: web.Request) -> web.Response:
     """``POST /api/sessions/{id}/submit``: the Node.js CLI's Enter (see ``press_enter``).
     Its ``pre_delay_ms``, ``retries`` and ``retry_delay_ms`` are checked and not used:
     the queue orders the Enter after the paste, and it is pressed once."""
-    body = await json_object(request)
-    for name in ("pre_delay_ms", "retries", "retry_delay_ms"):
-        value = opt(body, name, (int, float))
-        if value is not None and not 0 <= value <= 60_000:
-            raise BadRequest(ErrorCode.INVALID_FIELD, f"{name} must be a number from 0 to 60000")
+    await read(request, PressEnter)
     return await press_enter(request, request.match_info["id"])
 
 
@@ -157,9 +171,46 @@ async def cancel_delivery(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/sessions/{id}/inject", inject)
-    app.router.add_post("/api/sessions/{id}/submit", submit)
-    app.router.add_get("/api/deliveries", list_deliveries)
-    app.router.add_get("/api/deliveries/{id}", get_delivery)
-    app.router.add_delete("/api/deliveries/{id}", cancel_delivery)
+# What the routes that create deliveries share in the API document.
+INJECT_ERRORS = {
+    400: "missing_field / invalid_field / invalid_prompt / invalid_header / invalid_origin / invalid_target",
+    403: "sender_spoofed / invalid_session_token (strict mode)",
+    404: "session_not_found / unknown_peer",
+    413: "too_large: the prompt (with its reply footer) is over the limit",
+    503: "tmux_unavailable: the session's pane needs tmux, which is missing",
+}
+# 202 at once, or with wait: true the final record (200 delivered; 409 cancelled,
+# 422 failed, 503 tmux_unavailable).
+DELIVERY_ANSWERS = {
+    200: ok("Delivery", "wait: true and the delivery was delivered"),
+    202: ok("DeliveryAck", "accepted and stored; delivery continues in the background"),
+    409: answer({"anyOf": [ref("Error"), ref("DeliveryFailure")]}, "cancelled while waiting; or a conflict"),
+    422: answer(ref("DeliveryFailure"), "wait: true and the delivery failed (reason in error)"),
+    503: answer({"anyOf": [ref("Error"), ref("DeliveryFailure")]}, INJECT_ERRORS[503]),
+}
+TARGET = path_id(description="a session id or alias; id@host relays to a peer")
+DELIVERY_ID = path_id(description="a delivery id")
+
+ROUTES = (
+    Route("POST", "/api/sessions/{id}/inject", inject, "inject", "Deliver a prompt into a session's terminal",
+          "deliveries", params=(TARGET, IDEMPOTENCY, SESSION_TOKEN, HOP, ORIGIN_QUERY, COMPAT),
+          body=InjectBody, ok=DELIVERY_ANSWERS,
+          errors={**INJECT_ERRORS, 508: "hop_limit: relaying again would pass TELEPTY_HOP_LIMIT"}),
+    Route("POST", "/api/sessions/{id}/submit", submit, "submit",
+          "Press Enter in a session: a keys delivery, waited for up to 15 s (the Node.js CLI's enter, "
+          "send-key enter and inject --submit)", "deliveries",
+          params=(TARGET, IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY), body=PressEnter, body_required=False,
+          ok=DELIVERY_ANSWERS, errors={400: "invalid_field / invalid_header / invalid_origin",
+                                       404: "session_not_found", 503: INJECT_ERRORS[503]}),
+    Route("GET", "/api/deliveries", list_deliveries, "listDeliveries", "Recent deliveries, newest first",
+          "deliveries", params=(query("session", string(), "only this session id"),
+                                query("status", enum(DeliveryStatus), "only this status"), limit(50, 1000)),
+          ok={200: listing("Delivery")}, errors={400: "invalid_query"}),
+    Route("GET", "/api/deliveries/{id}", get_delivery, "getDelivery", "One delivery record", "deliveries",
+          params=(DELIVERY_ID, query("prompt", string(), "1 or true: include the prompt text")),
+          ok={200: ok("Delivery")}, errors={404: "delivery_not_found"}),
+    Route("DELETE", "/api/deliveries/{id}", cancel_delivery, "cancelDelivery",
+          "Cancel a delivery that has not been written yet, or end the hold a failed one put on its session",
+          "deliveries", params=(DELIVERY_ID,), ok={200: ok("Delivery", "cancelled")},
+          errors={404: "delivery_not_found", 409: "not_cancellable: already final or writing"}),
+)

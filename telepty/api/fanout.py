@@ -22,36 +22,23 @@ from typing import Any
 
 from aiohttp import web
 
-from telepty.api.body import json_object, json_response, opt
+from telepty.api.body import json_response
+from telepty.api.deliveries import INJECT_ERRORS
 from telepty.api.keys import CONFIG, DELIVERIES, INTAKE, REGISTRY
+from telepty.api.models import Broadcast, Multicast, read
 from telepty.api.node_dialect import node_fanout_results, speaks_node
+from telepty.api.spec import COMPAT, IDEMPOTENCY, ORIGIN_QUERY, SESSION_TOKEN, Route, ok
 from telepty.api.submission import key_of, origin_of, token_of
 from telepty.delivery.intake import FanoutBatch, Sender, Submission, checked_key
 from telepty.delivery.model import Delivery, DeliveryStatus
-from telepty.delivery.request import InjectRequest, parse_inject
+from telepty.delivery.request import InjectBody, InjectRequest
 from telepty.errors import BadRequest, ErrorCode, NotFound, TeleptyError
-from telepty.sessions.model import SESSION_ID_RE, Session, SessionState
+from telepty.sessions.model import Session, SessionState
 
 
 def _too_large(n: int, cap: int, what: str) -> BadRequest:
     return BadRequest(ErrorCode.FANOUT_TOO_LARGE, f"{what} would reach {n} sessions; the limit is {cap} "
                       "(TELEPTY_FANOUT_MAX); narrow the targets or raise the limit")
-
-
-def _string_list(body: dict[str, Any], name: str, *, required: bool) -> list[str]:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(ErrorCode.MISSING_FIELD,
-                             f"{name} is required: an array of session ids or aliases")
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadRequest(ErrorCode.INVALID_FIELD, f"{name} must be an array of strings")
-    for v in value:
-        if not SESSION_ID_RE.match(v):
-            raise BadRequest(ErrorCode.INVALID_FIELD, f"{name} entries must be session ids or aliases "
-                             f"(1-64 characters A-Z a-z 0-9 . _ -), got {v!r}")
-    return value
 
 
 async def _deliver_all(
@@ -124,20 +111,19 @@ async def _deliver_all(
     return json_response(out, status=202)
 
 
-async def _parse(request: web.Request) -> tuple[dict[str, Any], InjectRequest, Sender]:
-    body = await json_object(request)
-    req = parse_inject(body, max_prompt_bytes=request.app[CONFIG].max_prompt_bytes)
+def _prompt(request: web.Request, body: InjectBody) -> tuple[InjectRequest, Sender]:
+    """The prompt with its footer, and who sends it: checked once for every target."""
+    req = body.request(max_prompt_bytes=request.app[CONFIG].max_prompt_bytes)
     intake = request.app[INTAKE]
     sender = intake.sender(token_of(request))
-    return body, intake.with_footer(req, sender.verified), sender
+    return intake.with_footer(req, sender.verified), sender
 
 
 async def multicast(request: web.Request) -> web.Response:
     registry, intake = request.app[REGISTRY], request.app[INTAKE]
-    body, req, sender = await _parse(request)
-    names = _string_list(body, "session_ids", required=True)
-    if not names:
-        raise BadRequest(ErrorCode.MISSING_FIELD, "session_ids must name at least one session")
+    body = await read(request, Multicast)
+    req, sender = _prompt(request, body)
+    names = body.session_ids
     cap = request.app[CONFIG].fanout_max
     if len(set(names)) > cap:
         raise _too_large(len(set(names)), cap, "this multicast")
@@ -163,13 +149,10 @@ async def multicast(request: web.Request) -> web.Response:
 
 async def broadcast(request: web.Request) -> web.Response:
     registry, intake = request.app[REGISTRY], request.app[INTAKE]
-    body, req, sender = await _parse(request)
-    agent = opt(body, "agent", str)
-    project = opt(body, "project", str)
-    kind = opt(body, "type", str)
-    if kind is not None and kind not in {"spawned", "wrapped", "pane"}:
-        raise BadRequest(ErrorCode.INVALID_FIELD, "type must be spawned, wrapped or pane")
-    exclude_names = _string_list(body, "exclude", required=False)
+    body = await read(request, Broadcast)
+    req, sender = _prompt(request, body)
+    agent, project, kind = body.agent, body.project, body.type
+    exclude_names = body.exclude or []
     # The sender never hears its own broadcast: the verified session, and the session a
     # ``from`` names when no token says otherwise.
     own: set[str] = set()
@@ -200,6 +183,20 @@ async def broadcast(request: web.Request) -> web.Response:
     return await _deliver_all(request, req, targets, sender, via="broadcast", excluded=excluded)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/sessions/multicast/inject", multicast)
-    app.router.add_post("/api/sessions/broadcast/inject", broadcast)
+FANOUT_ANSWERS = {
+    200: ok("Fanout", "wait: true and every delivery was delivered"),
+    202: ok("Fanout", "accepted: one delivery per target"),
+    422: ok("Fanout", "some deliveries failed (error: fanout_failed)"),
+}
+FANOUT_ERRORS = {**INJECT_ERRORS, 400: INJECT_ERRORS[400] + " / fanout_too_large"}
+
+ROUTES = (
+    Route("POST", "/api/sessions/multicast/inject", multicast, "multicast",
+          "Deliver one prompt to each listed session", "deliveries",
+          params=(IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY, COMPAT), body=Multicast, ok=FANOUT_ANSWERS,
+          errors={**FANOUT_ERRORS, 404: "session_not_found"}),
+    Route("POST", "/api/sessions/broadcast/inject", broadcast, "broadcast",
+          "Deliver one prompt to every live session but the sender", "deliveries",
+          params=(IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY, COMPAT), body=Broadcast, ok=FANOUT_ANSWERS,
+          errors={k: v for k, v in FANOUT_ERRORS.items() if k != 503} | {404: "no_targets"}),
+)

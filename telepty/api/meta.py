@@ -10,6 +10,7 @@ from telepty import __version__
 from telepty.api.body import json_response
 from telepty.api.keys import CONFIG, INFO
 from telepty.api.node_dialect import NODE_CAPABILITIES, NODE_PROTOCOL_VERSION, speaks_node
+from telepty.api.spec import COMPAT, Route, ok
 
 CAPABILITIES = (
     "sessions",
@@ -72,6 +73,9 @@ async def meta(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/health", health)
-    app.router.add_get("/api/meta", meta)
+ROUTES = (
+    Route("GET", "/api/health", health, "health", "Liveness; the one route that needs no credentials", "meta",
+          public=True, ok={200: ok("Health")}),
+    Route("GET", "/api/meta", meta, "meta", "Who this daemon is", "meta", params=(COMPAT,),
+          ok={200: ok("Meta")}),
+)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from telepty import __version__
 from telepty.api.keys import BUS, METRICS, REGISTRY, STATS
+from telepty.api.spec import Route, string
 from telepty.delivery.model import DeliveryStatus
 from telepty.metrics import CONTENT_TYPE, Family, gauge_by, render
 from telepty.sessions.model import SessionState
@@ -74,5 +75,8 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/metrics", metrics)
+ROUTES = (
+    Route("GET", "/metrics", metrics, "metrics", "Prometheus metrics", "meta",
+          ok={200: {"description": "Prometheus text exposition",
+                    "content": {"text/plain": {"schema": string()}}}}),
+)

@@ -28,7 +28,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from telepty.api.keys import CONFIG, IDENTITIES, REGISTRY, TERMINALS, WEBSOCKETS
-from telepty.errors import Conflict, NotFound
+from telepty.errors import Conflict, ErrorCode, NotFound
 from telepty.pty.spawned import PtyClosedError
 from telepty.sessions.model import SessionState, SessionType, validate_session_id
 from telepty.sessions.node_wrapper_link import NodeWrapperLink
@@ -48,23 +48,23 @@ async def node_socket(request: web.Request) -> web.StreamResponse:
     if request.query.get("owner") == "1":
         session = registry.get(name)
         if session is None:
-            raise NotFound("session_not_found", f"no session with id {name!r}; register it first "
+            raise NotFound(ErrorCode.SESSION_NOT_FOUND, f"no session with id {name!r}; register it first "
                            "(POST /api/sessions/register)")
         if session.type is not SessionType.WRAPPED or session.state is SessionState.EXITED:
-            raise Conflict("not_wrappable", f"session {name!r} is a {session.state} {session.type} "
+            raise Conflict(ErrorCode.NOT_WRAPPABLE, f"session {name!r} is a {session.state} {session.type} "
                            "session; only a registered wrapped session takes a wrapper")
         if name in terminals.links:
-            raise Conflict("wrapper_connected", f"session {name!r} already has a connected wrapper")
+            raise Conflict(ErrorCode.WRAPPER_CONNECTED, f"session {name!r} already has a connected wrapper")
         return await _serve_wrapper(request, name)
     session = registry.resolve(name)
     if session.type is SessionType.SPAWNED:
         if session.id not in terminals.spawned:
-            raise Conflict("session_exited", f"session {session.id!r} has exited")
+            raise Conflict(ErrorCode.SESSION_EXITED, f"session {session.id!r} has exited")
     elif session.type is SessionType.WRAPPED:
         if session.id not in terminals.links:
-            raise Conflict("session_disconnected", f"the wrapper of {session.id!r} is not connected")
+            raise Conflict(ErrorCode.SESSION_DISCONNECTED, f"the wrapper of {session.id!r} is not connected")
     else:
-        raise Conflict("not_attachable", f"session {session.id!r} is a {session.type} session; "
+        raise Conflict(ErrorCode.NOT_ATTACHABLE, f"session {session.id!r} is a {session.type} session; "
                        "attach to its tmux pane with tmux")
     return await _serve_viewer(request, session.id)
 

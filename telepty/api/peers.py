@@ -9,6 +9,7 @@ from aiohttp import web
 
 from telepty.api.body import json_response
 from telepty.api.keys import CONFIG, RELAY
+from telepty.api.spec import Route, answer, array, integer, obj, string
 
 
 async def list_peers(request: web.Request) -> web.Response:
@@ -18,5 +19,10 @@ async def list_peers(request: web.Request) -> web.Response:
                           "peers_file": str(config.peers_path), "peers": peers})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/peers", list_peers)
+ROUTES = (
+    Route("GET", "/api/peers", list_peers, "listPeers",
+          "Peers from peers.json, with reachability (never their tokens)", "meta",
+          ok={200: answer(obj({"machine_id": string(), "hop_limit": integer(), "peers_file": string(),
+                               "peers": array({"type": "object"})},
+                              ("machine_id", "hop_limit", "peers_file", "peers")), "OK")}),
+)

@@ -12,41 +12,46 @@ from typing import Any
 
 from aiohttp import web
 
-from telepty.api.body import json_object, json_response, query_int
-from telepty.api.deliveries import delivery_answer
+from telepty.api.body import json_response, query_int
+from telepty.api.deliveries import DELIVERY_ANSWERS, INJECT_ERRORS, TARGET, delivery_answer
 from telepty.api.keys import CONFIG, DELIVERIES, INTAKE, REGISTRY
+from telepty.api.models import Keys, read
+from telepty.api.spec import (
+    IDEMPOTENCY,
+    ORIGIN_QUERY,
+    SESSION_TOKEN,
+    Route,
+    answer,
+    array,
+    enum,
+    integer,
+    obj,
+    path_id,
+    query,
+)
 from telepty.api.submission import key_of, origin_of, token_of
 from telepty.config import Config
 from telepty.delivery.engine import DeliveryEngine
 from telepty.delivery.intake import Submission
-from telepty.delivery.keys import parse_keys
 from telepty.delivery.model import DeliveryError
-from telepty.delivery.request import KeyPress, _bool, _quiet_ms, _timeout
-from telepty.errors import BadRequest, Conflict, ErrorCode
-from telepty.sessions.model import Session
-
-_KEYS_FIELDS = {"keys", "force", "quiet_ms", "wait", "timeout"}
+from telepty.delivery.request import KeyPress
+from telepty.errors import Conflict, ErrorCode
+from telepty.sessions.model import Session, SessionState
 
 
 async def send_keys(request: web.Request) -> web.Response:
-    body = await json_object(request)
-    unknown = sorted(set(body) - _KEYS_FIELDS)
-    if unknown:
-        raise BadRequest(ErrorCode.INVALID_FIELD, f"unknown field(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(_KEYS_FIELDS))}")
-    keys = parse_keys(body.get("keys"))
-    force, wait = _bool(body, "force"), _bool(body, "wait")
-    quiet_ms, timeout = _quiet_ms(body), _timeout(body)
+    body = await read(request, Keys)
     # The sender is recorded: who pressed keys in someone's session.
     accepted = await request.app[INTAKE].accept(Submission(
         target=request.match_info["id"], origin=origin_of(request),
-        keys=KeyPress(tuple(keys), force, quiet_ms),
+        keys=KeyPress(tuple(body.keys), bool(body.force), body.quiet_ms),
         idempotency_key=key_of(request), sender_token=token_of(request),
     ))
     delivery = accepted.delivery
     ack = {"delivery_id": delivery.id, "status": str(delivery.status),
            "session_id": delivery.session_id, "kind": str(delivery.kind)}
-    return await delivery_answer(request, delivery, wait=wait, wait_s=timeout, accepted=ack)
+    return await delivery_answer(request, delivery, wait=bool(body.wait), wait_s=float(body.timeout or 0),
+                                 accepted=ack)
 
 
 async def explain_session(
@@ -80,6 +85,19 @@ async def explain(request: web.Request) -> web.Response:
     return json_response(out)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/sessions/{id}/keys", send_keys)
-    app.router.add_get("/api/sessions/{id}/explain", explain)
+SID = path_id()
+
+ROUTES = (
+    Route("POST", "/api/sessions/{id}/keys", send_keys, "sendKeys",
+          "Type raw keys (tmux key names or text) into a session, unbracketed", "deliveries",
+          params=(TARGET, IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY), body=Keys, ok=DELIVERY_ANSWERS,
+          errors={400: "invalid_keys / invalid_field / invalid_header / invalid_origin",
+                  404: "session_not_found", 503: INJECT_ERRORS[503]}),
+    Route("GET", "/api/sessions/{id}/explain", explain, "explainSession",
+          "What the daemon sees on the screen and why it counts it idle or busy", "sessions",
+          params=(SID, query("lines", integer(1, 1000, default=20), "screen lines to show")),
+          ok={200: answer(obj({"session_state": enum(SessionState), "pending": array({"type": "object"})},
+                              ("session_state", "pending")), "the transport's view (fields vary)")},
+          errors={400: "invalid_query", 404: "session_not_found",
+                  409: "no_screen, or the transport's reason (pane_dead, session_disconnected, …)"}),
+)

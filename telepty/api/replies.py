@@ -12,18 +12,17 @@ A session without a token (a registered tmux pane) can still reply by naming its
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from telepty.api.body import json_object, json_response, opt
-from telepty.api.deliveries import delivery_answer
+from telepty.api.body import json_response
+from telepty.api.deliveries import DELIVERY_ANSWERS, INJECT_ERRORS, delivery_answer
 from telepty.api.keys import CONFIG, IDENTITIES, INTAKE, REGISTRY
+from telepty.api.models import Reply, read
+from telepty.api.spec import IDEMPOTENCY, ORIGIN_QUERY, SESSION_TOKEN, Route, answer, enum, obj, ok, string
 from telepty.api.submission import key_of, origin_of, token_of
 from telepty.delivery.intake import Submission
-from telepty.delivery.request import parse_inject
+from telepty.delivery.model import DeliveryStatus
 from telepty.errors import BadRequest, ErrorCode, NotFound
-from telepty.sessions.model import validate_session_id
 
 
 async def identity(request: web.Request) -> web.Response:
@@ -47,14 +46,9 @@ async def identity(request: web.Request) -> web.Response:
 
 async def reply(request: web.Request) -> web.Response:
     registry, intake = request.app[REGISTRY], request.app[INTAKE]
-    body = await json_object(request)
-    if body.get("from") is not None:
-        raise BadRequest(ErrorCode.INVALID_FIELD,
-                         "a reply is always from the replying session; do not set from")
+    body = await read(request, Reply)
     sender = intake.sender(token_of(request))
-    claimed = opt(body, "session_id", str)
-    if claimed is not None:
-        validate_session_id(claimed)
+    claimed = body.session_id
     if sender.verified is not None and claimed is not None:
         named = registry.find_live(claimed)
         if named is None or named.id != sender.verified:
@@ -71,11 +65,9 @@ async def reply(request: web.Request) -> web.Response:
     if last is None:
         raise NotFound(ErrorCode.NOTHING_TO_REPLY_TO, f"session {me!r} has not received a prompt with a "
                        "reply_to yet, so there is no one to reply to; use telepty inject TARGET instead")
-    fields: dict[str, Any] = {k: v for k, v in body.items() if k != "session_id"}
-    fields["from"] = me
-    if fields.get("thread_id") is None and last.thread_id is not None:
-        fields["thread_id"] = last.thread_id
-    req = parse_inject(fields, max_prompt_bytes=request.app[CONFIG].max_prompt_bytes)
+    if body.thread_id is None and last.thread_id is not None:
+        body = body.model_copy(update={"thread_id": last.thread_id})  # the conversation goes on
+    req = body.request(max_prompt_bytes=request.app[CONFIG].max_prompt_bytes, sender=me)
     accepted = await intake.accept(Submission(
         target=last.reply_to, origin=origin_of(request), request=req, idempotency_key=key_of(request),
         sender_token=token_of(request), via="reply",
@@ -88,6 +80,17 @@ async def reply(request: web.Request) -> web.Response:
                                  extra=extra, warnings=accepted.warnings)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/identity", identity)
-    app.router.add_post("/api/reply", reply)
+ROUTES = (
+    Route("GET", "/api/identity", identity, "whoami", "Which session the presented session token belongs to",
+          "deliveries", params=(SESSION_TOKEN,), ok={200: ok("Identity")},
+          errors={400: "no_session_identity", 403: "invalid_session_token (strict mode)",
+                  404: "session_not_found"}),
+    Route("POST", "/api/reply", reply, "reply", "Answer the last prompt the calling session received",
+          "deliveries", params=(IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY), body=Reply,
+          ok={**DELIVERY_ANSWERS, 202: answer(obj(
+              {"delivery_id": string(), "status": enum(DeliveryStatus), "session_id": string(),
+               "in_reply_to": string(), "reply_to": string()},
+              ("delivery_id", "status", "session_id", "in_reply_to", "reply_to")), "accepted")},
+          errors={**INJECT_ERRORS, 400: INJECT_ERRORS[400] + " / no_session_identity / session_mismatch",
+                  404: "nothing_to_reply_to / session_not_found"}),
+)

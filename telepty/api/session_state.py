@@ -15,15 +15,17 @@ from typing import Any
 
 from aiohttp import web
 
-from telepty.api.body import json_object, json_response, opt
+from telepty.api.body import json_response
 from telepty.api.keys import BUS_INGEST, CONFIG, DELIVERIES, PROFILES, REGISTRY
+from telepty.api.models import StateReport, read
 from telepty.api.node_dialect import auto_state, semantic_of
 from telepty.api.raw_keys import explain_session
+from telepty.api.spec import NSTR, Route, answer, boolean, enum, integer, nullable, obj, path_id, string
 from telepty.bus.envelope import SESSION_STATE_REPORT
 from telepty.bus.state_reports import REPORT_FIELDS
 from telepty.delivery.screen import read_screen
 from telepty.errors import TeleptyError
-from telepty.sessions.model import Session
+from telepty.sessions.model import Session, SessionState
 from telepty.sessions.state_report import STATE_REPORT_META
 
 SCREEN_LINES = 40
@@ -57,11 +59,11 @@ async def get_state(request: web.Request) -> web.Response:
 
 async def post_state(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
-    body = await json_object(request)
+    body = (await read(request, StateReport)).model_dump(exclude_none=True)
     session = registry.resolve(request.match_info["id"])
-    source = opt(body, "source", str)  # the reporter; also the event's source
+    source = body.get("source")  # the reporter; also the event's source
     event = {
-        **{k: body[k] for k in REPORT_FIELDS if k in body and body[k] is not None},
+        **{k: body[k] for k in REPORT_FIELDS if k in body},
         "kind": SESSION_STATE_REPORT,
         "source": source if source and source.strip() else "self_report",
         "target": session.id,
@@ -78,6 +80,24 @@ async def post_state(request: web.Request) -> web.Response:
     })
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/sessions/{id}/state", get_state)
-    app.router.add_post("/api/sessions/{id}/state", post_state)
+SID = path_id()
+
+ROUTES = (
+    Route("GET", "/api/sessions/{id}/state", get_state, "getSessionState",
+          "What the session is doing, in the Node.js CLI's terms (status)", "sessions", params=(SID,),
+          ok={200: answer(obj({
+              "session_id": string(), "state": enum(SessionState),
+              "auto": obj({"state": string(), "confidence": {"type": "number"}, "detail": {"type": "object"}},
+                          ("state", "confidence", "detail")),
+              "self_report": nullable({"type": "object"}), "last_state_report_at": NSTR,
+          }, ("session_id", "auto", "self_report")), "what the screen shows, and what it reported")},
+          errors={404: "session_not_found"}),
+    Route("POST", "/api/sessions/{id}/state", post_state, "reportSessionState",
+          "The session says what it is doing (the Node.js CLI's status-report; published as a "
+          "session_state_report event)", "sessions", params=(SID,), body=StateReport,
+          ok={200: answer(obj({"success": boolean(const=True), "session_id": string(),
+                               "semantic": nullable({"type": "object"}), "seq": integer(),
+                               "message_id": string()}, ("success", "session_id", "seq")),
+                          "logged and applied")},
+          errors={400: "missing_field / invalid_field", 404: "session_not_found"}),
+)

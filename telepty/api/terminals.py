@@ -12,15 +12,16 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from telepty.api.body import json_object, json_response, opt, query_int, req
+from telepty.api.body import json_response, query_int
 from telepty.api.keys import BUS, CONFIG, IDENTITIES, PROFILES, REGISTRY, TERMINALS, TMUX, WEBSOCKETS
+from telepty.api.models import SpawnSession, read
 from telepty.api.sessions import parse_register, public_session, require_profile
+from telepty.api.spec import Route, answer, enum, integer, obj, ok, path_id, query, string
 from telepty.delivery.transports_stream import dims, stream_view
-from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
+from telepty.errors import BadRequest, Conflict, ErrorCode, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
-from telepty.sessions.agents import validate_agent_name
 from telepty.sessions.identity import is_token_hash
-from telepty.sessions.model import SessionState, SessionType, validate_session_id
+from telepty.sessions.model import SessionState, SessionType
 from telepty.sessions.registry import RegisterSpec
 from telepty.sessions.terminals import SpawnSpec
 from telepty.sessions.wrapper_link import WrapperLink
@@ -33,39 +34,19 @@ HEARTBEAT_S = 15.0
 # -- spawn ----------------------------------------------------------------------
 
 
-def _dims(data: dict[str, Any]) -> tuple[int, int]:
-    cols = opt(data, "cols", int, 120)
-    rows = opt(data, "rows", int, 40)
-    if not (1 <= cols <= 1000 and 1 <= rows <= 1000):
-        raise BadRequest("invalid_field", "cols and rows must be between 1 and 1000")
-    return cols, rows
-
-
 async def spawn(request: web.Request) -> web.Response:
-    data = await json_object(request)
-    session_id = data.get("session_id")
-    if session_id is not None:
-        validate_session_id(session_id)
-    command = req(data, "command", str)
-    args = opt(data, "args", list)
-    if args is not None and not all(isinstance(a, str) for a in args):
-        raise BadRequest("invalid_field", "args must be an array of strings")
-    env = opt(data, "env", dict, {})
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise BadRequest("invalid_field", "env must map strings to strings")
-    agent = opt(data, "agent", str)
-    if agent is not None:
-        validate_agent_name(agent)
-        require_profile(request.app[PROFILES], agent)
-    cols, rows = _dims(data)
-    cwd = opt(data, "cwd", str) or os.path.expanduser("~")
+    body = await read(request, SpawnSession)
+    if body.agent is not None:
+        require_profile(request.app[PROFILES], body.agent)
+    cwd = body.cwd or os.path.expanduser("~")
     spec = SpawnSpec.from_command(
-        command, args, cwd=cwd, session_id=session_id, env=env, cols=cols, rows=rows, agent=agent
+        body.command, body.args, cwd=cwd, session_id=body.session_id, env=dict(body.env or {}),
+        cols=body.cols or 120, rows=body.rows or 40, agent=body.agent,
     )
     session = await request.app[TERMINALS].spawn(spec)
-    body = public_session(request, session)
-    body["session_id"] = session.id  # what the Node.js CLI's spawn reads (then attaches to)
-    return json_response(body, status=201)
+    out = public_session(request, session)
+    out["session_id"] = session.id  # what the Node.js CLI's spawn reads (then attaches to)
+    return json_response(out, status=201)
 
 
 # -- attach (spawned) -------------------------------------------------------------
@@ -78,9 +59,9 @@ async def attach(request: web.Request) -> web.StreamResponse:
     pty = request.app[TERMINALS].spawned.get(session.id)
     if pty is None:
         if session.type is not SessionType.SPAWNED:
-            raise BadRequest("not_attachable", f"session {session.id!r} is {session.type}; "
+            raise BadRequest(ErrorCode.NOT_ATTACHABLE, f"session {session.id!r} is {session.type}; "
                              "only spawned sessions can be attached")
-        raise Conflict("session_exited", f"session {session.id!r} has exited")
+        raise Conflict(ErrorCode.SESSION_EXITED, f"session {session.id!r} has exited")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=4 * 1024 * 1024)
     await ws.prepare(request)
     sockets.add(ws)
@@ -164,18 +145,18 @@ async def _serve_wrapper(app: web.Application, ws: web.WebSocketResponse) -> web
         return ws
     try:
         if first.type is not WSMsgType.TEXT:
-            raise BadRequest("invalid_hello", "the first frame must be a JSON hello")
+            raise BadRequest(ErrorCode.INVALID_HELLO, "the first frame must be a JSON hello")
         try:
             hello = orjson.loads(first.data)
         except orjson.JSONDecodeError:
-            raise BadRequest("invalid_hello", "hello is not valid JSON") from None
+            raise BadRequest(ErrorCode.INVALID_HELLO, "hello is not valid JSON") from None
         if not isinstance(hello, dict) or hello.get("type") != "hello":
-            raise BadRequest("invalid_hello", "the first frame must be {\"type\": \"hello\", ...}")
+            raise BadRequest(ErrorCode.INVALID_HELLO, "the first frame must be {\"type\": \"hello\", ...}")
         spec, replace = _register_spec(hello)
         require_profile(app[PROFILES], spec.agent)
         token_hash = hello.get("session_token_sha256")
         if token_hash is not None and not is_token_hash(token_hash):
-            raise BadRequest("invalid_hello", "session_token_sha256 must be 64 lower-case hex digits")
+            raise BadRequest(ErrorCode.INVALID_HELLO, "session_token_sha256 must be 64 lower-case hex digits")
         session = await registry.register(spec, replace=replace)
         if token_hash is not None:
             # Every (re)connect: the child's token is the identity, whatever the id.
@@ -259,15 +240,35 @@ async def screen(request: web.Request) -> web.Response:
     if text is None:
         scrollback = request.app[TERMINALS].scrollback_of(session.id)
         if scrollback is None:
-            raise NotFound("no_screen", f"nothing is known of session {session.id!r}'s screen")
+            raise NotFound(ErrorCode.NO_SCREEN, f"nothing is known of session {session.id!r}'s screen")
         text = "\n".join(stream_view(scrollback, *dims(session)).lines()[-lines:])
     # ``screen`` repeats ``text`` under the name the Node.js CLI's read-screen prints.
     return json_response({"session_id": session.id, "source": source, "lines": lines, "text": text,
                           "screen": text})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/sessions/spawn", spawn)
-    app.router.add_get("/api/sessions/{id}/attach", attach)
-    app.router.add_get("/api/sessions/{id}/screen", screen)
-    app.router.add_get("/api/wrap", wrap_socket)
+SID = path_id()
+
+ROUTES = (
+    Route("POST", "/api/sessions/spawn", spawn, "spawnSession", "Start a program in a PTY the daemon owns",
+          "sessions", body=SpawnSession, ok={201: ok("Session", "spawned")},
+          errors={400: "missing_field / invalid_field / invalid_cwd / spawn_failed / invalid_session_id",
+                  409: "session_exists: a live session has that id"},
+          extensions={"spawns_process": True}),
+    Route("GET", "/api/sessions/{id}/attach", attach, "attachSession",
+          "WebSocket: a spawned session's output (scrollback, then live) and input", "sessions",
+          params=(SID, query("replay", string(), "0 or false: no scrollback replay")), websocket=True,
+          errors={400: "not_attachable: only spawned sessions can be attached",
+                  404: "session_not_found", 409: "session_exited"}),
+    Route("GET", "/api/sessions/{id}/screen", screen, "getScreen",
+          "The session's recent screen (pane capture or PTY scrollback)", "sessions",
+          params=(SID, query("lines", integer(1, 10_000, default=40), "how many lines")),
+          ok={200: answer(obj({"session_id": string(), "source": enum(["pane", "scrollback"]),
+                               "lines": integer(1), "text": string(),
+                               "screen": string(description="text again, as the Node.js CLI reads it")},
+                              ("session_id", "source", "lines", "text", "screen")), "the screen's tail")},
+          errors={400: "invalid_query", 404: "session_not_found / no_screen"}),
+    Route("GET", "/api/wrap", wrap_socket, "wrapSocket",
+          "WebSocket: a telepty wrap process's control socket (hello, output, results)", "sessions",
+          websocket=True),
+)

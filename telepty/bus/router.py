@@ -33,7 +33,7 @@ from telepty.delivery.intake import Intake, Submission
 from telepty.delivery.model import Origin
 from telepty.delivery.reply_guide import with_reply_footer
 from telepty.delivery.request import InjectRequest, parse_inject
-from telepty.errors import BadRequest, NotFound, TeleptyError
+from telepty.errors import BadRequest, ErrorCode, NotFound, TeleptyError
 from telepty.sessions.model import SESSION_ID_RE
 from telepty.sessions.registry import SessionRegistry
 from telepty.store.deliveries import DeliveryRepo
@@ -83,11 +83,11 @@ def parse_turn_request(env: dict[str, Any], *, max_prompt_bytes: int) -> TurnReq
     """
     target = first_given(env, "target", "target_session_id")
     if not isinstance(target, str) or not target:
-        raise BadRequest("missing_field", "a turn_request needs target (a session id or alias, "
+        raise BadRequest(ErrorCode.MISSING_FIELD, "a turn_request needs target (a session id or alias, "
                          "optionally with @host; target_session_id is read when target is absent)")
     session, _, host = target.rpartition("@") if "@" in target else (target, "", "")
     if not SESSION_ID_RE.match(session) or ("@" in target and not _HOST_RE.match(host)):
-        raise BadRequest("invalid_target", f"target must be SESSION or SESSION@HOST with SESSION "
+        raise BadRequest(ErrorCode.INVALID_TARGET, f"target must be SESSION or SESSION@HOST with SESSION "
                          f"of 1-64 characters A-Z a-z 0-9 . _ -, got {target!r}")
     raw_payload = env.get("payload")
     payload: dict[str, Any] = raw_payload if isinstance(raw_payload, dict) else {}
@@ -133,9 +133,9 @@ def _turn_prompt(env: dict[str, Any], payload: dict[str, Any]) -> str:
         if value is None:
             continue
         if not isinstance(value, str) or not value:
-            raise BadRequest("missing_field", f"{name} must be a non-empty string")
+            raise BadRequest(ErrorCode.MISSING_FIELD, f"{name} must be a non-empty string")
         return value
-    raise BadRequest("missing_field", "a turn_request needs payload.prompt (or, in the Node.js "
+    raise BadRequest(ErrorCode.MISSING_FIELD, "a turn_request needs payload.prompt (or, in the Node.js "
                      "daemon's shape, a top-level prompt)")
 
 
@@ -144,7 +144,7 @@ def _check_sha1(payload: dict[str, Any], prompt: str) -> None:
     if claimed is None:
         return
     if not isinstance(claimed, str) or not _SHA1_RE.match(claimed):
-        raise BadRequest("invalid_field", "payload.prompt_sha1 must be 40 hexadecimal characters")
+        raise BadRequest(ErrorCode.INVALID_FIELD, "payload.prompt_sha1 must be 40 hexadecimal characters")
     actual = hashlib.sha1(prompt.encode("utf-8", errors="surrogatepass")).hexdigest()
     if claimed.lower() != actual:
         raise BadRequest(

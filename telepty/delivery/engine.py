@@ -81,7 +81,7 @@ from telepty.delivery.request import InjectRequest, KeyPress
 from telepty.delivery.schedule import RetrySchedule
 from telepty.delivery.screen import echoed
 from telepty.delivery.transport import CONFIRMED_SCREEN, DeliveryOutcome, TransportResolver
-from telepty.errors import Conflict, NotFound
+from telepty.errors import Conflict, ErrorCode, NotFound
 from telepty.sessions.identity import claims_other_sender
 from telepty.sessions.model import Session, SessionState
 from telepty.sessions.registry import SessionRegistry
@@ -279,13 +279,13 @@ class DeliveryEngine:
     # -- queries --------------------------------------------------------------------------
 
     async def get(self, delivery_id: str) -> Delivery:
-        """The current record; raises ``NotFound("delivery_not_found")``."""
+        """The current record; raises ``NotFound(ErrorCode.DELIVERY_NOT_FOUND)``."""
         live = self._active.get(delivery_id)
         if live is not None:
             return self._snapshot(live)
         stored = await self.repo.get(delivery_id)
         if stored is None:
-            raise NotFound("delivery_not_found", f"no delivery with id {delivery_id!r}")
+            raise NotFound(ErrorCode.DELIVERY_NOT_FOUND, f"no delivery with id {delivery_id!r}")
         return stored
 
     def holding(self, delivery_id: str) -> str | None:
@@ -352,7 +352,7 @@ class DeliveryEngine:
         if d is None:
             stored = await self.repo.get(delivery_id)
             if stored is None:
-                raise NotFound("delivery_not_found", f"no delivery with id {delivery_id!r}")
+                raise NotFound(ErrorCode.DELIVERY_NOT_FOUND, f"no delivery with id {delivery_id!r}")
             # start() may have picked it up while we read it.
             d = self._active.get(delivery_id, stored)
         hold = self._holds.get(d.session_id)
@@ -365,7 +365,7 @@ class DeliveryEngine:
         cancellable = (DeliveryStatus.QUEUED, DeliveryStatus.RETRYING, DeliveryStatus.HELD)
         if d.status not in cancellable and not pre_paste:
             raise Conflict(
-                "not_cancellable", f"delivery {delivery_id} is {d.status}"
+                ErrorCode.NOT_CANCELLABLE, f"delivery {delivery_id} is {d.status}"
                 f"{' (stage ' + d.stage + ')' if d.stage else ''}; only deliveries that have "
                 "not started pasting can be cancelled"
             )

@@ -31,6 +31,7 @@ from typing import Protocol
 
 from telepty.config import Config
 from telepty.delivery.engine import DeliveryEngine
+from telepty.delivery.limits import MAX_IDEMPOTENCY_KEY
 from telepty.delivery.model import Delivery, Origin
 from telepty.delivery.reply_guide import with_reply_footer
 from telepty.delivery.request import InjectRequest, KeyPress
@@ -43,7 +44,6 @@ from telepty.store.audit import AuditTag, InjectAuditRepo
 
 log = logging.getLogger("telepty.intake")
 
-MAX_IDEMPOTENCY_KEY = 200
 
 
 class RemoteTargets(Protocol):

@@ -38,7 +38,7 @@ from telepty.delivery.model import (
 )
 from telepty.delivery.reply_guide import reply_footer
 from telepty.delivery.transport import DeliveryOutcome, StageCallback, Transport
-from telepty.errors import NotFound, TeleptyError
+from telepty.errors import ErrorCode, NotFound, TeleptyError
 from telepty.relay.peers import (
     PROBE_TIMEOUT_S,
     UNKNOWN_PEER,
@@ -61,9 +61,9 @@ class LocalSessions(Protocol):
 
 HOP_HEADER = "x-telepty-hop"
 RELAY_FROM_HEADER = "x-telepty-relay-from"
-PEER_UNREACHABLE = "peer_unreachable"
-PEER_UNAUTHORIZED = "peer_unauthorized"
-HOP_LIMIT = "hop_limit"
+PEER_UNREACHABLE = ErrorCode.PEER_UNREACHABLE
+PEER_UNAUTHORIZED = ErrorCode.PEER_UNAUTHORIZED
+HOP_LIMIT = ErrorCode.HOP_LIMIT
 FORWARD_WAIT = 20.0  # the peer holds our POST this long for its delivery to finish
 CALL_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0  # a black-holed peer fails the attempt this fast (retryable)
@@ -79,7 +79,8 @@ def incoming_hop(value: str | None) -> int:
     try:
         hop = int(value)
     except ValueError:
-        raise TeleptyError("invalid_header", f"{HOP_HEADER} must be an integer, got {value!r}") from None
+        raise TeleptyError(ErrorCode.INVALID_HEADER,
+                           f"{HOP_HEADER} must be an integer, got {value!r}") from None
     return max(hop, 0)
 
 

@@ -25,7 +25,7 @@ from importlib import resources
 
 import psutil
 
-from telepty.errors import BadRequest
+from telepty.errors import BadRequest, ErrorCode
 from telepty.sessions.procfs import HAS_PROC, read_stat
 
 # The agents telepty ships profiles for (telepty/data/profiles.toml). Any other profile
@@ -84,7 +84,7 @@ def validate_agent_name(value: object, field_name: str = "agent") -> str:
     daemon's to say: only it has the user's profiles)."""
     if not isinstance(value, str) or not (value == OTHER or AGENT_NAME_RE.match(value)):
         raise BadRequest(
-            "invalid_field",
+            ErrorCode.INVALID_FIELD,
             f"{field_name} must be a profile name (a-z, 0-9, _ and -, 1-32 characters, "
             f"starting with a letter) or {OTHER!r}; got {value!r}",
         )

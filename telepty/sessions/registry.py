@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from telepty.clock import from_iso, to_iso, utc_now
-from telepty.errors import BadRequest, Conflict, NotFound
+from telepty.errors import BadRequest, Conflict, ErrorCode, NotFound
 from telepty.sessions.liveness import pid_alive
 from telepty.sessions.model import Session, SessionState, SessionType, validate_session_id
 from telepty.sessions.naming import default_session_id
@@ -129,7 +129,7 @@ class SessionRegistry:
     def require(self, session_id: str) -> Session:
         s = self._sessions.get(session_id)
         if s is None:
-            raise NotFound("session_not_found", f"no session with id {session_id!r}")
+            raise NotFound(ErrorCode.SESSION_NOT_FOUND, f"no session with id {session_id!r}")
         return s
 
     def resolve(self, name: str, *, live_only: bool = False) -> Session:
@@ -146,7 +146,7 @@ class SessionRegistry:
             return max(aliased, key=lambda s: s.created_at)
         if exact is not None and not live_only:
             return exact
-        raise NotFound("session_not_found", f"no session with id or alias {name!r}")
+        raise NotFound(ErrorCode.SESSION_NOT_FOUND, f"no session with id or alias {name!r}")
 
     def find_live(self, name: str) -> Session | None:
         try:
@@ -206,7 +206,7 @@ class SessionRegistry:
             if holder is not None and not self._same_owner(holder, spec):
                 if not replace:
                     raise Conflict(
-                        "session_exists",
+                        ErrorCode.SESSION_EXISTS,
                         f"session {requested!r} is live (id {holder.id}, pid {holder.pid}); "
                         "pass replace to take it over",
                     )
@@ -290,7 +290,7 @@ class SessionRegistry:
         async with self._lock:
             existing = self._sessions.get(session.id)
             if existing is not None and existing.live:
-                raise Conflict("session_exists", f"session {session.id!r} is live")
+                raise Conflict(ErrorCode.SESSION_EXISTS, f"session {session.id!r} is live")
             self._sessions[session.id] = session
             await self.repo.upsert(session)
         await self.emit(
@@ -384,13 +384,13 @@ class SessionRegistry:
         validate_session_id(new_id, "new_id")
         s = self.require(old_id)
         if new_id == old_id:
-            raise BadRequest("invalid_field", f"session {old_id!r} already has that id")
+            raise BadRequest(ErrorCode.INVALID_FIELD, f"session {old_id!r} already has that id")
         if new_id in self._sessions:
-            raise Conflict("session_exists", f"a session with id {new_id!r} exists "
+            raise Conflict(ErrorCode.SESSION_EXISTS, f"a session with id {new_id!r} exists "
                            f"({self._sessions[new_id].state}); remove it first (telepty clean)")
         holder = next((x for x in self._sessions.values() if x.alias == new_id and x.live), None)
         if holder is not None:
-            raise Conflict("session_exists", f"{new_id!r} is the alias of live session {holder.id!r}")
+            raise Conflict(ErrorCode.SESSION_EXISTS, f"{new_id!r} is the alias of live session {holder.id!r}")
         return s
 
     def cleanable(
