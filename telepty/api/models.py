@@ -158,24 +158,23 @@ class Rename(RequestModel):
     new_id: Annotated[Any, WithJsonSchema(SESSION_ID_SCHEMA)]
 
 
-def _text(lo: int = 0) -> Any:
-    return Field(None, json_schema_extra={"maxLength": MAX_REPORT_TEXT, **({"minLength": lo} if lo else {})})
+ReportText = Annotated[str, Field(max_length=MAX_REPORT_TEXT)]
 
 
 class StateReport(RequestModel):
-    """What a session says it is doing. The model reads the types; the report's own parser
-    (``telepty.sessions.state_report``) judges the rest as the bus event it becomes, so a
-    report published on the bus is held to the very same rules."""
+    """What a session says it is doing. The model holds the body to its documented shape;
+    the report's own parser (``telepty.sessions.state_report``) then judges it as the bus
+    event it becomes, so a report published on the bus is held to the same rules."""
 
-    phase: str = Field(json_schema_extra={"minLength": 1, "maxLength": MAX_REPORT_TEXT})
-    task_phase: str | None = _text()
-    current_task: str | None = _text()
-    task: str | None = _text()
-    blocker: str | None = _text()
+    phase: Annotated[str, Field(min_length=1, max_length=MAX_REPORT_TEXT)]
+    task_phase: ReportText | None = None
+    current_task: ReportText | None = None
+    task: ReportText | None = None
+    blocker: ReportText | None = None
     needs_input: bool | None = None
-    thread_id: str | None = _text()
-    source: str | None = Field(None, json_schema_extra={"minLength": 1, "maxLength": MAX_FIELD_CHARS})
-    seq: int | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 2**53})
+    thread_id: ReportText | None = None
+    source: Annotated[str, Field(min_length=1, max_length=MAX_FIELD_CHARS)] | None = None
+    seq: Annotated[int, Field(ge=0, le=2**53)] | None = None
 
 
 # -- deliveries -------------------------------------------------------------------------------
@@ -403,7 +402,8 @@ class NewThread(RequestModel):
             topic = data.get("topic")
             if isinstance(topic, str) and not topic.strip():
                 raise BadRequest(ErrorCode.INVALID_FIELD, "topic must not be empty")
-            for p in data.get("participant_session_ids") or []:
+            participants = data.get("participant_session_ids")
+            for p in participants if isinstance(participants, list) else ():
                 if not isinstance(p, str) or not NAME_RE.match(p):
                     raise BadRequest(ErrorCode.INVALID_FIELD,
                                      f"participant_session_ids must be session ids (strings), got {p!r}")
