@@ -49,8 +49,6 @@ log = logging.getLogger("telepty.intake")
 class RemoteTargets(Protocol):
     """``id@host`` targets (``telepty.relay.service.Relay``)."""
 
-    def is_local(self, host: str | None) -> bool: ...
-
     async def check_remote(self, target: str, hop_in: int) -> object | None:
         """Not None for a target on another machine; raises hop_limit / unknown_peer."""
         ...

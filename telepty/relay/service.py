@@ -51,7 +51,9 @@ from telepty.relay.peers import (
 from telepty.sessions.model import Session, SessionType
 
 if TYPE_CHECKING:
+    from telepty.bus.hub import EventBus
     from telepty.relay.nats_queue import FleetQueue
+    from telepty.sessions.registry import SessionRegistry
 
 log = logging.getLogger("telepty.relay")
 
@@ -196,7 +198,7 @@ class Relay:
             known = self._machine_ids[peer.url] = meta["machine_id"]
         return known
 
-    def emitter(self, bus: Any) -> Callable[..., Awaitable[int]]:
+    def emitter(self, bus: EventBus) -> Callable[..., Awaitable[int]]:
         """The engine's ``emit``: a relayed delivery's ``inject_written`` carries the
         ``source_host`` of the peer whose terminal it was written into."""
         async def emit(kind: str, *, target: str | None = None, **fields: Any) -> int:
@@ -216,7 +218,7 @@ class Relay:
                        cwd="", created_at=now, updated_at=now, agent="other",
                        meta={"relay": {"session": sid, "host": host}})
 
-    def registry(self, real: Any) -> RelayRegistry:
+    def registry(self, real: SessionRegistry) -> RelayRegistry:
         """The engine's view of ``real``: ``id@host`` names are relay pseudo-sessions."""
         return RelayRegistry(real, self)
 
@@ -264,7 +266,7 @@ class Relay:
 class RelayRegistry:
     """The engine's view of the registry: ``id@host`` names are relay pseudo-sessions."""
 
-    def __init__(self, real: Any, relay: Relay) -> None:
+    def __init__(self, real: SessionRegistry, relay: Relay) -> None:
         self._real = real
         self._relay = relay
 
