@@ -16,7 +16,6 @@ from telepty.cli.client import EXIT_USAGE, Client, CliError, ForeignDaemonError
 from telepty.cli.options import AGENT_HELP, add_agent, add_json, session_arg
 from telepty.cli.output import emit_json
 from telepty.config import Config, ConfigError
-from telepty.delivery.profiles import load_profiles
 from telepty.errors import BadRequest
 from telepty.pty.terminal import get_winsize
 from telepty.sessions.model import validate_session_id
@@ -127,6 +126,8 @@ def _check_profile(agent: str | None, config: Config) -> None:
     profiles file is the daemon's.)"""
     if agent is None:
         return
+    from telepty.delivery.profiles import load_profiles  # and the agents' process walk
+
     try:
         problem = load_profiles(config.profiles_path).unknown_agent(agent)
     except ConfigError as exc:

@@ -47,7 +47,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from telepty.api.auth import read_token
+from telepty.token_file import read_token
 from telepty.cli.client import daemon_url
 from telepty.config import Config
 from telepty.pty.env import child_env
