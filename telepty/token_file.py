@@ -50,13 +50,7 @@ def _write_new_token(path: Path, token: str) -> bool:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, TOKEN_MODE)
     try:
-        try:
-            # The umask can only remove bits, but make the mode exact regardless.
-            os.fchmod(fd, TOKEN_MODE)
-            os.write(fd, (token + "\n").encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fill(fd, token)
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -77,13 +71,19 @@ def _write_exclusive(path: Path, token: str) -> bool:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, TOKEN_MODE)
     except FileExistsError:
         return False
+    _fill(fd, token)
+    return True
+
+
+def _fill(fd: int, token: str) -> None:
+    """Write ``token`` into a file just created, and close it: on disk before anyone links it."""
     try:
+        # The umask can only remove bits, but make the mode exact regardless.
         os.fchmod(fd, TOKEN_MODE)
         os.write(fd, (token + "\n").encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)
-    return True
 
 
 def ensure_token(path: Path) -> str:
