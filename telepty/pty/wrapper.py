@@ -101,9 +101,8 @@ class WrapOptions:
 class Wrapper:
     """One ``telepty wrap`` run: the child, the person's terminal, and the link."""
 
-    def __init__(self, opts: WrapOptions, config: Config, env: Mapping[str, str], endpoint: Endpoint) -> None:
+    def __init__(self, opts: WrapOptions, env: Mapping[str, str], endpoint: Endpoint) -> None:
         self.opts = opts
-        self.config = config
         self.env = env
         self.endpoint = endpoint
         self.terminal = UserTerminal()
@@ -300,7 +299,7 @@ def run_wrap(opts: WrapOptions, config: Config, endpoint: Endpoint,
     """Entry point for the CLI: returns the exit status to leave with. ``endpoint`` finds
     this home's daemon (the CLI's way), asked again on every connection attempt."""
     setup_logging(config)
-    wrapper = Wrapper(opts, config, os.environ if env is None else env, endpoint)
+    wrapper = Wrapper(opts, os.environ if env is None else env, endpoint)
     try:
         return asyncio.run(wrapper.run())
     except Exception as exc:  # a bug must still end in one line, not a raw-mode traceback
