@@ -15,7 +15,7 @@ docs/architecture.md):
   5 relay      peers and id@host
   6 api        route handlers
   7 daemon     the composition root
-  8 cli        the client side (and ``telepty mcp``)
+  8 cli        the client side (``telepty …``, the wrap client's entry, ``telepty mcp``)
 
 Same-rank packages may import each other only through the exceptions listed in
 ``ALLOWED``. Imports under ``if TYPE_CHECKING:`` count too: they are not run, but they
@@ -38,7 +38,7 @@ PACKAGE = ROOT / "telepty"
 
 RANK = {
     "base": 0, "store": 1, "tmux": 1, "pty": 2, "sessions": 3, "delivery": 4, "bus": 4,
-    "relay": 5, "api": 6, "daemon": 7, "cli": 8, "mcp_server": 8, "__main__": 8,
+    "relay": 5, "api": 6, "daemon": 7, "cli": 8, "__main__": 8,
 }
 # Same-rank (or otherwise sanctioned) edges: package → packages it may import.
 ALLOWED: dict[str, set[str]] = {
