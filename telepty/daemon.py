@@ -18,11 +18,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from telepty import __version__
-from telepty.api.auth import TrustPolicy, auth_middleware, ensure_token
+from telepty.api.auth import TrustPolicy, auth_middleware
 from telepty.api.bus import let_sockets_go, publish_site, retention_loop
 from telepty.api.errors import error_middleware
 from telepty.api.keys import (
@@ -64,6 +63,7 @@ from telepty.delivery.transports_resolver import TransportResolver
 from telepty.home_id import ensure_home_id
 from telepty.metrics import DaemonMetrics
 from telepty.relay.service import Relay
+from telepty.runtime_file import DaemonAddress, remove_runtime, write_runtime
 from telepty.sessions.identity import SessionIdentities
 from telepty.sessions.lifecycle import SessionLifecycle
 from telepty.sessions.panes import TmuxPool
@@ -78,6 +78,7 @@ from telepty.store.identity import LastReceivedRepo, SessionTokenRepo
 from telepty.store.sessions import SessionRepo
 from telepty.store.stats import StatsRepo
 from telepty.store.threads import ThreadRepo
+from telepty.token_file import ensure_token
 
 log = logging.getLogger("telepty.daemon")
 
@@ -270,19 +271,6 @@ class DaemonLock:
             self.fd = None
 
 
-def runtime_file(config: Config) -> Path:
-    return config.home / "daemon.json"
-
-
-def read_runtime(config: Config) -> dict[str, Any] | None:
-    """Where the running daemon listens, as it wrote it (None if absent/garbled)."""
-    try:
-        data = orjson.loads(runtime_file(config).read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     app = create_app(config)
     info = app[INFO]
@@ -301,15 +289,14 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     port = addresses[0][1] if addresses else config.port
     info.port = port
     host = config.host if ":" not in config.host else f"[{config.host}]"
-    info = {
-        "pid": os.getpid(),
-        "host": config.host,
-        "port": port,
-        "url": f"http://{'127.0.0.1' if config.host in ('0.0.0.0', '') else host}:{port}",
-        "version": __version__,
-        "started_at": info.started_at,
-    }
-    runtime_file(config).write_bytes(orjson.dumps(info))
+    write_runtime(config.runtime_path, DaemonAddress(
+        pid=os.getpid(),
+        host=config.host,
+        port=port,
+        url=f"http://{'127.0.0.1' if config.host in ('0.0.0.0', '') else host}:{port}",
+        version=__version__,
+        started_at=info.started_at,
+    ))
     print(
         f"telepty {__version__} listening on {config.host}:{port} "
         f"(pid {os.getpid()}, home {config.home})",
@@ -325,8 +312,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        with contextlib.suppress(OSError):
-            runtime_file(config).unlink()
+        remove_runtime(config.runtime_path)
         await runner.cleanup()
         print("telepty: daemon stopped", file=sys.stderr, flush=True)
 

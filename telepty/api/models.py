@@ -20,7 +20,7 @@ from telepty.bus.envelope import MAX_FIELD_CHARS
 from telepty.delivery.keys import MAX_KEYS, MAX_TEXT, parse_keys
 from telepty.delivery.request import DeliveryOptions, InjectBody, PromptOptions, RequestModel
 from telepty.errors import BadRequest, ErrorCode
-from telepty.sessions.agents import AGENT_NAME_RE, validate_agent_name
+from telepty.sessions.agent_names import AGENT_NAME_RE, validate_agent_name
 from telepty.sessions.model import PANE_ID_RE, SESSION_ID_RE, validate_session_id
 from telepty.sessions.state_report import MAX_TEXT as MAX_REPORT_TEXT
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from telepty.api.body import json_response, query_int
 from telepty.api.keys import BUS, CONFIG, IDENTITIES, PROFILES, REGISTRY, TERMINALS, TMUX, WEBSOCKETS
@@ -20,6 +20,18 @@ from telepty.api.spec import Route, answer, enum, integer, obj, ok, path_id, que
 from telepty.delivery.transports_stream import dims, stream_view
 from telepty.errors import BadRequest, Conflict, ErrorCode, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
+from telepty.pty.wrap_protocol import (
+    WRAPPER_MESSAGES,
+    Exit,
+    Heartbeat,
+    Hello,
+    Refused,
+    Result,
+    Welcome,
+    WireError,
+    decode,
+    encode,
+)
 from telepty.sessions.identity import is_token_hash
 from telepty.sessions.model import SessionState, SessionType
 from telepty.sessions.registry import RegisterSpec
@@ -115,14 +127,27 @@ async def _attach_control(pty: Any, text: str) -> None:
             await pty.write(msg["data"].encode())
 
 
-# -- the wrapper's control socket ------------------------------------------------------
+# -- the wrapper's control socket (its messages: telepty.pty.wrap_protocol) --------------
 
 
-def _register_spec(hello: dict[str, Any]) -> tuple[RegisterSpec, bool]:
-    body = {k: hello.get(k) for k in ("session_id", "command", "cwd", "pid", "tmux_pane",
-                                      "tmux_socket", "agent", "replace", "meta")}
-    body["type"] = "wrapped"
-    return parse_register(body)
+def _register_spec(hello: Hello) -> tuple[RegisterSpec, bool]:
+    return parse_register({
+        "type": "wrapped", "session_id": hello.session_id, "command": hello.command, "cwd": hello.cwd,
+        "pid": hello.pid, "tmux_pane": hello.tmux_pane, "tmux_socket": hello.tmux_socket,
+        "agent": hello.agent, "replace": hello.replace, "meta": hello.meta,
+    })
+
+
+def _read_hello(first: WSMessage) -> Hello:
+    if first.type is not WSMsgType.TEXT:
+        raise BadRequest(ErrorCode.INVALID_HELLO, "the first frame must be a JSON hello")
+    try:
+        return decode(first.data, {Hello.TYPE: Hello})
+    except WireError as exc:
+        if exc.field is not None:
+            raise BadRequest(ErrorCode.INVALID_FIELD, exc.detail) from None
+        raise BadRequest(ErrorCode.INVALID_HELLO,
+                         f'the first frame must be {{"type": "hello", ...}}: {exc.detail}') from None
 
 
 async def wrap_socket(request: web.Request) -> web.StreamResponse:
@@ -144,17 +169,10 @@ async def _serve_wrapper(app: web.Application, ws: web.WebSocketResponse) -> web
         await ws.close(code=4408, message=b"no hello")
         return ws
     try:
-        if first.type is not WSMsgType.TEXT:
-            raise BadRequest(ErrorCode.INVALID_HELLO, "the first frame must be a JSON hello")
-        try:
-            hello = orjson.loads(first.data)
-        except orjson.JSONDecodeError:
-            raise BadRequest(ErrorCode.INVALID_HELLO, "hello is not valid JSON") from None
-        if not isinstance(hello, dict) or hello.get("type") != "hello":
-            raise BadRequest(ErrorCode.INVALID_HELLO, "the first frame must be {\"type\": \"hello\", ...}")
+        hello = _read_hello(first)
         spec, replace = _register_spec(hello)
         require_profile(app[PROFILES], spec.agent)
-        token_hash = hello.get("session_token_sha256")
+        token_hash = hello.session_token_sha256
         if token_hash is not None and not is_token_hash(token_hash):
             raise BadRequest(ErrorCode.INVALID_HELLO, "session_token_sha256 must be 64 lower-case hex digits")
         session = await registry.register(spec, replace=replace)
@@ -165,18 +183,15 @@ async def _serve_wrapper(app: web.Application, ws: web.WebSocketResponse) -> web
             # No token in this child: an earlier occupant's token must not speak for it.
             await identities.unbind(session.id)
     except TeleptyError as exc:
-        await ws.send_json({"type": "error", **exc.to_dict()})
+        await ws.send_str(encode(Refused(error=exc.code, detail=exc.detail)))
         await ws.close(code=4000 + exc.status, message=exc.code.encode())
         return ws
 
-    link = WrapperLink(session.id, ws, config.scrollback_bytes)
+    link = WrapperLink(session.id, ws, config.scrollback_bytes, protocol=hello.protocol or 1)
     terminals.attach_link(link)
     session.clients = 0
-    await ws.send_json({
-        "type": "welcome",
-        "session_id": session.id,
-        "session": session.to_public(config.machine_id, time.time()),
-    })
+    await ws.send_str(encode(Welcome(session_id=session.id,
+                                     session=session.to_public(config.machine_id, time.time()))))
     log.info("wrapper connected session=%s pid=%s", session.id, session.pid)
     try:
         async for msg in ws:
@@ -196,29 +211,23 @@ async def _serve_wrapper(app: web.Application, ws: web.WebSocketResponse) -> web
 async def _wrapper_message(app: web.Application, link: WrapperLink, text: str) -> None:
     registry = app[REGISTRY]
     try:
-        msg = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        msg = decode(text, WRAPPER_MESSAGES)
+    except WireError as exc:
+        log.debug("ignoring a wrapper frame of session=%s: %s", link.session_id, exc.detail)
         return
-    if not isinstance(msg, dict):
-        return
-    kind = msg.get("type")
-    if kind == "heartbeat":
+    if isinstance(msg, Heartbeat):
         if link.feed_heartbeat(msg):
             log.warning("wrapper output stalled session=%s", link.session_id)
             await app[BUS].emit(
                 "session_upstream_stalled", target=link.session_id, session_id=link.session_id,
-                bytes_reported=msg.get("bytes_mirrored"), bytes_received=link.bytes_received,
+                bytes_reported=msg.bytes_mirrored, bytes_received=link.bytes_received,
             )
         registry.touch(link.session_id, link.last_output_wall)
-    elif kind == "result":
+    elif isinstance(msg, Result):
         link.feed_result(msg)
-    elif kind == "exit":
-        code = msg.get("code")
-        await registry.set_state(
-            link.session_id, SessionState.EXITED,
-            exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
-            reason="process_exited",
-        )
+    elif isinstance(msg, Exit):
+        await registry.set_state(link.session_id, SessionState.EXITED, exit_code=msg.code,
+                                 reason="process_exited")
 
 
 # -- screen -------------------------------------------------------------------------
