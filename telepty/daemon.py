@@ -48,7 +48,7 @@ from telepty.clock import utc_now
 from telepty.config import Config
 from telepty.delivery.engine import DeliveryEngine
 from telepty.delivery.profiles import SubmitProfiles, load_profiles
-from telepty.delivery.transports_resolver import TransportResolver
+from telepty.delivery.transports.resolver import TransportResolver
 from telepty.metrics import DaemonMetrics
 from telepty.relay import routes as relay_routes
 from telepty.relay.service import Relay
@@ -141,8 +141,8 @@ def create_app(config: Config) -> web.Application:
     acks = TurnAckIds(bus)  # a routed turn's ids on its delivery's acks
     engine = DeliveryEngine(  # id@host targets become relay pseudo-sessions (telepty.relay.service)
         AuditingDeliveryRepo(db, audit), relay.registry(registry),
-        relay.transports(TransportResolver(terminals, tmux, profiles)), acks.wrap(relay.emitter(bus)),
-        profiles, config
+        TransportResolver(terminals, tmux, profiles, remote=relay.transport_for),
+        acks.wrap(relay.emitter(bus)), profiles, config
     )
     relay.engine = acks.engine = engine
     if fleet is not None:

@@ -57,10 +57,7 @@ async def explain_session(svc: Any, session: Session, lines: int) -> dict[str, A
     """What the session's transport sees on its screen and why (``409`` when it cannot look)."""
     try:
         transport = svc.deliveries.resolver(session)
-        describe = getattr(transport, "explain", None)
-        if describe is None:
-            raise Conflict("no_screen", f"the {transport.name} transport cannot show its screen")
-        out: dict[str, Any] = await describe(tail=lines, quiet_ms=svc.config.quiet_ms)
+        out: dict[str, Any] = await transport.explain(tail=lines, quiet_ms=svc.config.quiet_ms)
     except DeliveryError as exc:
         raise Conflict(exc.reason, exc.detail) from None
     return out

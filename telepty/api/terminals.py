@@ -15,7 +15,7 @@ from aiohttp import WSMsgType, web
 from telepty.api.body import json_object, json_response, opt, query_int, req
 from telepty.api.keys import SERVICES
 from telepty.api.sessions import parse_register, public_session, require_profile, with_pane_owner
-from telepty.delivery.transports_stream import dims, stream_view
+from telepty.delivery.transports.stream import dims, stream_view
 from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
 from telepty.sessions.agents import validate_agent_name

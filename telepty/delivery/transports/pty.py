@@ -15,7 +15,7 @@ from telepty.activity import OutputActivity
 from telepty.delivery.keys import sequence_bytes
 from telepty.delivery.model import SESSION_EXITED, WRITE_FAILED, DeliveryError
 from telepty.delivery.profiles import SubmitProfiles
-from telepty.delivery.transports_stream import KEY_GAP_S, StreamTransport, dims, stream_view
+from telepty.delivery.transports.stream import KEY_GAP_S, StreamTransport, dims, stream_view
 from telepty.pty.spawned import PtyClosedError, SpawnedPty
 from telepty.sessions.model import Session
 
