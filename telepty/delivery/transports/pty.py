@@ -1,8 +1,7 @@
 """PtyTransport: a prompt into a daemon-owned PTY (spawned sessions).
 
-There is no tmux to capture here: the screen is the PTY's recent output, run through
-a small terminal emulator (``telepty.delivery.screen.TerminalScreen``), fed
-incrementally while a delivery watches it.
+There is no tmux to capture here: the screen is the PTY's output, run through the
+stream's terminal model (``telepty.delivery.transports.stream.stream_view``).
 """
 
 from __future__ import annotations

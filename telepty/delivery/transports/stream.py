@@ -28,7 +28,8 @@ from telepty.delivery.readiness import (
     explain,
     require_agent,
 )
-from telepty.delivery.screen import TerminalScreen, read_screen, trim
+from telepty.delivery.screen import read_screen, trim
+from telepty.delivery.terminal_screen import TerminalScreen
 from telepty.delivery.transports.base import (
     CONFIRMED_UNVERIFIED,
     DeliveryOutcome,
@@ -39,12 +40,8 @@ from telepty.delivery.transports.base import (
 from telepty.pty.scrollback import Scrollback
 from telepty.sessions.model import Session
 
-# How much recent output ``app_cursor`` looks through: a few full redraws of a TUI.
-SEED_BYTES = 32 * 1024
 KEY_GAP_S = 0.03  # between key events, so Escape+Enter is not read as Alt+Enter
 STAGE_KEYS = "keys"
-_APP_CURSOR_ON = b"\x1b[?1h"
-_APP_CURSOR_OFF = b"\x1b[?1l"
 
 
 def dims(session: Session | None) -> tuple[int, int]:
@@ -70,7 +67,8 @@ class ScrollbackScreen:
         self.fed = scrollback.total_bytes - len(scrollback)  # all that is retained: seed with it
         scrollback.on_append = self._keep_up
 
-    def lines(self) -> list[str]:
+    def _feed(self) -> None:
+        """Everything the stream printed since the last look."""
         total = self.scrollback.total_bytes
         new = total - self.fed
         if new > len(self.scrollback):
@@ -81,20 +79,24 @@ class ScrollbackScreen:
         if new > 0:
             self.term.feed(self.scrollback.tail(new))
             self.fed = total
-        return self.term.lines()
 
     def _keep_up(self) -> None:
         # Feed in large slices, never letting the stream's window run past the model.
         if self.scrollback.total_bytes - self.fed > self.scrollback.capacity // 2:
-            self.lines()
+            self._feed()
+
+    def lines(self) -> list[str]:
+        self._feed()
+        return self.term.lines()
 
     def input_lines(self) -> list[str]:
-        self.lines()  # feeds what arrived since
+        self._feed()
         return self.term.lines_to_cursor()
 
     def app_cursor(self) -> bool:
-        tail = self.scrollback.tail(SEED_BYTES)
-        return tail.rfind(_APP_CURSOR_ON) > tail.rfind(_APP_CURSOR_OFF)
+        """Whether arrow keys must be sent as the program asked (``ESC [ ? 1 h``)."""
+        self._feed()
+        return self.term.app_cursor
 
 
 _VIEWS: weakref.WeakKeyDictionary[Scrollback, ScrollbackScreen] = weakref.WeakKeyDictionary()
