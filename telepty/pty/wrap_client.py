@@ -531,7 +531,10 @@ class ChildRequests:
             raise _BadRequest("settle_ms must be a non-negative number")
         no_enter = bool(msg.get("no_enter", False))
         bracketed = self.pty.bracketed.enabled
-        await self.pty.paste(data, submit=submit, settle_s=settle_ms / 1000.0, no_enter=no_enter)
+        await self.pty.paste(data)
+        if not no_enter and submit:  # the daemon always asks no_enter (it submits itself)
+            await asyncio.sleep(settle_ms / 1000.0)
+            await self.pty.write(submit)
         return {"ok": True, "bracketed": bracketed}
 
     async def write(self, msg: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ class PtyTerminal:
 
     async def paste(self, data: bytes) -> None:
         try:
-            await self.pty.paste(data, no_enter=True)
+            await self.pty.paste(data)
         except PtyClosedError as exc:
             raise DeliveryError(SESSION_EXITED, exc.detail, stage="paste") from None
         except OSError as exc:

@@ -15,7 +15,6 @@ paste, because the quiet guard in between takes time.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,14 +83,8 @@ class PaneTerminal:
             raise _classified(exc, before_paste=True) from None
 
     async def paste(self, data: bytes) -> None:
-        name = f"telepty-{secrets.token_hex(8)}"
         try:
-            try:
-                await self.tmux.load_buffer(name, data)
-                await self.tmux.paste_buffer(name, self.pane_id)
-            except BaseException:
-                await self.tmux.delete_buffer(name)
-                raise
+            await self.tmux.paste_bytes(self.pane_id, data)
         except TmuxError as exc:
             raise _classified(exc, before_paste=False) from None
 
