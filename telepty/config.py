@@ -243,6 +243,10 @@ class Config:
         return self.home / "token"
 
     @property
+    def runtime_path(self) -> Path:
+        return self.home / "daemon.json"  # telepty.runtime_file
+
+    @property
     def lock_path(self) -> Path:
         return self.home / "daemon.pid"
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from telepty import __version__
@@ -38,7 +37,7 @@ from telepty.api import session_state as session_state_routes
 from telepty.api import sessions as session_routes
 from telepty.api import terminals as terminal_routes
 from telepty.api import threads as thread_routes
-from telepty.api.auth import TrustPolicy, auth_middleware, ensure_token
+from telepty.api.auth import TrustPolicy, auth_middleware
 from telepty.api.errors import error_middleware
 from telepty.api.keys import SERVICES
 from telepty.bus.hub import EventBus
@@ -52,6 +51,7 @@ from telepty.delivery.transports.resolver import TransportResolver
 from telepty.metrics import DaemonMetrics
 from telepty.relay import routes as relay_routes
 from telepty.relay.service import Relay
+from telepty.runtime_file import DaemonAddress, remove_runtime, write_runtime
 from telepty.sessions.identity import SessionIdentities
 from telepty.sessions.lifecycle import SessionLifecycle
 from telepty.sessions.model import Session
@@ -67,6 +67,7 @@ from telepty.store.sessions import SessionRepo
 from telepty.store.stats import StatsRepo
 from telepty.store.threads import ThreadRepo
 from telepty.tmux import TmuxServer
+from telepty.token_file import ensure_token
 
 log = logging.getLogger("telepty.daemon")
 
@@ -269,19 +270,6 @@ class DaemonLock:
             self.fd = None
 
 
-def runtime_file(config: Config) -> Path:
-    return config.home / "daemon.json"
-
-
-def read_runtime(config: Config) -> dict[str, Any] | None:
-    """Where the running daemon listens, as it wrote it (None if absent/garbled)."""
-    try:
-        data = orjson.loads(runtime_file(config).read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     app = create_app(config)
     svc = app[SERVICES]
@@ -301,15 +289,14 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     port = sockets[0].getsockname()[1] if sockets else config.port
     svc.bound_port = port
     host = config.host if ":" not in config.host else f"[{config.host}]"
-    info = {
-        "pid": os.getpid(),
-        "host": config.host,
-        "port": port,
-        "url": f"http://{'127.0.0.1' if config.host in ('0.0.0.0', '') else host}:{port}",
-        "version": __version__,
-        "started_at": svc.started_at,
-    }
-    runtime_file(config).write_bytes(orjson.dumps(info))
+    write_runtime(config.runtime_path, DaemonAddress(
+        pid=os.getpid(),
+        host=config.host,
+        port=port,
+        url=f"http://{'127.0.0.1' if config.host in ('0.0.0.0', '') else host}:{port}",
+        version=__version__,
+        started_at=svc.started_at,
+    ))
     print(
         f"telepty {__version__} listening on {config.host}:{port} "
         f"(pid {os.getpid()}, home {config.home})",
@@ -325,8 +312,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        with contextlib.suppress(OSError):
-            runtime_file(config).unlink()
+        remove_runtime(config.runtime_path)
         await runner.cleanup()
         print("telepty: daemon stopped", file=sys.stderr, flush=True)
 

@@ -84,3 +84,14 @@ def machines(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
 
     yield make
     _stop_gracefully(started)
+
+
+_INTEGRATION_DIRS = ("integration", "realagents")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/integration and tests/realagents is ``integration`` (real
+    tmux, PTYs, daemons, agent CLIs), so ``-m "not integration"`` is the fast unit run."""
+    for item in items:
+        if any(part in _INTEGRATION_DIRS for part in Path(str(item.fspath)).parts):
+            item.add_marker(pytest.mark.integration)

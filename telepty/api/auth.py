@@ -1,4 +1,5 @@
-"""Who may drive the agents: the token file, peer trust and the HTTP middleware.
+"""Who may drive the agents: peer trust and the HTTP middleware (the token's file is
+:mod:`telepty.token_file`, shared with the clients).
 
 The Node.js telepty trusted every loopback caller and answered with ``CORS *``, so any
 web page the user opened could inject prompts into their agents. Everything here
@@ -16,17 +17,12 @@ can be tested without a socket; the middleware only gathers those strings.
 
 from __future__ import annotations
 
-import errno
 import hmac
 import ipaddress
 import logging
-import os
-import secrets
 import socket
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -34,6 +30,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from telepty.config import Config, ConfigError
+from telepty.token_file import TOKEN_HEADER
 
 __all__ = [
     "AUTH_VIA_KEY",
@@ -45,7 +42,6 @@ __all__ = [
     "TrustPolicy",
     "auth_middleware",
     "decide",
-    "ensure_token",
     "extract_token",
     "in_allowlist",
     "is_loopback",
@@ -53,7 +49,6 @@ __all__ = [
     "normalize_origin",
     "parse_allowlist",
     "presented_token",
-    "read_token",
 ]
 
 log = logging.getLogger("telepty.auth")
@@ -61,9 +56,7 @@ log = logging.getLogger("telepty.auth")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-TOKEN_HEADER: Final = "x-telepty-token"
 AUTH_VIA_KEY: Final = web.RequestKey("auth_via", str)
-TOKEN_MODE: Final = 0o600
 
 # Tailscale's CGNAT range and its ULA prefix; nothing else is "tailnet".
 TS_V4: Final = ipaddress.IPv4Network("100.64.0.0/10")
@@ -75,115 +68,6 @@ _HOW_TO_SEND = (
     " or as ?token=<token> (the token lives in the daemon's token file; the telepty CLI"
     " sends it automatically)"
 )
-
-
-# --------------------------------------------------------------------------- token file
-
-
-def _read_token_file(path: Path) -> str:
-    return path.read_text(encoding="utf-8").strip()
-
-
-def _tighten(path: Path) -> None:
-    """Narrow a token file that someone (an editor, a copy) left group/world-readable.
-
-    A readable token is as good as no token for anyone else on the machine, so a looser
-    mode is repaired rather than merely warned about.
-    """
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & ~TOKEN_MODE:
-        log.warning("token file %s had mode %o; tightening to 0600", path, mode)
-        path.chmod(TOKEN_MODE)
-
-
-def _write_new_token(path: Path, token: str) -> bool:
-    """Publish ``token`` at ``path`` unless a token is already there.
-
-    The token is written to a private temporary file first and then hard-linked into
-    place, so a concurrent reader never sees a created-but-still-empty token file; the
-    link fails with ``EEXIST`` if another process won the race. Returns False in that case.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, TOKEN_MODE)
-    try:
-        try:
-            # The umask can only remove bits, but make the mode exact regardless.
-            os.fchmod(fd, TOKEN_MODE)
-            os.write(fd, (token + "\n").encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            # No hard links here (some FUSE/network filesystems): fall back to an
-            # exclusive create, which still guarantees a single winner.
-            return _write_exclusive(path, token)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_exclusive(path: Path, token: str) -> bool:
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, TOKEN_MODE)
-    except FileExistsError:
-        return False
-    try:
-        os.fchmod(fd, TOKEN_MODE)
-        os.write(fd, (token + "\n").encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return True
-
-
-def ensure_token(path: Path) -> str:
-    """Return the daemon token, creating it (mode 0600 from birth) on first start.
-
-    The file is never briefly world-readable: it is created with 0600 rather than
-    chmod-ed afterwards. If another process creates it first, theirs wins and is
-    returned, so two daemons racing at startup agree on one token. An existing empty
-    file (nothing we write can be empty) is replaced, because an empty token would
-    leave strict mode unusable.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for _ in range(3):
-        if path.exists():
-            _tighten(path)
-            token = _read_token_file(path)
-            if token:
-                return token
-            log.warning("token file %s is empty; generating a new token", path)
-            fresh = secrets.token_urlsafe(32)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-            if not _write_exclusive(tmp, fresh):  # pragma: no cover - random name clash
-                continue
-            os.replace(tmp, path)
-            return fresh
-        fresh = secrets.token_urlsafe(32)
-        if _write_new_token(path, fresh):
-            return fresh
-        # Lost the race: loop round and read the winner's token.
-    raise OSError(f"could not create or read the telepty token file at {path}")
-
-
-def read_token(path: Path) -> str | None:
-    """The token for the CLI to send, or None when it cannot be had.
-
-    The CLI runs as users and in places where the file may legitimately be absent
-    (daemon never started, remote daemon), so absence is an answer, not an error.
-    """
-    try:
-        token = _read_token_file(Path(path))
-    except (OSError, UnicodeDecodeError):
-        return None
-    return token or None
 
 
 # --------------------------------------------------------------------- address logic

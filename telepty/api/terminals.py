@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from telepty.api.body import json_object, json_response, opt, query_int, req
 from telepty.api.keys import SERVICES
@@ -18,6 +18,18 @@ from telepty.api.sessions import parse_register, public_session, require_profile
 from telepty.delivery.transports.stream import dims, stream_view
 from telepty.errors import BadRequest, Conflict, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
+from telepty.pty.wrap_protocol import (
+    WRAPPER_MESSAGES,
+    Exit,
+    Heartbeat,
+    Hello,
+    Refused,
+    Result,
+    Welcome,
+    WireError,
+    decode,
+    encode,
+)
 from telepty.sessions.agents import validate_agent_name
 from telepty.sessions.identity import is_token_hash
 from telepty.sessions.model import SessionState, SessionType, validate_session_id
@@ -135,14 +147,27 @@ async def _attach_control(pty: Any, text: str) -> None:
             await pty.write(msg["data"].encode())
 
 
-# -- the wrapper's control socket ------------------------------------------------------
+# -- the wrapper's control socket (its messages: telepty.pty.wrap_protocol) --------------
 
 
-def _register_spec(hello: dict[str, Any]) -> tuple[RegisterSpec, bool]:
-    body = {k: hello.get(k) for k in ("session_id", "command", "cwd", "pid", "tmux_pane",
-                                      "tmux_socket", "agent", "replace", "meta")}
-    body["type"] = "wrapped"
-    return parse_register(body)
+def _register_spec(hello: Hello) -> tuple[RegisterSpec, bool]:
+    return parse_register({
+        "type": "wrapped", "session_id": hello.session_id, "command": hello.command, "cwd": hello.cwd,
+        "pid": hello.pid, "tmux_pane": hello.tmux_pane, "tmux_socket": hello.tmux_socket,
+        "agent": hello.agent, "replace": hello.replace, "meta": hello.meta,
+    })
+
+
+def _read_hello(first: WSMessage) -> Hello:
+    if first.type is not WSMsgType.TEXT:
+        raise BadRequest("invalid_hello", "the first frame must be a JSON hello")
+    try:
+        return decode(first.data, {Hello.TYPE: Hello})
+    except WireError as exc:
+        if exc.field is not None:
+            raise BadRequest("invalid_field", exc.detail) from None
+        raise BadRequest("invalid_hello",
+                         f'the first frame must be {{"type": "hello", ...}}: {exc.detail}') from None
 
 
 async def wrap_socket(request: web.Request) -> web.StreamResponse:
@@ -163,18 +188,11 @@ async def _serve_wrapper(svc: Any, ws: web.WebSocketResponse) -> web.WebSocketRe
         await ws.close(code=4408, message=b"no hello")
         return ws
     try:
-        if first.type is not WSMsgType.TEXT:
-            raise BadRequest("invalid_hello", "the first frame must be a JSON hello")
-        try:
-            hello = orjson.loads(first.data)
-        except orjson.JSONDecodeError:
-            raise BadRequest("invalid_hello", "hello is not valid JSON") from None
-        if not isinstance(hello, dict) or hello.get("type") != "hello":
-            raise BadRequest("invalid_hello", "the first frame must be {\"type\": \"hello\", ...}")
+        hello = _read_hello(first)
         spec, replace = _register_spec(hello)
         require_profile(svc.profiles, spec.agent)
         spec = await with_pane_owner(svc.tmux, spec)
-        token_hash = hello.get("session_token_sha256")
+        token_hash = hello.session_token_sha256
         if token_hash is not None and not is_token_hash(token_hash):
             raise BadRequest("invalid_hello", "session_token_sha256 must be 64 lower-case hex digits")
         session = await svc.registry.register(spec, replace=replace)
@@ -185,18 +203,15 @@ async def _serve_wrapper(svc: Any, ws: web.WebSocketResponse) -> web.WebSocketRe
             # No token in this child: an earlier occupant's token must not speak for it.
             await svc.identities.unbind(session.id)
     except TeleptyError as exc:
-        await ws.send_json({"type": "error", **exc.to_dict()})
+        await ws.send_str(encode(Refused(error=exc.code, detail=exc.detail)))
         await ws.close(code=4000 + exc.status, message=exc.code.encode())
         return ws
 
-    link = WrapperLink(session.id, ws, svc.config.scrollback_bytes)
+    link = WrapperLink(session.id, ws, svc.config.scrollback_bytes, protocol=hello.protocol or 1)
     svc.terminals.attach_link(link)
     session.clients = 0
-    await ws.send_json({
-        "type": "welcome",
-        "session_id": session.id,
-        "session": session.to_public(svc.config.machine_id, time.time()),
-    })
+    await ws.send_str(encode(Welcome(session_id=session.id,
+                                     session=session.to_public(svc.config.machine_id, time.time()))))
     log.info("wrapper connected session=%s pid=%s", session.id, session.pid)
     try:
         async for msg in ws:
@@ -215,29 +230,23 @@ async def _serve_wrapper(svc: Any, ws: web.WebSocketResponse) -> web.WebSocketRe
 
 async def _wrapper_message(svc: Any, link: WrapperLink, text: str) -> None:
     try:
-        msg = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        msg = decode(text, WRAPPER_MESSAGES)
+    except WireError as exc:
+        log.debug("ignoring a wrapper frame of session=%s: %s", link.session_id, exc.detail)
         return
-    if not isinstance(msg, dict):
-        return
-    kind = msg.get("type")
-    if kind == "heartbeat":
+    if isinstance(msg, Heartbeat):
         if link.feed_heartbeat(msg):
             log.warning("wrapper output stalled session=%s", link.session_id)
             await svc.bus.emit(
                 "session_upstream_stalled", target=link.session_id, session_id=link.session_id,
-                bytes_reported=msg.get("bytes_mirrored"), bytes_received=link.bytes_received,
+                bytes_reported=msg.bytes_mirrored, bytes_received=link.bytes_received,
             )
         svc.registry.touch(link.session_id, link.last_output_wall)
-    elif kind == "result":
+    elif isinstance(msg, Result):
         link.feed_result(msg)
-    elif kind == "exit":
-        code = msg.get("code")
-        await svc.registry.set_state(
-            link.session_id, SessionState.EXITED,
-            exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
-            reason="process_exited",
-        )
+    elif isinstance(msg, Exit):
+        await svc.registry.set_state(link.session_id, SessionState.EXITED, exit_code=msg.code,
+                                     reason="process_exited")
 
 
 # -- screen -------------------------------------------------------------------------

@@ -333,6 +333,6 @@ def cmd_init(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_mcp(args: argparse.Namespace, config: Config) -> int:
-    from telepty.mcp_server import run_mcp  # the MCP SDK is heavy: only this command pays for it
+    from telepty.cli.mcp_server import run_mcp  # the MCP SDK is heavy: only this command pays for it
 
     return run_mcp(config)

@@ -19,20 +19,22 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from telepty.api.auth import read_token
 from telepty.cli.node_daemon import ForeignDaemon, identify, node_error
 from telepty.cli.wording import CLI_WORDS, Vocabulary
 from telepty.config import Config
-from telepty.daemon import read_runtime
 from telepty.home_id import read_home_id
+from telepty.runtime_file import read_runtime
+from telepty.session_token import SESSION_TOKEN_HEADER
 from telepty.sessions.liveness import pid_alive
+from telepty.token_file import TOKEN_HEADER, read_token
+
+if TYPE_CHECKING:
+    import urllib.error
 
 EXIT_FAILED = 1  # the command ran and failed (a delivery failed, the daemon refused)
 EXIT_USAGE = 2  # bad arguments or configuration: nothing was sent
@@ -121,10 +123,17 @@ def daemon_url(config: Config) -> str:
     """
     if config.url:
         return config.url.rstrip("/")
-    info = read_runtime(config)
-    if info and isinstance(info.get("url"), str) and pid_alive(info.get("pid")):
-        return str(info["url"])
+    address = read_runtime(config.runtime_path)
+    if address is not None and pid_alive(address.pid):
+        return address.url
     raise DaemonNotRunning(config.home)
+
+
+def daemon_endpoint(config: Config) -> tuple[str, str | None]:
+    """(base http url, token) for a long-lived client (``telepty wrap``, ``attach``): re-read
+    on every attempt, as a restarted daemon may listen elsewhere and the token file may
+    have appeared since."""
+    return daemon_url(config), read_token(config.token_path)
 
 
 def serves_home(meta: Any, config: Config) -> bool:
@@ -242,6 +251,11 @@ class Client:
 
     def _send(self, base: str, method: str, path: str, body: Any, *, timeout: float,
               headers: dict[str, str] | None = None) -> Any:
+        # Loaded with the first request (http.client, email, ssl: a third of the CLI's
+        # start-up), so `--help`, completion and usage errors never pay for it.
+        import urllib.error
+        import urllib.request
+
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(base + path, data=data, method=method)
         req.add_header("Accept", "application/json")
@@ -249,10 +263,10 @@ class Client:
             req.add_header("Content-Type", "application/json")
         token = self.token
         if token:
-            req.add_header("x-telepty-token", token)
+            req.add_header(TOKEN_HEADER, token)
         if self.config.session_token:
             # Inside a wrapped/spawned session: prove which session is asking.
-            req.add_header("x-telepty-session-token", self.config.session_token)
+            req.add_header(SESSION_TOKEN_HEADER, self.config.session_token)
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:

@@ -267,10 +267,9 @@ def fish_script(root: Command) -> str:
     return "\n".join(lines) + "\n"
 
 
-def script(shell: str) -> str:
-    from telepty.cli.main import build_parser
-
-    root = describe(build_parser())
+def script(shell: str, parser: argparse.ArgumentParser) -> str:
+    """The completion script for ``shell``, from the whole CLI's ``parser``."""
+    root = describe(parser)
     return {"bash": bash_script, "zsh": zsh_script, "fish": fish_script}[shell](root)
 
 
@@ -287,5 +286,5 @@ def cmd_completion(args: argparse.Namespace, config: Config) -> int:
     if args.shell == SESSIONS:
         sys.stdout.writelines(f"{sid}\n" for sid in session_ids(config))
         return 0
-    sys.stdout.write(script(args.shell))
+    sys.stdout.write(script(args.shell, args.root_parser))
     return 0

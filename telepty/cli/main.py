@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deliver prompts into interactive AI agent CLIs, whole and at the right moment.",
     )
     parser.add_argument("--version", action="version", version=f"telepty {__version__}")
+    parser.set_defaults(root_parser=parser)  # completion describes the whole CLI
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in GROUPS:
         group.add_parsers(sub)

@@ -21,8 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from telepty.sessions.agents import detect_agent
-
 __all__ = [
     "NODE_COMMANDS",
     "ForeignDaemon",
@@ -72,6 +70,8 @@ def identify(url: str, meta: Any, health: Any = None) -> ForeignDaemon | None:
 
 def node_sessions(answer: Any) -> list[dict[str, Any]]:
     """The Node.js daemon's session list in our record's shape (what ``list`` prints)."""
+    from telepty.sessions.agents import detect_agent  # the process walk: only for this daemon's lists
+
     out: list[dict[str, Any]] = []
     for s in answer if isinstance(answer, list) else []:
         if not isinstance(s, dict) or not isinstance(s.get("id"), str):

@@ -13,7 +13,7 @@ from typing import Any
 
 from telepty.cli.client import EXIT_USAGE, CliError
 from telepty.delivery.request import MAX_QUIET_MS
-from telepty.sessions.agents import AGENT_KINDS, AGENT_NAME_RE, OTHER, agent_name_arg
+from telepty.sessions.agent_names import AGENT_KINDS, AGENT_NAME_RE, OTHER, agent_name_arg
 
 # What --agent takes: a profile name (shipped, or one added to profiles.toml) or other.
 AGENT_HELP = (f"agent kind: a profile name ({', '.join(AGENT_KINDS)}, or one you added to "

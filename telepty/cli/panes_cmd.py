@@ -1,27 +1,27 @@
 """``telepty panes`` and ``telepty register-pane``: agents already running in tmux.
 
 These run beside the user's tmux, as the user, so they ask tmux directly (through
-``telepty.tmux``) and tell the daemon only what it needs to remember.
+libtmux, :mod:`telepty.tmux.user_servers`) and tell the daemon only what it needs to
+remember. tmux, the process walk that finds the agent in a pane and the profiles are
+loaded when one of these commands runs, never by the CLI's other commands.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import stat
-from pathlib import Path
-from typing import Any
+import shutil
+from typing import TYPE_CHECKING, Any
 
 from telepty.cli.client import EXIT_USAGE, Client, CliError, NoDaemon
 from telepty.cli.options import add_agent, add_json
 from telepty.cli.output import emit_json, print_table
 from telepty.config import Config, ConfigError
-from telepty.delivery.profiles import load_profiles
 from telepty.errors import BadRequest
 from telepty.sessions.model import PANE_ID_RE, validate_session_id
-from telepty.tmux import TmuxError, TmuxServer
-from telepty.tmux.discovery import find_panes
+
+if TYPE_CHECKING:
+    from telepty.tmux.server import PaneInfo
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,57 +41,47 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.set_defaults(func=cmd_register_pane)
 
 
-def user_sockets(config: Config) -> list[str]:
-    """Every tmux server socket of this user, plus the one we are inside, if any."""
-    found: list[str] = []
-    base = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
-    try:
-        for entry in sorted(base.iterdir()):
-            try:
-                if stat.S_ISSOCK(entry.stat().st_mode):
-                    found.append(str(entry))
-            except OSError:
-                continue
-    except OSError:
-        pass
-    current = _current_socket()
-    if current and current not in found:
-        found.append(current)
-    return found
+def _discover(sockets: list[str], tmux_bin: str) -> list[dict[str, Any]]:
+    from telepty.tmux import TmuxError
+    from telepty.tmux.user_servers import UserTmux
 
-
-def _current_socket() -> str | None:
-    value = os.environ.get("TMUX", "")
-    if not value:
-        return None
-    return value.rsplit(",", 2)[0] if value.count(",") >= 2 else value
-
-
-async def _socket_path(srv: TmuxServer) -> str:
-    return (await srv.run("display-message", "-p", "#{socket_path}", stage="socket_path")).strip()
-
-
-async def _discover(sockets: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for sock in sockets:
-        srv = TmuxServer(socket_path=sock, use_control=False)
         try:
-            panes = await find_panes(srv)
+            panes = UserTmux(sock, tmux_bin).panes()
         except TmuxError:
             continue  # a stale socket of a server that is gone
+        agents = _agents(panes)
         for p in panes:
             rows.append({
                 "pane": p.pane_id, "socket": sock, "session": p.session_name,
                 "window": p.window_index, "index": p.pane_index, "pid": p.pane_pid,
                 "command": p.pane_current_command, "cwd": p.pane_current_path,
-                "agent": p.agent, "dead": p.pane_dead,
+                "agent": agents.get(p.pane_id), "dead": p.pane_dead,
             })
     return rows
+
+
+def _agents(panes: list[PaneInfo]) -> dict[str, str]:
+    """The agent kind running in each live pane (a pane's own command is usually a shell;
+    the agent is somewhere below it)."""
+    from telepty.sessions.agents import detect_agents_in_trees
+
+    live = [p for p in panes if not p.pane_dead]
+    kinds = detect_agents_in_trees([p.pane_pid for p in live], ())
+    return {p.pane_id: kinds[p.pane_pid] for p in live if kinds.get(p.pane_pid)}
+
+
+def _require_tmux(config: Config, message: str) -> None:
+    if shutil.which(config.tmux_bin) is None:
+        raise CliError(message, "tmux_unavailable")
 
 
 def know_user_agents(config: Config) -> None:
     """Load the user's profiles so pane discovery knows the programs they name
     (``[opencode]`` with ``programs = ["opencode"]``)."""
+    from telepty.delivery.profiles import load_profiles
+
     try:
         load_profiles(config.profiles_path)
     except ConfigError as exc:
@@ -99,10 +89,11 @@ def know_user_agents(config: Config) -> None:
 
 
 def cmd_panes(args: argparse.Namespace, config: Config) -> int:
-    if not TmuxServer().available():
-        raise CliError("tmux is not installed or not on PATH", "tmux_unavailable")
+    from telepty.tmux.user_servers import user_sockets
+
+    _require_tmux(config, "tmux is not installed or not on PATH")
     know_user_agents(config)
-    rows = asyncio.run(_discover(args.socket or user_sockets(config)))
+    rows = _discover(args.socket or user_sockets(), config.tmux_bin)
     registered: dict[tuple[str, str], str] = {}
     try:
         for s in Client(config, timeout=3.0).request("GET", "/api/sessions", query={"all": "0"}):
@@ -128,20 +119,26 @@ def cmd_panes(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-async def _pane_details(pane: str, socket: str | None) -> tuple[str, Any]:
-    srv = TmuxServer(socket_path=socket, use_control=False)
+def _pane_details(pane: str, socket: str | None, tmux_bin: str) -> tuple[str, PaneInfo, str | None]:
+    """(the server's socket path, the pane, the agent running in it)."""
+    from telepty.tmux import TmuxError
+    from telepty.tmux.user_servers import UserTmux
+
+    srv = UserTmux(socket, tmux_bin)
     try:
-        path = await _socket_path(srv)
-        panes = {p.pane_id: p for p in await find_panes(srv)}
+        path = srv.socket_path()
+        panes = {p.pane_id: p for p in srv.panes()}
     except TmuxError as exc:
         raise CliError(f"{exc.code}: {exc.detail}", exc.code) from None
     found = panes.get(pane)
     if found is None or found.pane_dead:
         raise CliError(f"pane_dead: pane {pane} does not exist on {path}", "pane_dead")
-    return path, found
+    return path, found, _agents([found]).get(pane)
 
 
 def cmd_register_pane(args: argparse.Namespace, config: Config) -> int:
+    from telepty.tmux.env import TmuxEnv
+
     if not PANE_ID_RE.match(args.pane):
         raise CliError(f"invalid_field: pane must look like %3, got {args.pane!r}", "invalid_field",
                        exit_code=EXIT_USAGE)
@@ -149,15 +146,16 @@ def cmd_register_pane(args: argparse.Namespace, config: Config) -> int:
         validate_session_id(args.session_id, "--id")
     except BadRequest as exc:
         raise CliError(f"{exc.code}: {exc.detail}", exc.code, exit_code=EXIT_USAGE) from None
-    if not TmuxServer().available():
-        raise CliError("tmux_unavailable: tmux is not installed or not on PATH", "tmux_unavailable")
+    _require_tmux(config, "tmux_unavailable: tmux is not installed or not on PATH")
     know_user_agents(config)
-    socket, pane = asyncio.run(_pane_details(args.pane, args.socket or _current_socket()))
+    inside = TmuxEnv.of(os.environ)
+    socket, pane, agent = _pane_details(args.pane, args.socket or (inside.socket_path if inside else None),
+                                        config.tmux_bin)
     body = {
         "type": "pane", "session_id": args.session_id, "tmux_pane": args.pane,
-        "tmux_socket": socket, "command": pane.agent or pane.pane_current_command,
+        "tmux_socket": socket, "command": agent or pane.pane_current_command,
         "cwd": pane.pane_current_path, "pid": pane.pane_pid,
-        "agent": args.agent or pane.agent or "other", "replace": args.replace,
+        "agent": args.agent or agent or "other", "replace": args.replace,
     }
     session = Client(config).request("POST", "/api/sessions/register", body)
     if args.json:

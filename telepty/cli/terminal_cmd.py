@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from telepty.cli.client import EXIT_USAGE, Client, CliError, ForeignDaemonError
+from telepty.cli.client import EXIT_USAGE, Client, CliError, ForeignDaemonError, daemon_endpoint
 from telepty.cli.options import AGENT_HELP, add_agent, add_json, session_arg
 from telepty.cli.output import emit_json
 from telepty.config import Config, ConfigError
-from telepty.delivery.profiles import load_profiles
 from telepty.errors import BadRequest
 from telepty.pty.terminal import get_winsize
 from telepty.sessions.model import validate_session_id
@@ -105,7 +104,8 @@ def _not_foreign(config: Config) -> None:
 
 
 def cmd_wrap(args: argparse.Namespace, config: Config) -> int:
-    from telepty.pty.wrap_client import WrapConfigError, WrapOptions, WrapTimings, run_wrap
+    from telepty.pty.daemon_link import WrapConfigError, WrapTimings
+    from telepty.pty.wrapper import WrapOptions, run_wrap
 
     argv = _command(args)
     _not_foreign(config)
@@ -118,7 +118,7 @@ def cmd_wrap(args: argparse.Namespace, config: Config) -> int:
         argv=argv, session_id=_session_id(args.session_id), replace=args.replace, agent=args.agent,
         timings=timings,
     )
-    return run_wrap(opts, config)
+    return run_wrap(opts, config, lambda: daemon_endpoint(config))
 
 
 def _check_profile(agent: str | None, config: Config) -> None:
@@ -127,6 +127,8 @@ def _check_profile(agent: str | None, config: Config) -> None:
     profiles file is the daemon's.)"""
     if agent is None:
         return
+    from telepty.delivery.profiles import load_profiles  # and the agents' process walk
+
     try:
         problem = load_profiles(config.profiles_path).unknown_agent(agent)
     except ConfigError as exc:
@@ -163,4 +165,4 @@ def cmd_attach(args: argparse.Namespace, config: Config) -> int:
     # Found and checked to be this home's daemon before the terminal goes raw: no daemon,
     # or another home's, is the one-line error (exit 3) every command gives.
     Client(config, timeout=3.0).meta  # noqa: B018 (the check is the point)
-    return run_attach(config, args.id)
+    return run_attach(config, args.id, lambda: daemon_endpoint(config))

@@ -23,15 +23,9 @@ import aiohttp
 import orjson
 
 from telepty.config import Config
+from telepty.pty.daemon_link import Endpoint, ws_url
 from telepty.pty.stdin_reader import StdinReader
-from telepty.pty.wrap_client import (
-    TerminalOutput,
-    UserTerminal,
-    daemon_endpoint,
-    setup_logging,
-    write_stderr_line,
-    ws_url,
-)
+from telepty.pty.user_terminal import TerminalOutput, UserTerminal, setup_logging, write_stderr_line
 
 log = logging.getLogger("telepty.attach")
 
@@ -188,8 +182,8 @@ def _json(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def attach(config: Config, session_name: str) -> int:
-    base, token = await asyncio.to_thread(daemon_endpoint, config)
+async def attach(endpoint: Endpoint, session_name: str) -> int:
+    base, token = await asyncio.to_thread(endpoint)
     path = f"/api/sessions/{urllib.parse.quote(session_name, safe='')}/attach"
     url = ws_url(base, path, token)
     errors = _ErrorBodies()
@@ -211,11 +205,12 @@ async def attach(config: Config, session_name: str) -> int:
             return await Attachment(session_name, ws).run()
 
 
-def run_attach(config: Config, session_name: str) -> int:
-    """Entry point for the CLI: returns the exit status to leave with."""
+def run_attach(config: Config, session_name: str, endpoint: Endpoint) -> int:
+    """Entry point for the CLI: returns the exit status to leave with. ``endpoint`` finds
+    this home's daemon (the CLI's way)."""
     setup_logging(config)
     try:
-        return asyncio.run(attach(config, session_name))
+        return asyncio.run(attach(endpoint, session_name))
     except Exception as exc:  # a bug must still end in one line, not a raw-mode traceback
         log.exception("attach failed")
         write_stderr_line(f"\r\ntelepty: attach failed: {exc!r}\r\n")

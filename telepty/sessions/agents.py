@@ -15,7 +15,6 @@ or belongs to someone else, because it runs against processes we do not own.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
@@ -25,17 +24,14 @@ from importlib import resources
 
 import psutil
 
-from telepty.errors import BadRequest
+from telepty.sessions.agent_names import (  # noqa: F401 - re-exported: agents are named here too
+    AGENT_KINDS,
+    AGENT_NAME_RE,
+    OTHER,
+    agent_name_arg,
+    validate_agent_name,
+)
 from telepty.sessions.procfs import HAS_PROC, read_stat
-
-# The agents telepty ships profiles for (telepty/data/profiles.toml). Any other profile
-# name is an agent kind too: the profiles decide, not this tuple.
-AGENT_KINDS: tuple[str, ...] = ("claude", "codex", "gemini", "aider")
-
-OTHER = "other"
-# What an agent kind (a profile name) may look like: it is typed on command lines and
-# stored with sessions.
-AGENT_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
 
 # Program or package name → agent kind, from the ``programs`` of the loaded profiles.
 # Scoped npm packages are reduced to their last path component before lookup
@@ -77,26 +73,6 @@ def register_programs(programs: Mapping[str, Iterable[str]]) -> None:
 def programs_of(kind: str) -> list[str]:
     """The program names detection knows for ``kind`` (for messages)."""
     return sorted(name for name, k in _names().items() if k == kind)
-
-
-def validate_agent_name(value: object, field_name: str = "agent") -> str:
-    """A syntactically valid agent kind (whether a profile of that name exists is the
-    daemon's to say: only it has the user's profiles)."""
-    if not isinstance(value, str) or not (value == OTHER or AGENT_NAME_RE.match(value)):
-        raise BadRequest(
-            "invalid_field",
-            f"{field_name} must be a profile name (a-z, 0-9, _ and -, 1-32 characters, "
-            f"starting with a letter) or {OTHER!r}; got {value!r}",
-        )
-    return value
-
-
-def agent_name_arg(value: str) -> str:
-    """``--agent NAME`` on the command line (argparse ``type``)."""
-    try:
-        return validate_agent_name(value, "--agent")
-    except BadRequest as exc:
-        raise argparse.ArgumentTypeError(exc.detail) from None
 
 
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "fish", "mksh", "ash"})

@@ -24,39 +24,25 @@ What is kept, and why:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
-import re
-import secrets
 from collections.abc import Iterable
-from typing import Final
 
 from telepty.clock import utc_now
 from telepty.delivery.model import Delivery, DeliveryKind, DeliveryStatus
+from telepty.session_token import (  # noqa: F401 - re-exported: the daemon's users import them here
+    SESSION_ID_ENV,
+    SESSION_TOKEN_ENV,
+    SESSION_TOKEN_HEADER,
+    TOKEN_PREFIX,
+    is_token_hash,
+    new_session_token,
+    token_sha256,
+)
 from telepty.sessions.registry import SessionRegistry
 from telepty.store.identity import LastReceived, LastReceivedRepo, SessionTokenRepo
 
 log = logging.getLogger("telepty.identity")
-
-SESSION_TOKEN_HEADER: Final = "x-telepty-session-token"
-SESSION_TOKEN_ENV: Final = "TELEPTY_SESSION_TOKEN"
-SESSION_ID_ENV: Final = "TELEPTY_SESSION_ID"
-# A prefix makes a leaked token recognisable (secret scanners, a person reading a log).
-TOKEN_PREFIX: Final = "tpst_"
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-def new_session_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def token_sha256(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def is_token_hash(value: object) -> bool:
-    return isinstance(value, str) and bool(_SHA256_RE.match(value))
 
 
 class SessionIdentities:

@@ -8,8 +8,6 @@ event loop, so it is on a hot path at a few hundred sessions. On Linux one read 
 
 from __future__ import annotations
 
-import psutil
-
 from telepty.sessions.procfs import GONE_STATES, HAS_PROC, read_stat
 
 
@@ -19,6 +17,8 @@ def pid_alive(pid: int | None) -> bool:
     if HAS_PROC:
         stat = read_stat(pid)  # None: gone (or not ours to see: psutil says AccessDenied → gone too)
         return stat is not None and stat[0] not in GONE_STATES
+    import psutil  # only off Linux: every CLI command asks this once, and psutil is slow to load
+
     try:
         proc = psutil.Process(pid)
         return proc.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)

@@ -34,11 +34,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from aiohttp import web
 
 from telepty.pty.bracketed import BracketedPasteTracker, frame_paste
+from telepty.pty.wrap_protocol import Request, Result
 from telepty.sessions.wrapper_link import WrapperGone, WrapperLink
 
 log = logging.getLogger("telepty.wrapper")
@@ -68,7 +68,7 @@ class NodeWrapperLink(WrapperLink):
         except (ConnectionError, RuntimeError) as exc:
             raise WrapperGone(f"could not reach the wrapper: {exc}") from None
 
-    async def paste(self, data: bytes, submit: bytes, settle_ms: int, no_enter: bool) -> dict[str, Any]:
+    async def paste(self, data: bytes) -> Result:
         bracketed = self.bracketed.enabled
         self._printed.clear()
         await self._inject(frame_paste(data, bracketed))
@@ -76,18 +76,16 @@ class NodeWrapperLink(WrapperLink):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(PASTE_SHOWN_S):
                 await self._printed.wait()
-        if submit and not no_enter:
-            await asyncio.sleep(settle_ms / 1000.0)
-            await self._inject(submit)
-        return {"ok": True, "bracketed": bracketed}
+        return Result(id=next(self._ids), ok=True, bracketed=bracketed)
 
-    async def write(self, data: bytes) -> dict[str, Any]:
+    async def write(self, data: bytes) -> Result:
         await self._inject(data)
-        return {"ok": True}
+        return Result(id=next(self._ids), ok=True)
 
-    async def request(self, kind: str, timeout_s: float, **fields: Any) -> dict[str, Any]:
-        """The old wrapper has no request/answer messages beyond ``paste`` and ``write``."""
-        return {"ok": False, "error": "unsupported", "detail": f"the Node.js wrapper has no {kind!r}"}
+    async def request(self, request: Request, timeout_s: float) -> Result:
+        """The old wrapper has no request/answer messages beyond its ``inject``."""
+        return Result(id=request.id, ok=False, error="unsupported",
+                      detail=f"the Node.js wrapper has no {request.TYPE!r}")
 
     async def resize(self, cols: int, rows: int) -> None:
         if not self.ws.closed:

@@ -1,45 +1,36 @@
 """The daemon's end of one ``telepty wrap`` process: its control socket and mirror.
 
-Protocol (``WS /api/wrap``; JSON text frames, binary frames are terminal output):
-
-wrapper → daemon
-  ``hello``      first frame: session_id?, command, cwd, pid, tmux_pane?, tmux_socket?,
-                 agent?, replace, cols, rows, session_token_sha256?. Answered by
-                 ``welcome`` {session_id, session} or ``error`` {error, detail} and a close.
-                 ``session_token_sha256`` is the hash of the TELEPTY_SESSION_TOKEN the
-                 wrapper generated and put in the child's environment before starting
-                 it; the token itself never crosses this socket. Sent on every
-                 (re)connect, so the identity survives a daemon restart.
-  binary         every byte the child printed, in order (buffered while disconnected
-                 and flushed on connect, so early output is not lost).
-  ``heartbeat``  every second: bytes_out (read from the child), bytes_mirrored (sent on
-                 this connection), bytes_in, idle_ms, bracketed_paste.
-  ``result``     {id, ok, error?, ...}: the answer to a daemon request.
-  ``exit``       {code}: the child exited; the session becomes ``exited``.
-
-daemon → wrapper (each with an ``id`` the result echoes)
-  ``paste``      {data, submit, settle_ms, no_enter} (base64): write the prompt to the
-                 PTY, bracketed when the app enabled it, then the submit bytes.
-  ``write``      {data}: raw bytes (keys for permission menus), never bracketed.
-  ``detach``     {reason}: stop talking to the daemon (deleted/replaced); the agent
-                 keeps running for the person using it.
-  ``renamed``    {session_id}: the session now has this id (``telepty rename``); use it
-                 in every later hello. No result is expected.
+The socket's messages are :mod:`telepty.pty.wrap_protocol`'s (the wrapper builds and
+reads the very same ones). What the wrapper mirrors arrives as binary frames and is
+kept here (scrollback, activity for the quiet guard); what the daemon asks (a paste, a
+write) goes out as a request whose :class:`~telepty.pty.wrap_protocol.Result` comes
+back with the same id.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import logging
 import time
-from typing import Any
 
 from aiohttp import web
 
 from telepty.activity import OutputActivity
 from telepty.pty.scrollback import Scrollback
+from telepty.pty.wrap_protocol import (
+    PROTOCOL,
+    Detach,
+    Heartbeat,
+    LegacyPaste,
+    Message,
+    Paste,
+    Renamed,
+    Request,
+    Result,
+    Write,
+    encode,
+)
 
 log = logging.getLogger("telepty.wrapper")
 
@@ -55,9 +46,11 @@ class WrapperGone(Exception):
 
 
 class WrapperLink:
-    def __init__(self, session_id: str, ws: web.WebSocketResponse, scrollback_bytes: int) -> None:
+    def __init__(self, session_id: str, ws: web.WebSocketResponse, scrollback_bytes: int,
+                 protocol: int = PROTOCOL) -> None:
         self.session_id = session_id
         self.ws = ws
+        self.protocol = protocol  # the wrapper's (its hello said), for what it understands
         self.scrollback = Scrollback(scrollback_bytes)
         self.bytes_received = 0
         self.bytes_out_reported = 0
@@ -70,7 +63,7 @@ class WrapperLink:
         self.stalled = False
         self._stall_count = 0
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._pending: dict[int, asyncio.Future[Result]] = {}
         self.closed = asyncio.Event()
         self.listeners: list[asyncio.Queue[bytes | None]] = []
 
@@ -88,21 +81,24 @@ class WrapperLink:
             else:
                 q.put_nowait(data)
 
-    def feed_heartbeat(self, msg: dict[str, Any]) -> bool:
+    def feed_heartbeat(self, msg: Heartbeat) -> bool:
         """Record a heartbeat; returns True when the mirror has just become stalled."""
         self.last_heartbeat = time.monotonic()
-        self.bytes_out_reported = _int(msg.get("bytes_out"), self.bytes_out_reported)
-        self.bytes_in_reported = _int(msg.get("bytes_in"), self.bytes_in_reported)
-        self.bracketed_paste = bool(msg.get("bracketed_paste", self.bracketed_paste))
-        idle_ms = msg.get("idle_ms")
-        if isinstance(idle_ms, int | float) and not isinstance(idle_ms, bool) and idle_ms >= 0:
+        if msg.bytes_out is not None:
+            self.bytes_out_reported = msg.bytes_out
+        if msg.bytes_in is not None:
+            self.bytes_in_reported = msg.bytes_in
+        if msg.bracketed_paste is not None:
+            self.bracketed_paste = msg.bracketed_paste
+        idle_ms = msg.idle_ms
+        if idle_ms is not None and idle_ms >= 0:
             seen = time.time() - idle_ms / 1000.0
             # Recomputed each heartbeat, the same last output wobbles by a millisecond or
             # so (message latency); only a real change may move it, or every heartbeat
             # would look like new activity to the idle watch.
             if abs(seen - self.last_output_wall) > HEARTBEAT_SLACK_S:
                 self.last_output_wall = seen
-        mirrored = _int(msg.get("bytes_mirrored"), 0)
+        mirrored = msg.bytes_mirrored or 0
         if mirrored > self.bytes_received:
             self._stall_count += 1
         else:
@@ -113,52 +109,54 @@ class WrapperLink:
             return True
         return False
 
-    def feed_result(self, msg: dict[str, Any]) -> None:
-        fut = self._pending.pop(_int(msg.get("id"), -1), None)
+    def feed_result(self, msg: Result) -> None:
+        fut = self._pending.pop(msg.id, None)
         if fut is not None and not fut.done():
             fut.set_result(msg)
 
     # -- what we ask of the wrapper -------------------------------------------------
 
-    async def request(self, kind: str, timeout_s: float, **fields: Any) -> dict[str, Any]:
+    async def request(self, request: Request, timeout_s: float) -> Result:
+        """Send ``request`` and wait for its result; WrapperGone when none can come."""
         if self.ws.closed or self.closed.is_set():
             raise WrapperGone("the wrapper is not connected")
-        req_id = next(self._ids)
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[req_id] = fut
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending[request.id] = fut
         try:
-            await self.ws.send_json({"type": kind, "id": req_id, **fields})
+            await self._send(request)
             return await asyncio.wait_for(fut, timeout_s)
         except (ConnectionError, RuntimeError) as exc:
             raise WrapperGone(f"could not reach the wrapper: {exc}") from None
         except TimeoutError:
-            raise WrapperGone(f"the wrapper did not answer {kind!r} within {timeout_s:.1f}s") from None
+            raise WrapperGone(
+                f"the wrapper did not answer {request.TYPE!r} within {timeout_s:.1f}s") from None
         finally:
-            self._pending.pop(req_id, None)
+            self._pending.pop(request.id, None)
 
-    async def paste(self, data: bytes, submit: bytes, settle_ms: int, no_enter: bool) -> dict[str, Any]:
-        timeout = 30.0 + len(data) / 50_000 + settle_ms / 1000.0
-        return await self.request(
-            "paste", timeout_s=timeout, data=_b64(data), submit=_b64(submit),
-            settle_ms=settle_ms, no_enter=no_enter,
-        )
+    async def paste(self, data: bytes) -> Result:
+        """Paste ``data`` (bracketed if the app asked for it); submitting is a separate write."""
+        paste = Paste if self.protocol >= PROTOCOL else LegacyPaste
+        return await self.request(paste(id=next(self._ids), data=data), timeout_s=30.0 + len(data) / 50_000)
 
-    async def write(self, data: bytes) -> dict[str, Any]:
-        return await self.request("write", timeout_s=10.0, data=_b64(data))
+    async def write(self, data: bytes) -> Result:
+        return await self.request(Write(id=next(self._ids), data=data), timeout_s=10.0)
+
+    async def _send(self, msg: Message) -> None:
+        await self.ws.send_str(encode(msg))
 
     async def renamed(self, session_id: str) -> None:
         """Tell the wrapper its new id, so a reconnect re-registers under it."""
         self.session_id = session_id
         if not self.ws.closed:
             try:
-                await self.ws.send_json({"type": "renamed", "session_id": session_id})
+                await self._send(Renamed(session_id=session_id))
             except (ConnectionError, RuntimeError):
                 pass
 
     async def detach(self, reason: str) -> None:
         if not self.ws.closed:
             try:
-                await self.ws.send_json({"type": "detach", "reason": reason})
+                await self._send(Detach(reason=reason))
                 await self.ws.close(code=4000, message=reason.encode()[:120])
             except (ConnectionError, RuntimeError):
                 pass
@@ -172,13 +170,3 @@ class WrapperLink:
         for q in self.listeners:
             q.put_nowait(None)
         self.listeners.clear()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _int(value: object, default: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return default

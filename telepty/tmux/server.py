@@ -43,6 +43,7 @@ from telepty.tmux.control import (
     ControlUnavailable,
     kill_process,
 )
+from telepty.tmux.env import parse_tmux_env
 from telepty.tmux.errors import (
     PANE_DEAD,
     TMUX_CMD_FAILED,
@@ -194,10 +195,7 @@ class TmuxServer:
     @classmethod
     def from_tmux_env(cls, value: str | None = None, **kwargs: object) -> TmuxServer:
         """The server a ``$TMUX`` value points at (``socket_path,server_pid,session``)."""
-        if value is None:
-            value = os.environ.get("TMUX", "")
-        # The path itself may contain commas; the last two fields never do.
-        path = value.rsplit(",", 2)[0] if value.count(",") >= 2 else value
+        path = parse_tmux_env(os.environ.get("TMUX", "") if value is None else value)
         if not path:
             raise ValueError("TMUX is empty: not inside tmux")
         return cls(socket_path=path, **kwargs)  # type: ignore[arg-type]

@@ -17,8 +17,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from telepty.api.auth import AUTH_VIA_KEY, TrustPolicy, auth_middleware, ensure_token
+from telepty.api.auth import AUTH_VIA_KEY, TrustPolicy, auth_middleware
 from telepty.config import Config
+from telepty.token_file import ensure_token
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 

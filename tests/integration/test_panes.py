@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import DaemonProcess, wait_until_sync
+from tests.helpers import DaemonProcess, daemon_env, run_cli, wait_until_sync
 
 
 def _socket(session) -> str:  # type: ignore[no-untyped-def]
@@ -43,6 +43,23 @@ def test_panes_lists_agent_panes_and_registration(daemon: DaemonProcess, session
         return body["state"] == "exited" and body["meta"].get("exit_reason") == "pane_dead"
 
     wait_until_sync(exited, 10, message="pane session exited")
+
+
+def test_panes_finds_the_agent_below_the_shell(session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No daemon needed: the agent is found in each pane's process tree, nested or not."""
+    sock = _socket(session)
+    claude = session.new_window(window_name="c", window_shell="exec -a claude sleep 600").active_pane
+    nested = session.new_window(window_name="n", window_shell="(exec -a codex sleep 600) & wait").active_pane
+    plain = session.new_window(window_name="p", window_shell="exec sleep 600").active_pane
+    env = daemon_env(tmp_path / "home")
+
+    def agents() -> dict[str, str | None] | None:
+        r = run_cli("panes", "--socket", sock, "--all", "--json", env=env)
+        found = {x["pane"]: x["agent"] for x in json.loads(r.stdout)} if r.returncode == 0 else {}
+        return found if found.get(nested.pane_id) == "codex" and found.get(claude.pane_id) else None
+
+    found = wait_until_sync(agents, message="both agents found")
+    assert (found[claude.pane_id], found[nested.pane_id], found[plain.pane_id]) == ("claude", "codex", None)
 
 
 def test_register_pane_errors(daemon: DaemonProcess, session) -> None:  # type: ignore[no-untyped-def]

@@ -24,7 +24,6 @@ import pytest
 from telepty.clock import monotonic
 from telepty.tmux import PaneInfo, TmuxError, TmuxServer
 from telepty.tmux.control import ControlClient, ControlCommandError, ControlUnavailable
-from telepty.tmux.discovery import find_panes
 from telepty.tmux.errors import classify
 
 pytestmark = pytest.mark.integration
@@ -676,30 +675,3 @@ async def test_control_without_any_session_falls_back(server: libtmux.Server) ->
         assert await tmx.list_panes() == []
         assert tmx.control is not None and not tmx.control.running
         assert tmx.transport_counts["fork"] >= 1
-
-
-# -- discovery ---------------------------------------------------------------------------
-
-
-async def test_find_panes_reports_agents(tmx: TmuxServer, session: libtmux.Session) -> None:
-    claude = await start_pane(session, "exec -a claude sleep 600")
-    nested = await start_pane(session, "(exec -a codex sleep 600) & wait")
-    plain = await start_pane(session, "exec sleep 600")
-    await wait_until(lambda: foreground_is(tmx, plain, "sleep"))
-    # tmux names the foreground process by its argv[0], as the agent walk does.
-    await wait_until(lambda: foreground_is(tmx, claude, "claude"))
-
-    async def agents() -> dict[str, str | None]:
-        return {p.pane_id: p.agent for p in await find_panes(tmx)}
-
-    found = await wait_until(lambda: _has_codex(agents(), nested))
-    assert found[claude] == "claude"
-    assert found[nested] == "codex"
-    assert found[plain] is None
-
-
-async def _has_codex(
-    agents: Awaitable[dict[str, str | None]], pane: str
-) -> dict[str, str | None] | None:
-    found = await agents
-    return found if found.get(pane) == "codex" else None

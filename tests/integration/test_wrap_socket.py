@@ -116,16 +116,22 @@ async def test_daemon_requests_reach_wrapper(client) -> None:  # type: ignore[no
     svc = client.server.app[SERVICES]
     link = svc.terminals.links["wr5"]
 
+    pasted: list[dict] = []  # type: ignore[type-arg]
+
     async def fake_wrapper() -> None:
         async for msg in ws:
             req = orjson.loads(msg.data)
             if req["type"] == "paste":
-                await ws.send_json({"type": "result", "id": req["id"], "ok": True,
-                                    "echo": base64.b64decode(req["data"]).decode()})
+                pasted.append(req)
+                await ws.send_json({"type": "result", "id": req["id"], "ok": True, "bracketed": True})
 
     task = asyncio.ensure_future(fake_wrapper())
-    reply = await link.paste("héllo\n".encode(), b"\r", 10, False)
-    assert reply["ok"] is True and reply["echo"] == "héllo\n"
+    reply = await link.paste("héllo\n".encode())
+    assert reply.ok is True and reply.bracketed is True
+    # What reached the wrapper: the prompt, and nothing telling it to submit (a scripted
+    # hello names no protocol, so it is asked as an older wrapper is: no_enter).
+    assert [(base64.b64decode(p["data"]).decode(), p.get("no_enter"), "submit" in p) for p in pasted] == [
+        ("héllo\n", True, False)]
     await ws.close()
     task.cancel()
 

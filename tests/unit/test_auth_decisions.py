@@ -11,21 +11,21 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
+from telepty import token_file
 from telepty.api import auth
 from telepty.api.auth import (
     Decision,
     TrustPolicy,
     decide,
-    ensure_token,
     extract_token,
     in_allowlist,
     is_loopback,
     is_tailscale,
     normalize_origin,
     parse_allowlist,
-    read_token,
 )
 from telepty.config import Config, ConfigError
+from telepty.token_file import ensure_token, read_token
 
 TOKEN = "s3cret-token-value-XYZ"
 
@@ -600,7 +600,7 @@ def test_ensure_token_loses_race_and_returns_winners_token(
         os.close(fd)
         real_link(src, dst)
 
-    monkeypatch.setattr(auth.os, "link", other_process_wins)
+    monkeypatch.setattr(token_file.os, "link", other_process_wins)
     assert ensure_token(path) == "winner-token"
     assert path.read_text() == "winner-token\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["token"]
@@ -612,7 +612,7 @@ def test_ensure_token_falls_back_when_hard_links_unsupported(
     def no_links(src: os.PathLike[str], dst: os.PathLike[str]) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(auth.os, "link", no_links)
+    monkeypatch.setattr(token_file.os, "link", no_links)
     path = tmp_path / "token"
     token = ensure_token(path)
     assert path.read_text().strip() == token

@@ -10,12 +10,15 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
 from telepty.api.keys import SERVICES
+from telepty.pty.daemon_link import DaemonLink, WrapTimings
 from telepty.pty.env import child_env
 from telepty.pty.spawned import SpawnedPty
-from telepty.pty.wrap_client import ChildRequests, DaemonLink, HelloMeta, WrapTimings
+from telepty.pty.wrap_protocol import Hello, encode
+from telepty.pty.wrapper import WrappedChild
 from telepty.sessions.identity import new_session_token, token_sha256
 from tests.helpers import wait_until
 
@@ -33,19 +36,19 @@ async def cat() -> AsyncIterator[SpawnedPty]:
 
 def test_hello_carries_the_hash_never_the_token() -> None:
     token = new_session_token()
-    frame = HelloMeta(command="c", cwd="/", pid=1, session_token_sha256=token_sha256(token)).frame(80, 24)
+    frame = orjson.loads(encode(Hello(command="c", cwd="/", pid=1, session_token_sha256=token_sha256(token))))
     assert frame["session_token_sha256"] == token_sha256(token)
     assert token not in str(frame)
-    assert "session_token_sha256" not in HelloMeta(command="c", cwd="/", pid=1).frame(80, 24)
+    assert "session_token_sha256" not in orjson.loads(encode(Hello(command="c", cwd="/", pid=1)))
 
 
 async def test_token_verifies_and_a_rename_reaches_the_wrapper(client, config, cat) -> None:  # type: ignore[no-untyped-def]
     token = new_session_token()
     base = str(client.make_url("")).rstrip("/")
-    meta = HelloMeta(command="claude", cwd="/p", pid=cat.pid, session_id="w1",
-                     session_token_sha256=token_sha256(token))
-    link = DaemonLink(config, meta, ChildRequests(cat), timings=FAST, size=lambda: (80, 24),
-                      notice=lambda _t: None, endpoint=lambda _cfg: (base, None))
+    hello = Hello(command="claude", cwd="/p", pid=cat.pid, session_id="w1",
+                  session_token_sha256=token_sha256(token))
+    link = DaemonLink(hello, WrappedChild(cat), timings=FAST, size=lambda: (80, 24),
+                      notice=lambda _t: None, endpoint=lambda: (base, None))
     task = asyncio.ensure_future(link.run())
     try:
         await wait_until(link.connected.is_set, message="connected")
@@ -54,7 +57,7 @@ async def test_token_verifies_and_a_rename_reaches_the_wrapper(client, config, c
 
         resp = await client.post("/api/sessions/w1/rename", json={"new_id": "w2"})
         assert resp.status == 200, await resp.text()
-        await wait_until(lambda: link.meta.session_id == "w2", message="the wrapper learnt its new id")
+        await wait_until(lambda: link.hello.session_id == "w2", message="the wrapper learnt its new id")
 
         # Cut the connection: the wrapper comes back as w2, not w1, and is still itself.
         svc = client.server.app[SERVICES]

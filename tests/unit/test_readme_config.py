@@ -12,7 +12,7 @@ import re
 import pytest
 
 from telepty.config import Config
-from telepty.pty.wrap_client import WrapTimings
+from telepty.pty.daemon_link import WrapTimings
 from tests.helpers import ROOT
 
 # A full name; a prefix mentioned in prose (``TELEPTY_WRAP_*``, ``TELEPTY_``) ends in "_".

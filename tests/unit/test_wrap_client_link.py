@@ -16,9 +16,11 @@ import pytest
 
 from telepty.api.keys import SERVICES
 from telepty.config import Config
+from telepty.pty.daemon_link import REPLACED_NOTICE, DaemonLink, WrapTimings
 from telepty.pty.env import child_env
 from telepty.pty.spawned import SpawnedPty
-from telepty.pty.wrap_client import REPLACED_NOTICE, ChildRequests, DaemonLink, HelloMeta, WrapTimings
+from telepty.pty.wrap_protocol import Hello, Result
+from telepty.pty.wrapper import WrappedChild
 from tests.helpers import wait_until
 
 FAST = WrapTimings(heartbeat_s=0.05, backoff_max_s=0.2)
@@ -46,10 +48,10 @@ class Harness:
 
     def link(self, **meta: Any) -> DaemonLink:
         base = str(self.client.make_url("")).rstrip("/")
-        hello = HelloMeta(**{"command": "claude --x", "cwd": "/p/proj", "pid": self.pty.pid, **meta})
+        hello = Hello(**{"command": "claude --x", "cwd": "/p/proj", "pid": self.pty.pid, **meta})
         link = DaemonLink(
-            self.config, hello, ChildRequests(self.pty), timings=FAST, size=lambda: (100, 30),
-            notice=self.notices.append, endpoint=lambda _cfg: (base, None),
+            hello, WrappedChild(self.pty), timings=FAST, size=lambda: (100, 30),
+            notice=self.notices.append, endpoint=lambda: (base, None),
         )
         self.pty.on_output.append(link.mirror)
         return link
@@ -120,7 +122,7 @@ async def test_reconnect_keeps_the_assigned_id_and_metadata(harness: Harness) ->
     link = harness.link(agent="claude", tmux_pane="%9", tmux_socket="/tmp/tmux-x/sock")
     harness.run(link)
     await wait_until(link.connected.is_set, message="welcome")
-    assigned = link.meta.session_id
+    assigned = link.hello.session_id
     assert assigned == "claude-proj-1"  # chosen by the daemon, then reused forever
     await harness.svc.terminals.links[assigned].ws.close()  # the socket drops
     await wait_until(lambda: link.connections == 2, message="reconnect")
@@ -147,7 +149,7 @@ async def test_exit_is_reported_after_the_output(harness: Harness) -> None:
 
 async def test_exit_without_a_daemon_gives_up_quickly(harness: Harness) -> None:
     link = harness.link(session_id="lk4")
-    link.endpoint = lambda _cfg: ("http://127.0.0.1:1", None)
+    link.endpoint = lambda: ("http://127.0.0.1:1", None)
     harness.run(link)
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -186,11 +188,11 @@ async def test_daemon_requests_are_answered_over_the_socket(harness: Harness) ->
     harness.run(link)
     await wait_until(link.connected.is_set, message="welcome")
     daemon_side = harness.svc.terminals.links["lk7"]
-    reply = await daemon_side.paste(b"hello", b"\r", 0, False)
-    assert reply == {"type": "result", "id": reply["id"], "ok": True, "bracketed": False}
+    reply = await daemon_side.paste(b"hello")
+    assert reply == Result(id=reply.id, ok=True, bracketed=False)
     await wait_until(lambda: b"hello" in harness.pty.scrollback.snapshot(), message="echo of the paste")
     # The daemon saw the echo through the mirror: that is what its quiet guard reads.
     await wait_until(lambda: daemon_side.activity.bytes_out >= len(b"hello"), message="the mirrored echo")
     reply = await daemon_side.write(b"x")
-    assert reply == {"type": "result", "id": reply["id"], "ok": True}
+    assert reply == Result(id=reply.id, ok=True)
     await wait_until(lambda: b"x" in harness.pty.scrollback.tail(4), message="the echo of the write")

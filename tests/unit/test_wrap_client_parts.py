@@ -6,18 +6,13 @@ import contextlib
 import os
 import random
 
+import orjson
 import pytest
 
-from telepty.pty.wrap_client import (
-    HelloMeta,
-    OutputBacklog,
-    TerminalOutput,
-    WrapConfigError,
-    WrapTimings,
-    backoff_delays,
-    tmux_location,
-    ws_url,
-)
+from telepty.pty.daemon_link import OutputBacklog, WrapConfigError, WrapTimings, backoff_delays, ws_url
+from telepty.pty.user_terminal import TerminalOutput
+from telepty.pty.wrap_protocol import Hello, encode
+from telepty.tmux.env import TmuxEnv
 from tests.helpers import wait_until
 
 
@@ -62,22 +57,24 @@ def test_timings_from_env() -> None:
 
 
 def test_hello_carries_the_full_metadata() -> None:
-    meta = HelloMeta(command="claude --resume", cwd="/p/x", pid=42, session_id="w1", agent="claude",
-                     tmux_pane="%3", tmux_socket="/tmp/tmux-0/default", replace=True)
-    assert meta.frame(120, 40) == {
+    hello = Hello(command="claude --resume", cwd="/p/x", pid=42, session_id="w1", agent="claude",
+                  tmux_pane="%3", tmux_socket="/tmp/tmux-0/default", replace=True, cols=120, rows=40)
+    assert orjson.loads(encode(hello)) == {
         "type": "hello", "command": "claude --resume", "cwd": "/p/x", "pid": 42, "replace": True,
         "cols": 120, "rows": 40, "session_id": "w1", "agent": "claude", "tmux_pane": "%3",
         "tmux_socket": "/tmp/tmux-0/default",
     }
-    bare = HelloMeta(command="bash", cwd="/", pid=1).frame(80, 24)
+    bare = orjson.loads(encode(Hello(command="bash", cwd="/", pid=1, cols=80, rows=24)))
     assert "agent" not in bare and "session_id" not in bare  # the daemon decides those
 
 
 def test_tmux_location() -> None:
     env = {"TMUX": "/tmp/tmux-1000/work,1234,0", "TMUX_PANE": "%7"}
-    assert tmux_location(env) == ("%7", "/tmp/tmux-1000/work")
-    assert tmux_location({"TMUX_PANE": "%7"}) == (None, None)  # a stale pane id outside tmux
-    assert tmux_location({}) == (None, None)
+    assert TmuxEnv.of(env) == TmuxEnv("/tmp/tmux-1000/work", "%7")
+    assert TmuxEnv.of({"TMUX_PANE": "%7"}) is None  # a stale pane id outside tmux
+    assert TmuxEnv.of({}) is None
+    # A socket path may hold commas; the server pid and session index never do.
+    assert TmuxEnv.of({"TMUX": "/tmp/a,b/sock,1234,0"}) == TmuxEnv("/tmp/a,b/sock", None)
 
 
 def test_ws_url() -> None:

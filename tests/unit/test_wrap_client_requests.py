@@ -1,4 +1,5 @@
-"""The wrapper's answers to daemon requests, against real children in real PTYs.
+"""The wrapper's answers to daemon requests (as the daemon frames them), against real
+children in real PTYs.
 
 The paste target is a raw-mode reader that appends every byte it reads to a file, so
 what the child received is compared byte for byte (raw mode: no echo, no CR/LF
@@ -13,11 +14,14 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import orjson
 import pytest
 
+from telepty.pty.daemon_link import read_daemon_frame
 from telepty.pty.env import child_env
 from telepty.pty.spawned import SpawnedPty
-from telepty.pty.wrap_client import ChildRequests
+from telepty.pty.wrap_protocol import Paste, Result, Write
+from telepty.pty.wrapper import WrappedChild
 from tests.helpers import wait_until
 
 READER = r"""
@@ -41,16 +45,24 @@ while True:
 """
 
 class Child:
-    """A started child with the ChildRequests answering for it."""
+    """A started child with the WrappedChild answering for it."""
 
     def __init__(self, pty: SpawnedPty) -> None:
         self.pty = pty
-        self.requests = ChildRequests(pty)
+        self.wrapped = WrappedChild(pty)
         self.output = bytearray()
         pty.on_output.append(self._seen)
 
     def _seen(self, data: bytes) -> None:
         self.output += data
+
+    async def handle(self, frame: dict[str, object]) -> Result:
+        """What the wrapper answers to this frame from the daemon."""
+        msg = read_daemon_frame(orjson.dumps(frame).decode())
+        if isinstance(msg, Result):  # unreadable: answered without touching the child
+            return msg
+        assert isinstance(msg, Paste | Write), msg
+        return await self.wrapped.answer(msg)
 
 
 @pytest.fixture
@@ -91,25 +103,32 @@ PROMPT = "line one\nline two — ünïcødé ✓\ttab\n".encode()
 
 async def test_paste_is_bracketed_when_the_app_asked(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     child, sink = await reader(start, tmp_path, bracketed=True)
-    result = await child.requests.handle(
-        {"type": "paste", "id": 7, "data": b64(PROMPT), "submit": b64(b"\r"), "settle_ms": 20,
-         "no_enter": False}
-    )
-    assert result == {"type": "result", "id": 7, "ok": True, "bracketed": True}
+    result = await child.handle({"type": "paste", "id": 7, "data": b64(PROMPT)})
+    assert result == Result(id=7, ok=True, bracketed=True)
+    # The paste is never submitted by the wrapper: the daemon writes the submit key itself.
+    result = await child.handle({"type": "write", "id": 8, "data": b64(b"\r")})
+    assert result == Result(id=8, ok=True)
     expected = b"\x1b[200~" + PROMPT + b"\x1b[201~\r"
     assert await received(sink, expected) == expected
+
+
+async def test_a_paste_from_an_older_daemon_is_not_submitted(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    child, sink = await reader(start, tmp_path, bracketed=False)
+    # Protocol 1's fields are not read (and so never submit): this daemon sent no_enter anyway.
+    result = await child.handle({"type": "paste", "id": 1, "data": b64(b"draft"), "submit": b64(b"\r"),
+                                 "settle_ms": 20, "no_enter": True})
+    assert result == Result(id=1, ok=True, bracketed=False)
+    assert await child.handle({"type": "write", "id": 2, "data": b64(b"!")}) == Result(id=2, ok=True)
+    assert await received(sink, b"draft!") == b"draft!"
 
 
 async def test_paste_plain_no_enter_and_write(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     child, sink = await reader(start, tmp_path, bracketed=False)
     # A prompt smuggling its own end marker must not end a paste early: markers are stripped.
-    result = await child.requests.handle(
-        {"type": "paste", "id": 1, "data": b64(b"abc\x1b[201~def"), "submit": b64(b"\r"),
-         "settle_ms": 0, "no_enter": True}
-    )
-    assert result == {"type": "result", "id": 1, "ok": True, "bracketed": False}
-    result = await child.requests.handle({"type": "write", "id": 2, "data": b64(b"\x1b[B\r")})
-    assert result == {"type": "result", "id": 2, "ok": True}
+    result = await child.handle({"type": "paste", "id": 1, "data": b64(b"abc\x1b[201~def")})
+    assert result == Result(id=1, ok=True, bracketed=False)
+    result = await child.handle({"type": "write", "id": 2, "data": b64(b"\x1b[B\r")})
+    assert result == Result(id=2, ok=True)
     expected = b"abcdef\x1b[B\r"
     assert await received(sink, expected) == expected
 
@@ -117,11 +136,9 @@ async def test_paste_plain_no_enter_and_write(start, tmp_path: Path) -> None:  #
 async def test_large_paste_arrives_whole(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     child, sink = await reader(start, tmp_path, bracketed=True)
     big = bytes(range(32, 127)) * 11_000  # ~1 MiB of printable bytes
-    result = await child.requests.handle(
-        {"type": "paste", "id": 3, "data": b64(big), "submit": b64(b"\r"), "settle_ms": 0}
-    )
-    assert result["ok"] is True
-    expected = b"\x1b[200~" + big + b"\x1b[201~\r"
+    result = await child.handle({"type": "paste", "id": 3, "data": b64(big)})
+    assert result.ok is True
+    expected = b"\x1b[200~" + big + b"\x1b[201~"
     got = await received(sink, expected)
     assert len(got) == len(expected) and got == expected
 
@@ -129,10 +146,10 @@ async def test_large_paste_arrives_whole(start, tmp_path: Path) -> None:  # type
 async def test_requests_to_an_exited_child_fail_cleanly(start) -> None:  # type: ignore[no-untyped-def]
     child = await start("true")
     await wait_until(child.pty.exited.is_set, message="the child to exit")
-    result = await child.requests.handle({"type": "paste", "id": 4, "data": b64(b"hi")})
-    assert result["ok"] is False and result["error"] == "write_failed" and result["detail"]
-    result = await child.requests.handle({"type": "write", "id": 5, "data": b64(b"hi")})
-    assert result["ok"] is False and result["error"] == "write_failed"
+    result = await child.handle({"type": "paste", "id": 4, "data": b64(b"hi")})
+    assert result.ok is False and result.error == "write_failed" and result.detail
+    result = await child.handle({"type": "write", "id": 5, "data": b64(b"hi")})
+    assert result.ok is False and result.error == "write_failed"
 
 
 async def test_malformed_requests_are_answered_not_raised(start) -> None:  # type: ignore[no-untyped-def]
@@ -140,11 +157,11 @@ async def test_malformed_requests_are_answered_not_raised(start) -> None:  # typ
     for msg, error in (
         ({"type": "paste", "id": 1, "data": "not base64!"}, "bad_request"),
         ({"type": "paste", "id": 2, "data": 5}, "bad_request"),
-        ({"type": "paste", "id": 3, "data": b64(b"x"), "settle_ms": "soon"}, "bad_request"),
+        ({"type": "write", "id": 3}, "bad_request"),
         ({"type": "quiet", "id": 4, "quiet_ms": 100}, "unknown_request"),
         ({"type": "reboot", "id": 6}, "unknown_request"),
     ):
-        result = await child.requests.handle(msg)
-        assert result["id"] == msg["id"] and result["ok"] is False and result["error"] == error, msg
+        result = await child.handle(msg)
+        assert result.id == msg["id"] and result.ok is False and result.error == error, msg
 
 

@@ -41,15 +41,14 @@ class WrapperTerminal:
 
     async def paste(self, data: bytes) -> None:
         try:
-            reply = await self.link.paste(data, b"", 0, True)
+            reply = await self.link.paste(data)
         except WrapperGone as exc:
             # The request may or may not have reached the wrapper: never retried.
             raise DeliveryError(SESSION_DISCONNECTED, str(exc), stage="paste") from None
-        if not reply.get("ok"):
-            raise DeliveryError(str(reply.get("error") or WRITE_FAILED),
-                                str(reply.get("detail") or "the wrapper could not write"),
+        if not reply.ok:
+            raise DeliveryError(reply.error or WRITE_FAILED, reply.detail or "the wrapper could not write",
                                 stage="paste")
-        self.bracketed = bool(reply.get("bracketed"))
+        self.bracketed = bool(reply.bracketed)
 
     async def press(self, keys: Sequence[Any]) -> None:
         for i, chunk in enumerate(sequence_bytes(keys, app_cursor=self.view.app_cursor())):
@@ -59,10 +58,9 @@ class WrapperTerminal:
                 reply = await self.link.write(chunk)
             except WrapperGone as exc:
                 raise DeliveryError(SESSION_DISCONNECTED, str(exc), stage="send_keys") from None
-            if not reply.get("ok"):
-                raise DeliveryError(str(reply.get("error") or WRITE_FAILED),
-                                    str(reply.get("detail") or "the wrapper could not write"),
-                                    stage="send_keys")
+            if not reply.ok:
+                raise DeliveryError(reply.error or WRITE_FAILED,
+                                    reply.detail or "the wrapper could not write", stage="send_keys")
 
 
 class WrapperTransport(StreamTransport):
