@@ -69,19 +69,19 @@ def record(agent: str, folder: Path, out: Path) -> list[dict[str, Any]]:
         checkpoints.append({"name": name, "offset": seen[0], "cursor_y": cursor_y,
                             "screen": tmux.screen(pane)})
 
+    def submit(prompt: str, shows: str) -> None:
+        tmux.paste(pane, prompt)
+        wait_until_sync(lambda: shows in text(), 10, message="the paste to show")
+        time.sleep(SETTLE_S)
+        tmux.send(pane, "Enter")
+
     try:
         wait_until_sync(lambda: READY_TEXT[agent] in text(), 60, message=f"{agent} to be ready")
         checkpoint("idle")
-        tmux.paste(pane, "Say hello please.\tWith a tab and 日本語 text.")
-        wait_until_sync(lambda: "日本語" in text(), 10, message="the paste to show")
-        time.sleep(SETTLE_S)
-        tmux.send(pane, "Enter")
+        submit("Say hello please.\tWith a tab and 日本語 text.", "日本語")
         wait_until_sync(lambda: len(mock.received()) >= 1, 60, message="the first answer")
         checkpoint("answered")
-        tmux.paste(pane, "Think hard about this one. [mock:slow=3]")
-        wait_until_sync(lambda: "Think hard" in text(), 10, message="the paste to show")
-        time.sleep(SETTLE_S)
-        tmux.send(pane, "Enter")
+        submit("Think hard about this one. [mock:slow=3]", "Think hard")
         wait_until_sync(lambda: len(mock.received()) >= 2, 60, message="the second prompt")
         checkpoint("thought")
         wait_until_sync(lambda: mock.answered_at(1) is not None, 60, message="the second answer")
