@@ -59,7 +59,7 @@ from telepty.config import Config
 from telepty.delivery.engine import DeliveryEngine
 from telepty.delivery.intake import Intake
 from telepty.delivery.profiles import load_profiles
-from telepty.delivery.transports_resolver import TransportResolver
+from telepty.delivery.transports.resolver import TransportResolver
 from telepty.home_id import ensure_home_id
 from telepty.metrics import DaemonMetrics
 from telepty.relay.service import Relay
@@ -153,8 +153,8 @@ def create_app(config: Config) -> web.Application:
     acks = TurnAckIds(bus, deliveries)  # a routed turn's ids on its delivery's acks
     engine = DeliveryEngine(  # id@host targets become relay pseudo-sessions (telepty.relay.service)
         deliveries, relay.registry(registry),
-        relay.transports(TransportResolver(terminals, tmux, profiles)), acks.wrap(relay.emitter(bus)),
-        profiles, config,
+        TransportResolver(terminals, tmux, profiles, remote=relay.transport_for),
+        acks.wrap(relay.emitter(bus)), profiles, config,
     )
     metrics = DaemonMetrics()
     registry.on_exited.append(engine.session_gone)  # a retry wait on a dead pane ends now

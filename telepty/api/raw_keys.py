@@ -35,7 +35,7 @@ from telepty.delivery.engine import DeliveryEngine
 from telepty.delivery.intake import Submission
 from telepty.delivery.model import DeliveryError
 from telepty.delivery.request import KeyPress
-from telepty.errors import Conflict, ErrorCode
+from telepty.errors import Conflict
 from telepty.sessions.model import Session, SessionState
 
 
@@ -60,10 +60,7 @@ async def explain_session(
     """What the session's transport sees on its screen and why (``409`` when it cannot look)."""
     try:
         transport = engine.resolver(session)
-        describe = getattr(transport, "explain", None)
-        if describe is None:
-            raise Conflict(ErrorCode.NO_SCREEN, f"the {transport.name} transport cannot show its screen")
-        out: dict[str, Any] = await describe(tail=lines, quiet_ms=config.quiet_ms)
+        out: dict[str, Any] = await transport.explain(tail=lines, quiet_ms=config.quiet_ms)
     except DeliveryError as exc:
         raise Conflict(exc.reason, exc.detail) from None
     return out

@@ -17,7 +17,7 @@ from telepty.api.keys import BUS, CONFIG, IDENTITIES, PROFILES, REGISTRY, TERMIN
 from telepty.api.models import SpawnSession, read
 from telepty.api.sessions import parse_register, public_session, require_profile
 from telepty.api.spec import Route, answer, enum, integer, obj, ok, path_id, query, string
-from telepty.delivery.transports_stream import dims, stream_view
+from telepty.delivery.transports.stream import dims, stream_view
 from telepty.errors import BadRequest, Conflict, ErrorCode, NotFound, TeleptyError
 from telepty.pty.spawned import PtyClosedError
 from telepty.pty.wrap_protocol import (

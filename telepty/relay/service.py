@@ -1,8 +1,9 @@
 """The relay: prompts for ``id@host`` become local deliveries that a peer daemon completes.
 
 How it fits the delivery engine without a second queue: a remote target ``s@B`` is a
-*pseudo-session* (id ``s@b``, never in the registry's list) whose transport is
-``RelayTransport``. So a relayed prompt gets everything a local one gets: a persisted
+*pseudo-session* (id ``s@b``, never in the registry's list) whose transport is the
+engine's ``RelayTransport``, forwarding through a ``PeerForwarder`` (or the fleet's
+queue). So a relayed prompt gets everything a local one gets: a persisted
 record (origin ``relay``) before the caller hears back, per-target FIFO, the retry
 schedule, cancel, wait, events.
 
@@ -37,7 +38,8 @@ from telepty.delivery.model import (
     DeliveryError,
 )
 from telepty.delivery.reply_guide import reply_footer
-from telepty.delivery.transport import DeliveryOutcome, StageCallback, Transport
+from telepty.delivery.transports.base import DeliveryOutcome, StageCallback, Transport
+from telepty.delivery.transports.relay import Forwarder, RelayTransport
 from telepty.errors import ErrorCode, NotFound, TeleptyError
 from telepty.relay.peers import (
     PROBE_TIMEOUT_S,
@@ -222,13 +224,14 @@ class Relay:
         """The engine's view of ``real``: ``id@host`` names are relay pseudo-sessions."""
         return RelayRegistry(real, self)
 
-    def transports(self, real: Callable[[Session], Transport]) -> Callable[[Session], Transport]:
-        def resolve(session: Session) -> Transport:
-            if "relay" in session.meta:
-                http = RelayTransport(self, session)
-                return http if self.fleet is None else self.fleet.transport(http)
-            return real(session)
-        return resolve
+    def transport_for(self, session: Session) -> Transport | None:
+        """The transport of a relay pseudo-session (``TransportResolver``'s ``remote``);
+        None for a session of this machine."""
+        if "relay" not in session.meta:
+            return None
+        http = PeerForwarder(self, session)
+        forwarder: Forwarder = http if self.fleet is None else self.fleet.forwarder(http)
+        return RelayTransport(forwarder)
 
     # -- peers and their sessions -------------------------------------------------------
 
@@ -284,11 +287,8 @@ class RelayRegistry:
         return getattr(self._real, name)
 
 
-class RelayTransport:
-    """Forwards one delivery to the peer and mirrors the peer's outcome."""
-
-    name = "relay"
-    profile = None
+class PeerForwarder:
+    """Forwards one delivery to the peer daemon over HTTP and mirrors the peer's outcome."""
 
     def __init__(self, relay: Relay, session: Session) -> None:
         self.relay = relay
@@ -296,15 +296,9 @@ class RelayTransport:
         info = session.meta["relay"]
         self.remote_session: str = info["session"]
         self.host: str = info["host"]
-        self.delivery: Delivery | None = None
         self.peer: Peer | None = None
 
-    def bind_delivery(self, d: Delivery) -> None:
-        self.delivery = d
-
-    async def check_ready(self, for_keys: bool = False) -> None:
-        if for_keys:
-            raise DeliveryError(NO_TRANSPORT, "raw keys are not relayed to peers", stage=STAGE_CHECK_READY)
+    async def reachable(self) -> None:
         try:
             self.peer = await self.relay.resolver.resolve(self.host)
         except NotFound as exc:
@@ -313,16 +307,11 @@ class RelayTransport:
             raise DeliveryError(NO_TRANSPORT, f"{self.host!r} is now this machine; inject locally",
                                 stage=STAGE_CHECK_READY)
 
-    async def is_quiet(self, quiet_ms: int) -> bool:
-        return True  # the peer runs its own quiet guard with the delivery's quiet_ms
-
-    async def deliver(self, prompt: bytes, *, no_enter: bool, profile: Any,
-                      on_stage: StageCallback) -> DeliveryOutcome:
-        d = self.delivery
+    async def forward(self, d: Delivery, on_stage: StageCallback) -> DeliveryOutcome:
         peer = self.peer
-        assert d is not None and peer is not None, "bind_delivery and check_ready come first"
+        assert peer is not None, "reachable() comes first"
         hop = self.relay.hop_for(d)
-        body = {**self.forward_body(d, no_enter), "wait": True, "timeout": FORWARD_WAIT}
+        body = {**self.forward_body(d, d.no_enter), "wait": True, "timeout": FORWARD_WAIT}
         headers = {
             HOP_HEADER: str(hop),
             RELAY_FROM_HEADER: self.relay.config.machine_id,
@@ -357,7 +346,7 @@ class RelayTransport:
         evidence["relay"]["machine_id"] = await self.relay.machine_id_of(peer)
         if data.get("status") not in ("delivered", "failed", "cancelled"):
             data = await self._poll(peer, data["delivery_id"], evidence)
-        return self._mirror(peer, data, evidence)
+        return self._mirror(d, peer, data, evidence)
 
     def forward_body(self, d: Delivery, no_enter: bool) -> dict[str, Any]:
         """The inject body the target machine gets (over HTTP, or in a NATS work item)."""
@@ -367,10 +356,6 @@ class RelayTransport:
             "reply_expected": d.reply_expected, "no_enter": no_enter, "force": d.force, "raw": d.raw,
             "quiet_ms": d.quiet_ms,
         }
-
-    def _written_on_peer(self, machine_id: str) -> None:
-        assert self.delivery is not None
-        self.relay.note_written_on(self.delivery.id, machine_id)
 
     def _reply_to(self, d: Delivery) -> str | None:
         """A reply address that is a live session here becomes ``id@<this machine>`` on the
@@ -418,13 +403,14 @@ class RelayTransport:
             raise DeliveryError("remote_delivery_lost", f"peer {peer.name} answered HTTP {status} for "
                                 f"delivery {remote_id}", stage=STAGE_FORWARD, evidence=evidence)
 
-    def _mirror(self, peer: Peer, remote: dict[str, Any], evidence: dict[str, Any]) -> DeliveryOutcome:
+    def _mirror(self, d: Delivery, peer: Peer, remote: dict[str, Any],
+                evidence: dict[str, Any]) -> DeliveryOutcome:
         info = evidence["relay"]
         info.update(remote_status=remote.get("status"), remote_session_id=remote.get("session_id"),
                     remote_attempts=remote.get("attempts"), remote_confirmed=remote.get("confirmed"))
         if remote.get("status") == "delivered":
-            if self.delivery is not None and info.get("machine_id"):
-                self._written_on_peer(str(info["machine_id"]))
+            if info.get("machine_id"):
+                self.relay.note_written_on(d.id, str(info["machine_id"]))
             return DeliveryOutcome(confirmed=str(remote.get("confirmed") or "unverified"),
                                    detail={**evidence, "remote_evidence": remote.get("evidence") or {}})
         reason = str(remote.get("reason") or remote.get("status") or "failed")

@@ -183,7 +183,7 @@ def scenario(request: pytest.FixtureRequest, daemon_factory: Callable[..., Daemo
 
 # Codex draws with a diff renderer: a cell is written once and never again while it does
 # not change (the "›" of its input line). The wrapper transport keeps one screen model
-# per stream for its life (transports_stream.stream_view); a model rebuilt from a recent
+# per stream for its life (delivery.transports.stream.stream_view); a model rebuilt from a recent
 # tail would lose the "›" once enough transcript followed it, and take the transcript's
 # last "› …" for the input line. codex-wrap is the case that shows it.
 CASES = [pytest.param((a, m), id=f"{a}-{m}") for a in AGENTS for m in MODES]

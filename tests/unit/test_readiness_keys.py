@@ -14,7 +14,7 @@ import pytest
 from telepty.config import Config
 from telepty.delivery.engine import DeliveryEngine
 from telepty.delivery.keys import describe, key_bytes, parse_keys, sequence_bytes
-from telepty.delivery.model import DeliveryError, DeliveryKind, DeliveryStatus, Origin
+from telepty.delivery.model import Delivery, DeliveryError, DeliveryKind, DeliveryStatus, Origin
 from telepty.delivery.profiles import SubmitProfile, load_profiles
 from telepty.delivery.readiness import (
     AgentCheck,
@@ -26,7 +26,7 @@ from telepty.delivery.readiness import (
 )
 from telepty.delivery.request import KeyPress, parse_inject
 from telepty.delivery.screen import read_screen
-from telepty.delivery.transport import DeliveryOutcome, StageCallback
+from telepty.delivery.transports.base import DeliveryOutcome, StageCallback, TransportBase
 from telepty.errors import BadRequest
 from telepty.sessions.model import Session, SessionType
 from telepty.sessions.registry import RegisterSpec, SessionRegistry
@@ -170,7 +170,7 @@ class Screen:
         self.ready_calls: list[bool] = []
 
 
-class ScreenTransport:
+class ScreenTransport(TransportBase):
     name = "fake"
 
     def __init__(self, screen: Screen) -> None:
@@ -185,10 +185,10 @@ class ScreenTransport:
     async def is_quiet(self, quiet_ms: int) -> bool:
         return True
 
-    async def deliver(self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile,
+    async def deliver(self, d: Delivery, *, profile: SubmitProfile,
                       on_stage: StageCallback) -> DeliveryOutcome:
         await on_stage("paste")
-        self.s.log.append(("prompt", prompt.decode()))
+        self.s.log.append(("prompt", d.prompt.decode()))
         return DeliveryOutcome("screen", {})
 
     async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
@@ -214,7 +214,7 @@ async def engine_and_screen(tmp_path: Path, config: Config) -> AsyncIterator[tup
         events.append((kind, fields))
         return len(events)
 
-    engine = DeliveryEngine(DeliveryRepo(db), registry, lambda s: ScreenTransport(screen), emit,  # type: ignore[arg-type, return-value]
+    engine = DeliveryEngine(DeliveryRepo(db), registry, lambda s: ScreenTransport(screen), emit,
                             load_profiles(None, settle_ms_override=0),
                             config.with_(retry_schedule=(30.0, 30.0)), rng=random.Random(0))
     await engine.start()
