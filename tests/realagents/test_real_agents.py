@@ -221,7 +221,8 @@ def test_real_agent(scenario: Scenario) -> None:
     seen_busy = wait_until_sync(lambda: s.d.delivery(after)["reason"] == "busy", 10, interval=0.05,
                                 message="the waiting prompt to be held as busy")
     assert seen_busy
-    assert s.final(after, 60)["status"] == "delivered"
+    waited = s.final(after, 60)
+    assert waited["status"] == "delivered", {k: waited.get(k) for k in ("status", "reason", "detail", "attempts", "evidence")}
     turns = s.wait_received(len(PROMPTS) + 2)
     assert turns[len(PROMPTS):] == [
         "Think hard about this one. [mock:slow=5]", "Asked while it was thinking."], turns
