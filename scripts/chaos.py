@@ -26,11 +26,13 @@ Prints the counts as a table; exits 1 on any violation.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -101,6 +103,7 @@ def run(deliveries: int, sessions: int, kills: int, seed: int, workdir: Path,
                                "-P", "-F", "#{pane_id}", cmd))
         else:
             panes.append(_tmux(sock, "new-window", "-t", "chaos", "-P", "-F", "#{pane_id}", cmd))
+    server_pid = int(_tmux(sock, "display-message", "-p", "#{pid}"))
     env = daemon_env(home, TELEPTY_RETRY_SCHEDULE=",".join(["0.2"] * 600), TELEPTY_LOG_LEVEL="WARNING",
                      TELEPTY_HEALTH_INTERVAL="0", TELEPTY_IDLE_SECONDS="0")
     d = DaemonProcess(home=home, env=env).start(timeout=20)
@@ -198,6 +201,10 @@ def run(deliveries: int, sessions: int, kills: int, seed: int, workdir: Path,
             _tmux(sock, "kill-server")
         except (subprocess.SubprocessError, OSError):
             pass
+        # A control client orphaned by a SIGKILLed daemon can leave the server unable to
+        # finish exiting; a run must not leave a tmux server behind.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server_pid, signal.SIGKILL)
 
 
 PROMPT_RE = re.compile(r"\[chaos \d+ agent \d+ seed \d+\]")

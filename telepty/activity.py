@@ -116,6 +116,10 @@ class OutputActivity:
         finally:
             end()
 
+    def now(self) -> float:
+        """This activity's own clock (what ``wait_quiet``'s ``printed_after`` is read on)."""
+        return self._clock()
+
     def idle_seconds(self) -> float:
         """Since the terminal last printed anything (what ``list``/``explain`` show)."""
         return max(0.0, self._clock() - self.last_output_at)

@@ -14,217 +14,218 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from telepty import __version__
-from telepty.api import bus as bus_routes
-from telepty.api import deliveries as delivery_routes
-from telepty.api import fanout as fanout_routes
-from telepty.api import handoffs as handoff_routes
-from telepty.api import handoffs_v1 as handoff_v1_routes
-from telepty.api import injects as inject_audit_routes
-from telepty.api import meta as meta_routes
-from telepty.api import metrics as metrics_routes
-from telepty.api import openapi as openapi_routes
-from telepty.api import raw_keys as raw_keys_routes
-from telepty.api import replies as reply_routes
-from telepty.api import session_state as session_state_routes
-from telepty.api import sessions as session_routes
-from telepty.api import terminals as terminal_routes
-from telepty.api import threads as thread_routes
 from telepty.api.auth import TrustPolicy, auth_middleware
+from telepty.api.bus import let_sockets_go, publish_site, retention_loop
 from telepty.api.errors import error_middleware
-from telepty.api.keys import SERVICES
+from telepty.api.keys import (
+    AUDIT,
+    BUS,
+    BUS_INGEST,
+    BUS_SOCKETS,
+    CONFIG,
+    DELIVERIES,
+    HANDOFFS,
+    IDENTITIES,
+    INFO,
+    INTAKE,
+    METRICS,
+    PROFILES,
+    REGISTRY,
+    RELAY,
+    STATS,
+    TERMINALS,
+    THREADS,
+    TMUX,
+    TRUST,
+    WEBSOCKETS,
+    DaemonInfo,
+)
+from telepty.api.openapi import ROUTES
+from telepty.api.spec import install
+from telepty.bus.envelope import SESSION_STATE_REPORT
 from telepty.bus.hub import EventBus
+from telepty.bus.ingest import BusIngest
 from telepty.bus.nats_fleet import fleet_for
-from telepty.bus.router import TurnAckIds
-from telepty.clock import utc_now
+from telepty.bus.router import TurnAckIds, TurnRouter
+from telepty.bus.state_reports import StateReports
 from telepty.config import Config
 from telepty.delivery.engine import DeliveryEngine
-from telepty.delivery.profiles import SubmitProfiles, load_profiles
-from telepty.delivery.transports_resolver import TransportResolver
+from telepty.delivery.intake import Intake
+from telepty.delivery.profiles import load_profiles
+from telepty.delivery.transports.resolver import TransportResolver
+from telepty.home_id import ensure_home_id
 from telepty.metrics import DaemonMetrics
-from telepty.relay import routes as relay_routes
 from telepty.relay.service import Relay
 from telepty.runtime_file import DaemonAddress, remove_runtime, write_runtime
 from telepty.sessions.identity import SessionIdentities
 from telepty.sessions.lifecycle import SessionLifecycle
-from telepty.sessions.model import Session
 from telepty.sessions.panes import TmuxPool
 from telepty.sessions.registry import SessionRegistry
 from telepty.sessions.terminals import Terminals
-from telepty.store.audit import AuditingDeliveryRepo, InjectAuditRepo
+from telepty.store.audit import InjectAuditRepo
 from telepty.store.db import Database
+from telepty.store.deliveries import DeliveryRepo
 from telepty.store.events import EventRepo
 from telepty.store.handoffs import HandoffRepo
 from telepty.store.identity import LastReceivedRepo, SessionTokenRepo
 from telepty.store.sessions import SessionRepo
 from telepty.store.stats import StatsRepo
 from telepty.store.threads import ThreadRepo
-from telepty.tmux import TmuxServer
 from telepty.token_file import ensure_token
 
 log = logging.getLogger("telepty.daemon")
 
-@dataclass
-class Services:
-    config: Config
-    db: Database
-    registry: SessionRegistry
-    bus: EventBus
-    token: str
-    terminals: Terminals
-    tmux: TmuxPool
-    deliveries: DeliveryEngine
-    profiles: SubmitProfiles
-    handoffs: HandoffRepo
-    threads: ThreadRepo
-    stats: StatsRepo
-    metrics: DaemonMetrics
-    lifecycle: SessionLifecycle
-    identities: SessionIdentities  # session tokens (hashes) and each session's last reply_to
-    audit: InjectAuditRepo  # every accepted injection, hashed
-    relay: Relay  # id@host targets: peers, relayed deliveries (telepty.relay)
-    started_at: str = field(default_factory=utc_now)
-    bound_port: int | None = None
-    capabilities: list[str] = field(default_factory=lambda: list(meta_routes.CAPABILITIES))
-    background: list[asyncio.Task[Any]] = field(default_factory=list)
-    # Every open WebSocket (wrappers, attach clients, bus subscribers): closed first at
-    # shutdown, because aiohttp's cleanup waits for their handlers to return.
-    websockets: set[web.WebSocketResponse] = field(default_factory=set)
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def tmux_for(self, session: Session) -> TmuxServer | None:
-        return self.tmux.for_session(session)
-
-    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self.background.append(task)
-        return task
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
 
-async def _liveness_loop(svc: Services) -> None:
+def resource(open_: Callable[[], Awaitable[Any]] | None = None,
+             close: Callable[[], Awaitable[Any] | None] | None = None) -> CleanupCtx:
+    """One ``cleanup_ctx`` entry: ``open_`` at startup, ``close`` at cleanup (in reverse)."""
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if open_ is not None:
+            await open_()
+        yield
+        if close is not None:
+            done = close()
+            if done is not None:
+                await done
+    return ctx
+
+
+def background(name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> CleanupCtx:
+    """A task that runs for the daemon's life and is cancelled (and awaited) at cleanup."""
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(work(), name=f"telepty-{name}")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    return ctx
+
+
+async def _liveness_loop(registry: SessionRegistry, interval: float) -> None:
     while True:
-        await asyncio.sleep(svc.config.liveness_interval)
+        await asyncio.sleep(interval)
         try:
-            await svc.registry.check_liveness()
+            await registry.check_liveness()
         except Exception:
             log.exception("liveness check failed")
 
 
+async def _quietly(work: Awaitable[Any]) -> None:
+    """Best effort at shutdown (the last activity times): a failure must not stop the rest."""
+    with contextlib.suppress(Exception):
+        await work
+
+
 def create_app(config: Config) -> web.Application:
-    """The application factory. Opening the store happens at startup, not here."""
+    """The application factory and the daemon's one composition root: every service is
+    built here, through its constructor, and put under its ``AppKey``. Opening the store
+    and starting background work happen at startup, one ``cleanup_ctx`` per resource."""
     config.home.mkdir(parents=True, exist_ok=True)
-    token = ensure_token(config.token_path)
+    trust = TrustPolicy.from_config(config, ensure_token(config.token_path))
     db = Database(config.db_path)
     # TELEPTY_BUS_URL=nats://…: the bus is the fleet's JetStream stream and id@host prompts
     # for machines on it go through their work queues (telepty.bus.nats_fleet).
     fleet = fleet_for(config)
-    bus = EventBus(EventRepo(db) if fleet is None else fleet.log, config.machine_id)
+    bus = EventBus(EventRepo(db) if fleet is None else fleet.log, config.machine_id,
+                   subscriber_queue=config.bus_subscriber_queue)
     tmux = TmuxPool(config.tmux_bin)
-    registry = SessionRegistry(SessionRepo(db), emit=bus.emit, pane_probe=tmux.pane_alive)
-    tmux.on_output = registry.touch  # a pane's output is its session's activity
-    terminals = Terminals(registry, config)
+    # A pane's output is its session's activity (the registry hands its clock to the probe).
+    registry = SessionRegistry(SessionRepo(db), emit=bus.emit, pane_probe=tmux.pane_alive,
+                               pane_owner=tmux.pane_pid)
     identities = SessionIdentities(SessionTokenRepo(db), LastReceivedRepo(db))
-    terminals.identities = identities  # spawned children get a session token
     registry.on_removed.append(lambda s: identities.forget([s.id]))  # a removed session's token dies
     registry.on_renamed.append(identities.rename)
+    terminals = Terminals(registry, config, identities)  # spawned children get a session token
     audit = InjectAuditRepo(db, keep_content=config.audit_content, max_rows=config.audit_retention_count,
                             max_age_s=config.audit_retention_seconds)
     profiles = load_profiles(config.profiles_path, settle_ms_override=config.settle_ms)
-    relay = Relay(config, emit=bus.emit)
-    acks = TurnAckIds(bus)  # a routed turn's ids on its delivery's acks
+    relay = Relay(config, emit=bus.emit, local=registry, fleet=fleet.queue if fleet is not None else None)
+    deliveries = DeliveryRepo(db)
+    acks = TurnAckIds(bus, deliveries)  # a routed turn's ids on its delivery's acks
     engine = DeliveryEngine(  # id@host targets become relay pseudo-sessions (telepty.relay.service)
-        AuditingDeliveryRepo(db, audit), relay.registry(registry),
-        relay.transports(TransportResolver(terminals, tmux, profiles)), acks.wrap(relay.emitter(bus)),
-        profiles, config
+        deliveries, relay.registry(registry),
+        TransportResolver(terminals, tmux, profiles, remote=relay.transport_for),
+        acks.wrap(relay.emitter(bus)), profiles, config,
     )
-    relay.engine = acks.engine = engine
-    if fleet is not None:
-        relay.fleet = fleet.queue
-    registry.on_exited.append(engine.session_gone)  # a retry wait on a dead pane ends now
-    engine.on_final.append(relay.forget)
     metrics = DaemonMetrics()
-    engine.on_final.append(metrics.observe_delivery)
-    engine.on_final.append(identities.note_final)
+    registry.on_exited.append(engine.session_gone)  # a retry wait on a dead pane ends now
+    engine.on_final.extend((relay.forget, metrics.observe_delivery, identities.note_final))
+    intake = Intake(config, registry, engine, identities, tmux, relay, audit)
+    router = TurnRouter(bus, intake, engine, registry, machine_id=config.machine_id)
+    reports = StateReports(registry)
+    bus.add_listener(reports.on_event)
+    ingest = BusIngest(bus, router, max_prompt_bytes=config.max_prompt_bytes,
+                       checks={SESSION_STATE_REPORT: reports.check})
     session_lifecycle = SessionLifecycle(
         registry, bus.emit, idle_threshold=config.idle_seconds, health_interval=config.health_interval
     )
-    svc = Services(config=config, db=db, registry=registry, bus=bus, token=token,
-                   terminals=terminals, tmux=tmux, deliveries=engine, profiles=profiles,
-                   handoffs=HandoffRepo(db), threads=ThreadRepo(db), stats=StatsRepo(db),
-                   metrics=metrics, lifecycle=session_lifecycle, identities=identities, audit=audit,
-                   relay=relay)
 
-    policy = TrustPolicy.from_config(config, token)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(policy)],
+        middlewares=[error_middleware, auth_middleware(trust)],
         client_max_size=config.max_body_bytes,
     )
-    app[SERVICES] = svc
+    app[CONFIG] = config
+    app[TRUST] = trust
+    app[INFO] = DaemonInfo(home_id=ensure_home_id(config.home))
+    app[REGISTRY] = registry
+    app[TERMINALS] = terminals
+    app[TMUX] = tmux
+    app[IDENTITIES] = identities
+    app[PROFILES] = profiles
+    app[DELIVERIES] = engine
+    app[INTAKE] = intake
+    app[AUDIT] = audit
+    app[RELAY] = relay
+    app[BUS] = bus
+    app[BUS_INGEST] = ingest
+    app[HANDOFFS] = HandoffRepo(db)
+    app[THREADS] = ThreadRepo(db)
+    app[STATS] = StatsRepo(db)
+    app[METRICS] = metrics
+    app[WEBSOCKETS] = set()
+    app[BUS_SOCKETS] = set()
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        if fleet is not None:
-            await fleet.connect()  # first: a NATS server that is not there stops the start here
-        await db.open()
-        await registry.load()
-        await identities.load()
-        await engine.start()
-        if fleet is not None:
-            await fleet.start(bus, engine)
-        svc.spawn(_liveness_loop(svc), "liveness")
-        history = bus.events if fleet is None else fleet.own_events()
-        svc.spawn(session_lifecycle.run_idle(history=history), "session-idle")
-        svc.spawn(session_lifecycle.run_health(), "session-health")
-        yield
-        if fleet is not None:
-            await fleet.stop_worker()
-        await engine.stop()
-        await relay.close()
-        await identities.flush()
-        for task in svc.background:
-            task.cancel()
-        for task in svc.background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await terminals.close()
-        await tmux.close()
-        with contextlib.suppress(Exception):
-            await registry.persist_activity()
-        bus.close()
-        if fleet is not None:
-            await fleet.close()
-        await db.close()
+    # Startup runs these in order; cleanup in reverse.
+    if fleet is not None:  # first: a NATS server that is not there stops the start here
+        app.cleanup_ctx.append(resource(fleet.connect, fleet.close))
+    app.cleanup_ctx.extend([
+        resource(db.open, db.close),
+        resource(close=bus.close),
+        resource(registry.load, lambda: _quietly(registry.persist_activity())),
+        resource(close=tmux.close),
+        resource(close=terminals.close),
+        resource(identities.load, identities.flush),
+        resource(close=relay.close),
+        resource(engine.start, engine.stop),
+    ])
+    if fleet is not None:  # before the engine stops: items in progress stay unacknowledged
+        app.cleanup_ctx.append(resource(lambda: fleet.start(bus, intake, engine), fleet.stop_worker))
+    history = bus.events if fleet is None else fleet.own_events()
+    app.cleanup_ctx.extend([
+        resource(close=router.close),
+        background("liveness", lambda: _liveness_loop(registry, config.liveness_interval)),
+        background("session-idle", lambda: session_lifecycle.run_idle(history=history)),
+        background("session-health", session_lifecycle.run_health),
+        background("bus-retention", lambda: retention_loop(bus, config)),
+    ])
 
     async def close_websockets(app: web.Application) -> None:
-        for ws in list(svc.websockets):
+        for ws in list(app[WEBSOCKETS]):
             with contextlib.suppress(Exception):
                 await ws.close(code=1001, message=b"daemon stopping")
 
-    app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_websockets)
-    meta_routes.add_routes(app)
-    session_routes.add_routes(app)
-    terminal_routes.add_routes(app)
-    fanout_routes.add_routes(app)  # before /api/sessions/{id}/inject: "multicast" is not an id
-    reply_routes.add_routes(app)
-    inject_audit_routes.add_routes(app)
-    delivery_routes.add_routes(app)
-    raw_keys_routes.add_routes(app)
-    bus_routes.install(app)  # after the lifecycle above: its retention task needs the open db
-    session_state_routes.add_routes(app)  # after the bus: state reports are bus events
-    handoff_routes.add_routes(app)
-    handoff_v1_routes.add_routes(app)  # the Node.js CLI's /api/handoff
-    thread_routes.add_routes(app)
-    metrics_routes.add_routes(app)
-    relay_routes.add_routes(app)
-    openapi_routes.add_routes(app)  # GET /api/openapi.json describes every route above
+    app.on_shutdown.append(let_sockets_go)
+    install(app, ROUTES)  # and GET /api/openapi.json describes every one of them
     return app
 
 
@@ -272,10 +273,10 @@ class DaemonLock:
 
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     app = create_app(config)
-    svc = app[SERVICES]
+    info = app[INFO]
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = bus_routes.publish_site(runner, config.host, config.port)
+    site = publish_site(runner, config.host, config.port)
     try:
         await site.start()
     except OSError as exc:
@@ -284,10 +285,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             f"telepty: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; "
             "choose another port with `telepty daemon --port N` (or TELEPTY_PORT=N)"
         ) from None
-    server = site._server  # aiohttp exposes no public accessor for the bound port
-    sockets = getattr(server, "sockets", None) or []
-    port = sockets[0].getsockname()[1] if sockets else config.port
-    svc.bound_port = port
+    addresses = runner.addresses
+    port = addresses[0][1] if addresses else config.port
+    info.port = port
     host = config.host if ":" not in config.host else f"[{config.host}]"
     write_runtime(config.runtime_path, DaemonAddress(
         pid=os.getpid(),
@@ -295,7 +295,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         port=port,
         url=f"http://{'127.0.0.1' if config.host in ('0.0.0.0', '') else host}:{port}",
         version=__version__,
-        started_at=svc.started_at,
+        started_at=info.started_at,
     ))
     print(
         f"telepty {__version__} listening on {config.host}:{port} "

@@ -4,8 +4,8 @@
 Rows:
   raw floor          load-buffer (stdin) + paste-buffer -p -d + send-keys Enter, forked
                      directly: the least any paste-buffer injection can cost.
-  TmuxServer.paste   telepty's tmux module alone (pane check, captures before/after,
-                     control-mode client where it can), settle 0.
+  tmux module       telepty's tmux module alone: TmuxServer.paste_bytes + send_keys Enter
+                     (control-mode client where it can).
   API → paste-buffer a real daemon process: POST /inject {force, wait} until the final
                      record comes back (HTTP, SQLite writes, engine, tmux).
   API → pty          the same into a spawned session's PTY.
@@ -59,10 +59,11 @@ async def module_paste(sock: str, pane: str, payload: bytes, n: int) -> list[flo
     srv = TmuxServer(socket_path=sock)
     out = []
     try:
-        await srv.paste(pane, payload, settle_s=0)  # warm the control client
+        await srv.paste_bytes(pane, payload)  # warm the control client
         for _ in range(n):
             t = time.perf_counter()
-            await srv.paste(pane, payload, settle_s=0)
+            await srv.paste_bytes(pane, payload)
+            await srv.send_keys(pane, "Enter")
             out.append(time.perf_counter() - t)
     finally:
         await srv.close()
@@ -106,7 +107,7 @@ async def main() -> None:
     try:
         rows: list[tuple[str, list[float]]] = []
         rows.append(("raw floor (3 forked tmux cmds)", await raw_floor(sock, pane, payload, args.n)))
-        rows.append(("TmuxServer.paste (module)", await module_paste(sock, pane, payload, args.n)))
+        rows.append(("tmux module: paste_bytes + Enter", await module_paste(sock, pane, payload, args.n)))
         async with aiohttp.ClientSession(headers={"x-telepty-token": token}) as http:
             await http.post(f"{url}/api/sessions/register", json={
                 "type": "pane", "session_id": "bench-pane", "tmux_pane": pane, "tmux_socket": sock,

@@ -22,24 +22,19 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from telepty.api.auth import TrustPolicy
 from telepty.api.body import MAX_BODY, json_object, json_response, query_int
 from telepty.api.bus_fast import FastPublish, FastPublishSite
-from telepty.api.keys import SERVICES
+from telepty.api.keys import BUS, BUS_INGEST, BUS_SOCKETS, CONFIG, TRUST
+from telepty.api.spec import Route, integer, limit, ok, query, ref, string
 from telepty.bus.envelope import KIND_RE
 from telepty.bus.hub import BUS_CLOSED, SUBSCRIBER_OVERFLOW, EventBus, Subscription
 from telepty.bus.ingest import BusIngest
-from telepty.bus.router import TMUX_UNAVAILABLE, TurnRouter
 from telepty.clock import to_iso
-from telepty.errors import BadRequest, TeleptyError
-from telepty.sessions.model import Session
+from telepty.config import Config
+from telepty.errors import BadRequest, ErrorCode, TeleptyError
 from telepty.store.events import dumps_event
 
 log = logging.getLogger("telepty.api.bus")
-
-BUS_INGEST: web.AppKey[BusIngest] = web.AppKey("bus_ingest")
-# Every open bus socket's subscription, attached or not, so shutdown can let each go.
-BUS_SOCKETS: web.AppKey[set[Subscription]] = web.AppKey("bus_sockets")
 
 HEARTBEAT_S = 15.0
 REPLAY_PAGE = 500
@@ -57,10 +52,11 @@ def parse_kinds(request: web.Request) -> tuple[str, ...]:
     raw = request.query.get("kinds", "")
     kinds = tuple(dict.fromkeys(k.strip() for k in raw.split(",") if k.strip()))
     if len(kinds) > MAX_KINDS:
-        raise BadRequest("invalid_query", f"kinds lists at most {MAX_KINDS} kinds")
+        raise BadRequest(ErrorCode.INVALID_QUERY, f"kinds lists at most {MAX_KINDS} kinds")
     bad = [k for k in kinds if not KIND_RE.match(k)]
     if bad:
-        raise BadRequest("invalid_query", f"kinds has invalid kind names: {', '.join(map(repr, bad))}")
+        raise BadRequest(ErrorCode.INVALID_QUERY,
+                         f"kinds has invalid kind names: {', '.join(map(repr, bad))}")
     return kinds
 
 
@@ -71,9 +67,10 @@ def parse_since(request: web.Request) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest("invalid_query", f"since must be a seq (an integer >= 0), got {raw!r}") from None
+        raise BadRequest(ErrorCode.INVALID_QUERY,
+                         f"since must be a seq (an integer >= 0), got {raw!r}") from None
     if not 0 <= value <= MAX_SEQ:
-        raise BadRequest("invalid_query", f"since must be a seq from 0 to {MAX_SEQ}, got {value}")
+        raise BadRequest(ErrorCode.INVALID_QUERY, f"since must be a seq from 0 to {MAX_SEQ}, got {value}")
     return value
 
 
@@ -96,7 +93,7 @@ async def publish(request: web.Request) -> web.Response:
 
 
 async def list_events(request: web.Request) -> web.Response:
-    bus = request.app[SERVICES].bus
+    bus = request.app[BUS]
     since = parse_since(request) or 0
     limit = query_int(request, "limit", 100, 1, 1000)
     kinds = parse_kinds(request)
@@ -141,7 +138,7 @@ class _Sender:
 
 
 async def bus_socket(request: web.Request) -> web.StreamResponse:
-    svc = request.app[SERVICES]
+    bus = request.app[BUS]
     ingest = request.app[BUS_INGEST]
     since = parse_since(request)
     kinds = parse_kinds(request)
@@ -151,7 +148,7 @@ async def bus_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_BODY, compress=False)
     await ws.prepare(request)
     sender = _Sender(ws)
-    sub = Subscription(frozenset(kinds), svc.bus.subscriber_queue)
+    sub = Subscription(frozenset(kinds), bus.subscriber_queue)
     sockets = request.app[BUS_SOCKETS]
     sockets.add(sub)
     cursor = _Cursor()
@@ -161,7 +158,7 @@ async def bus_socket(request: web.Request) -> web.StreamResponse:
     ]
     if receive:
         tasks.append(asyncio.create_task(
-            _pump(svc.bus, sub, sender, cursor, since, kinds), name="telepty-bus-pump"
+            _pump(bus, sub, sender, cursor, since, kinds), name="telepty-bus-pump"
         ))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -172,7 +169,7 @@ async def bus_socket(request: web.Request) -> web.StreamResponse:
             elif exc is not None:
                 log.error("bus socket failed", exc_info=exc)
     finally:
-        svc.bus.unsubscribe(sub)
+        bus.unsubscribe(sub)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -180,7 +177,7 @@ async def bus_socket(request: web.Request) -> web.StreamResponse:
     if sub.drop_reason == SUBSCRIBER_OVERFLOW:
         await _close(request, ws, sender, CLOSE_OVERFLOW, SUBSCRIBER_OVERFLOW, control(
             "bus.error", error=SUBSCRIBER_OVERFLOW,
-            detail=f"this subscriber fell {svc.bus.subscriber_queue} events behind and was "
+            detail=f"this subscriber fell {bus.subscriber_queue} events behind and was "
                    f"disconnected; reconnect with since={cursor.sent} to resume",
             resume_since=cursor.sent,
         ))
@@ -258,7 +255,7 @@ async def _read(ws: web.WebSocketResponse, sender: _Sender, ingest: BusIngest) -
             await sender.send(await _ingest_frame(ingest, msg.data))
         elif msg.type is WSMsgType.BINARY:
             await sender.send(control(
-                "bus.error", error="invalid_frame", detail="send events as JSON text frames"
+                "bus.error", error=ErrorCode.INVALID_FRAME, detail="send events as JSON text frames"
             ))
         else:
             return
@@ -270,7 +267,7 @@ async def _ingest_frame(ingest: BusIngest, text: str) -> str:
         try:
             data = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            raise BadRequest("invalid_json", f"frame is not valid JSON: {exc}") from None
+            raise BadRequest(ErrorCode.INVALID_JSON, f"frame is not valid JSON: {exc}") from None
         if isinstance(data, dict) and isinstance(data.get("message_id"), str):
             message_id = data["message_id"]
         receipt = await ingest.accept(data, transport="ws")
@@ -278,36 +275,24 @@ async def _ingest_frame(ingest: BusIngest, text: str) -> str:
         return control("bus.error", **exc.to_dict(), message_id=message_id)
     except Exception:
         log.exception("unexpected error publishing a bus frame")
-        return control("bus.error", error="internal_error", message_id=message_id,
+        return control("bus.error", error=ErrorCode.INTERNAL_ERROR, message_id=message_id,
                        detail="the daemon hit an unexpected error; see its log")
     ack = receipt.to_public()
     ack["event_kind"] = ack.pop("kind")
     return control("bus.ack", **ack)
 
 
-# -- wiring ---------------------------------------------------------------------------
+# -- wiring (telepty.daemon.create_app) --------------------------------------------------
 
 
-def _transport_problem(app: web.Application) -> Any:
-    def problem(session: Session) -> str | None:
-        svc = app[SERVICES]
-        if session.tmux_pane and not svc.tmux.server(session.tmux_socket).available():
-            return TMUX_UNAVAILABLE
-        return None
-
-    return problem
-
-
-async def _retention_loop(app: web.Application) -> None:
+async def retention_loop(bus: EventBus, cfg: Config) -> None:
     """Trim the log by count and age, at start and then periodically."""
-    svc = app[SERVICES]
-    cfg = svc.config
     while True:
         try:
             cutoff = (
                 to_iso(time.time() - cfg.bus_retention_seconds) if cfg.bus_retention_seconds > 0 else None
             )
-            deleted = await svc.bus.events.trim(keep_newest=cfg.bus_retention_count, accepted_before=cutoff)
+            deleted = await bus.events.trim(keep_newest=cfg.bus_retention_count, accepted_before=cutoff)
             if deleted:
                 log.info("bus log trimmed: %d event(s) past retention", deleted)
         except Exception:
@@ -315,52 +300,44 @@ async def _retention_loop(app: web.Application) -> None:
         await asyncio.sleep(cfg.bus_trim_interval)
 
 
-def install(app: web.Application) -> None:
-    """Routes, the auto-router, the retention task, and closing sockets on shutdown.
+async def let_sockets_go(app: web.Application) -> None:
+    """At shutdown: subscribers are told and let go before the server waits on open handlers."""
+    app[BUS].close()
+    for sub in list(app[BUS_SOCKETS]):
+        sub.drop(BUS_CLOSED)  # sockets that never attached (publish-only) too
 
-    Call after ``app[SERVICES]`` is set; the services' own lifecycle (opening the
-    database) must already be in ``cleanup_ctx`` so it runs first.
-    """
-    svc = app[SERVICES]
-    svc.bus.subscriber_queue = svc.config.bus_subscriber_queue
-    router = TurnRouter(
-        svc.bus, svc.deliveries, svc.registry, machine_id=svc.config.machine_id,
-        transport_ready=_transport_problem(app), relay=svc.relay,
-    )
-    app[BUS_INGEST] = BusIngest(svc.bus, router, max_prompt_bytes=svc.config.max_prompt_bytes)
-    app[BUS_SOCKETS] = set()
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        retention = asyncio.create_task(_retention_loop(app), name="telepty-bus-retention")
-        yield
-        retention.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await retention
-        await router.close()
+SINCE = query("since", integer(0, MAX_SEQ), "the last seq already seen")
+KINDS = query("kinds", string(), f"comma-separated kinds to keep (at most {MAX_KINDS})")
 
-    async def on_shutdown(app: web.Application) -> None:
-        # Subscribers are told and let go before the server waits on open handlers.
-        svc.bus.close()
-        for sub in list(app[BUS_SOCKETS]):
-            sub.drop(BUS_CLOSED)  # sockets that never attached (publish-only) too
-
-    app.cleanup_ctx.append(lifecycle)
-    app.on_shutdown.append(on_shutdown)
-    app.router.add_post("/api/bus/publish", publish)
-    app.router.add_get("/api/bus/events", list_events)
-    app.router.add_get("/api/bus", bus_socket)
+ROUTES = (
+    # The body is read by the envelope's own validator (telepty.bus.envelope), the one the
+    # fast path uses too; the document describes it as BusEvent (telepty.api.answers).
+    Route("POST", "/api/bus/publish", publish, "publishEvent",
+          "Publish an event; a turn_request is routed into its target session", "bus",
+          body=ref("BusEvent"), ok={202: ok("BusReceipt", "logged (and routed)")},
+          errors={400: "invalid_event / missing_field / invalid_field / invalid_kind / reserved_kind / "
+                       "conflicting_kind / invalid_target",
+                  413: "too_large: the turn_request prompt is over the limit"}),
+    Route("GET", "/api/bus/events", list_events, "listEvents", "Page through the durable event log", "bus",
+          params=(SINCE, limit(100, 1000), KINDS), ok={200: ok("BusPage")}, errors={400: "invalid_query"}),
+    Route("GET", "/api/bus", bus_socket, "busSocket",
+          "WebSocket: replay from since, then every live event; frames sent are published", "bus",
+          params=(SINCE, KINDS, query("receive", string(), "0, false or no: publish only")), websocket=True,
+          errors={400: "invalid_query"}),
+)
 
 
 def publish_site(runner: web.AppRunner, host: str, port: int) -> web.TCPSite:
     """The daemon's listening site: connections start on the fast publish path
     (``telepty.api.bus_fast``) and go to the app for everything else. Call after
-    ``runner.setup()``."""
+    ``runner.setup()``: the fast path exists only once the server does, so it is the
+    one publisher the bus is told of afterwards (it may hold a batch for its tight-loop
+    publishers)."""
     app = runner.app
-    svc = app[SERVICES]
     assert runner.server is not None, "runner.setup() first"
-    fast = FastPublish(
-        runner.server, app[BUS_INGEST], TrustPolicy.from_config(svc.config, svc.token),
-        svc.config.max_body_bytes, hold_s=svc.bus.hold_s,
-    )
-    svc.bus.expect_from(fast)  # batches may wait a moment for its tight-loop publishers
+    bus = app[BUS]
+    fast = FastPublish(runner.server, app[BUS_INGEST], app[TRUST], app[CONFIG].max_body_bytes,
+                       hold_s=bus.hold_s)
+    bus.expect_from(fast)
     return FastPublishSite(runner, host, port, fast=fast, reuse_address=True)

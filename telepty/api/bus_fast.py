@@ -38,7 +38,7 @@ from telepty.api.auth import TOKEN_HEADER, Decision, TrustPolicy, decide, presen
 from telepty.api.body import parse_json_object
 from telepty.bus.hub import HOLD_S
 from telepty.bus.ingest import BusIngest, Receipt
-from telepty.errors import TeleptyError
+from telepty.errors import ErrorCode, TeleptyError
 
 log = logging.getLogger("telepty.api.bus")
 auth_log = logging.getLogger("telepty.auth")
@@ -347,7 +347,7 @@ class FastPublishProtocol(asyncio.Protocol):
 
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}
 _SERVER = SERVER_SOFTWARE.encode()
-_INTERNAL = {"error": "internal_error", "detail": "the daemon hit an unexpected error; see its log"}
+_INTERNAL = {"error": ErrorCode.INTERNAL_ERROR, "detail": "the daemon hit an unexpected error; see its log"}
 
 
 class FastPublishSite(web.TCPSite):

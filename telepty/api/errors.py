@@ -12,16 +12,16 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from telepty.api.body import json_response
-from telepty.errors import TeleptyError
+from telepty.errors import ErrorCode, TeleptyError
 
 log = logging.getLogger("telepty.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HTTP_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "too_large",
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.TOO_LARGE,
 }
 
 
@@ -39,6 +39,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error method=%s path=%s", request.method, request.path)
         return json_response(
-            {"error": "internal_error", "detail": "the daemon hit an unexpected error; see its log"},
+            {"error": ErrorCode.INTERNAL_ERROR, "detail": "the daemon hit an unexpected error; see its log"},
             status=500,
         )

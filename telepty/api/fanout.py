@@ -17,96 +17,57 @@ a loop over the ordinary inject, not a second delivery path. What it adds:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from typing import Any
 
 from aiohttp import web
 
-from telepty.api.body import json_object, json_response, opt
-from telepty.api.deliveries import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY, _origin
-from telepty.api.identity import Sender, check_claim, request_sender, with_footer
-from telepty.api.keys import SERVICES
+from telepty.api.body import json_response
+from telepty.api.deliveries import INJECT_ERRORS
+from telepty.api.keys import CONFIG, DELIVERIES, INTAKE, REGISTRY
+from telepty.api.models import Broadcast, Multicast, read
 from telepty.api.node_dialect import node_fanout_results, speaks_node
+from telepty.api.spec import COMPAT, IDEMPOTENCY, ORIGIN_QUERY, SESSION_TOKEN, Route, ok
+from telepty.api.submission import key_of, origin_of, token_of
+from telepty.delivery.intake import FanoutBatch, Sender, Submission, checked_key
 from telepty.delivery.model import Delivery, DeliveryStatus
-from telepty.delivery.request import InjectRequest, parse_inject
-from telepty.errors import BadRequest, NotFound, TeleptyError, Unavailable
-from telepty.sessions.model import SESSION_ID_RE, Session, SessionState
-from telepty.store.audit import audit_context
-
-FANOUT_TOO_LARGE = "fanout_too_large"
-NO_TARGETS = "no_targets"
+from telepty.delivery.request import InjectBody, InjectRequest
+from telepty.errors import BadRequest, ErrorCode, NotFound, TeleptyError
+from telepty.sessions.model import Session, SessionState
 
 
 def _too_large(n: int, cap: int, what: str) -> BadRequest:
-    return BadRequest(FANOUT_TOO_LARGE, f"{what} would reach {n} sessions; the limit is {cap} "
+    return BadRequest(ErrorCode.FANOUT_TOO_LARGE, f"{what} would reach {n} sessions; the limit is {cap} "
                       "(TELEPTY_FANOUT_MAX); narrow the targets or raise the limit")
-
-
-def _idempotency(request: web.Request) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
-        raise BadRequest("invalid_header", f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} chars")
-    return key
-
-
-def _target_key(key: str | None, session_id: str) -> str | None:
-    """One idempotency key per target, bounded in length whatever the caller's key."""
-    if key is None:
-        return None
-    return f"fanout:{hashlib.sha256(key.encode()).hexdigest()[:32]}:{session_id}"
-
-
-def _string_list(body: dict[str, Any], name: str, *, required: bool) -> list[str]:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise BadRequest("missing_field", f"{name} is required: an array of session ids or aliases")
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadRequest("invalid_field", f"{name} must be an array of strings")
-    for v in value:
-        if not SESSION_ID_RE.match(v):
-            raise BadRequest("invalid_field", f"{name} entries must be session ids or aliases "
-                             f"(1-64 characters A-Z a-z 0-9 . _ -), got {v!r}")
-    return value
-
-
-def _check_transport(request: web.Request, session: Session) -> str | None:
-    """A reason code when the session cannot be reached at all (tmux missing)."""
-    svc = request.app[SERVICES]
-    if session.tmux_pane and not svc.tmux.server(session.tmux_socket).available():
-        return "tmux_unavailable"
-    return None
 
 
 async def _deliver_all(
     request: web.Request, req: InjectRequest, targets: list[tuple[str, Session]], sender: Sender,
     *, via: str, excluded: list[dict[str, Any]] | None = None,
 ) -> web.Response:
-    svc = request.app[SERVICES]
-    origin = _origin(request)
-    key = _idempotency(request)
-    spoofed = check_claim(request, req.sender, sender)
-    batch_id = f"fan_{uuid.uuid4().hex}"
+    intake = request.app[INTAKE]
+    origin = origin_of(request)
+    key = checked_key(key_of(request))
+    spoofed = intake.claim(req.sender, sender)  # strict mode: refused before anyone gets it
+    batch = FanoutBatch(via, f"fan_{uuid.uuid4().hex}")
     results: list[dict[str, Any]] = []
     accepted: list[Delivery] = []
-    with audit_context(via, batch_id):
-        for asked, session in targets:
-            try:
-                d = await svc.deliveries.submit(
-                    req, target=asked, origin=origin, idempotency_key=_target_key(key, session.id),
-                    verified_sender=sender.verified,
-                )
-            except TeleptyError as exc:  # the session vanished since it was resolved
-                results.append({"target": asked, "session_id": session.id, "delivery_id": None,
-                                "status": "failed", "reason": exc.code, "detail": exc.detail})
-                continue
-            accepted.append(d)
-            results.append({"target": asked, "session_id": d.session_id, "delivery_id": d.id,
-                            "status": str(d.status)})
+    for asked, session in targets:
+        try:
+            d = (await intake.accept(Submission(
+                target=asked, origin=origin, request=req, idempotency_key=key,
+                sender_token=token_of(request), batch=batch,
+            ))).delivery
+        except TeleptyError as exc:  # the session vanished since it was resolved
+            results.append({"target": asked, "session_id": session.id, "delivery_id": None,
+                            "status": "failed", "reason": exc.code, "detail": exc.detail})
+            continue
+        accepted.append(d)
+        results.append({"target": asked, "session_id": d.session_id, "delivery_id": d.id,
+                        "status": str(d.status)})
     if req.wait and accepted:
-        finals = await asyncio.gather(*(svc.deliveries.wait(d.id, req.timeout) for d in accepted))
+        engine = request.app[DELIVERIES]
+        finals = await asyncio.gather(*(engine.wait(d.id, req.timeout) for d in accepted))
         by_id = {d.id: d for d in finals}
         for r in results:
             d = by_id.get(r["delivery_id"] or "")
@@ -122,7 +83,7 @@ async def _deliver_all(
         else:
             counts["pending"] += 1
     out: dict[str, Any] = {
-        "batch_id": batch_id,
+        "batch_id": batch.batch_id,
         "via": via,
         "count": len(results),
         "verified_sender": sender.verified,
@@ -142,7 +103,7 @@ async def _deliver_all(
     if warnings:
         out["warnings"] = warnings
     if counts["failed"]:
-        out["error"] = "fanout_failed"
+        out["error"] = ErrorCode.FANOUT_FAILED
         out["detail"] = f"{counts['failed']} of {len(results)} deliveries failed"
         return json_response(out, status=422 if req.wait else 202)
     if req.wait and not counts["pending"]:
@@ -150,28 +111,27 @@ async def _deliver_all(
     return json_response(out, status=202)
 
 
-async def _parse(request: web.Request) -> tuple[dict[str, Any], InjectRequest, Sender]:
-    svc = request.app[SERVICES]
-    body = await json_object(request)
-    req = parse_inject(body, max_prompt_bytes=svc.config.max_prompt_bytes)
-    sender = request_sender(request)
-    return body, with_footer(req, svc.config.max_prompt_bytes, sender.verified), sender
+def _prompt(request: web.Request, body: InjectBody) -> tuple[InjectRequest, Sender]:
+    """The prompt with its footer, and who sends it: checked once for every target."""
+    req = body.request(max_prompt_bytes=request.app[CONFIG].max_prompt_bytes)
+    intake = request.app[INTAKE]
+    sender = intake.sender(token_of(request))
+    return intake.with_footer(req, sender.verified), sender
 
 
 async def multicast(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
-    body, req, sender = await _parse(request)
-    names = _string_list(body, "session_ids", required=True)
-    if not names:
-        raise BadRequest("missing_field", "session_ids must name at least one session")
-    cap = svc.config.fanout_max
+    registry, intake = request.app[REGISTRY], request.app[INTAKE]
+    body = await read(request, Multicast)
+    req, sender = _prompt(request, body)
+    names = body.session_ids
+    cap = request.app[CONFIG].fanout_max
     if len(set(names)) > cap:
         raise _too_large(len(set(names)), cap, "this multicast")
     targets: list[tuple[str, Session]] = []
     seen: set[str] = set()
     unknown: list[str] = []
     for name in names:
-        session = svc.registry.find_live(name) or svc.registry.get(name)
+        session = registry.find_live(name) or registry.get(name)
         if session is None:
             unknown.append(name)
             continue
@@ -179,54 +139,64 @@ async def multicast(request: web.Request) -> web.Response:
             seen.add(session.id)
             targets.append((name, session))
     if unknown:
-        raise NotFound("session_not_found", f"no session with id or alias {', '.join(map(repr, unknown))}; "
+        raise NotFound(ErrorCode.SESSION_NOT_FOUND,
+                       f"no session with id or alias {', '.join(map(repr, unknown))}; "
                        "nothing was sent")
     for _, session in targets:
-        problem = _check_transport(request, session)
-        if problem is not None:
-            raise Unavailable(problem, f"session {session.id!r} lives in a tmux pane, but tmux "
-                              f"({svc.config.tmux_bin}) is not available; nothing was sent")
+        intake.require_reachable(session, "; nothing was sent")
     return await _deliver_all(request, req, targets, sender, via="multicast")
 
 
 async def broadcast(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
-    body, req, sender = await _parse(request)
-    agent = opt(body, "agent", str)
-    project = opt(body, "project", str)
-    kind = opt(body, "type", str)
-    if kind is not None and kind not in {"spawned", "wrapped", "pane"}:
-        raise BadRequest("invalid_field", "type must be spawned, wrapped or pane")
-    exclude_names = _string_list(body, "exclude", required=False)
+    registry, intake = request.app[REGISTRY], request.app[INTAKE]
+    body = await read(request, Broadcast)
+    req, sender = _prompt(request, body)
+    agent, project, kind = body.agent, body.project, body.type
+    exclude_names = body.exclude or []
     # The sender never hears its own broadcast: the verified session, and the session a
     # ``from`` names when no token says otherwise.
     own: set[str] = set()
     if sender.verified is not None:
         own.add(sender.verified)
-    elif req.sender is not None and (claimed := svc.registry.find_live(req.sender)) is not None:
+    elif req.sender is not None and (claimed := registry.find_live(req.sender)) is not None:
         own.add(claimed.id)
-    explicit = {s.id for n in exclude_names if (s := svc.registry.find_live(n) or svc.registry.get(n))}
+    explicit = {s.id for n in exclude_names if (s := registry.find_live(n) or registry.get(n))}
     targets: list[tuple[str, Session]] = []
     excluded: list[dict[str, Any]] = []
-    for s in svc.registry.list(type=kind, agent=agent, project=project, include_exited=False):
+    for s in registry.list(type=kind, agent=agent, project=project, include_exited=False):
         if s.state is SessionState.EXITED:
             continue
         if s.id in own:
             excluded.append({"session_id": s.id, "reason": "sender"})
         elif s.id in explicit:
             excluded.append({"session_id": s.id, "reason": "excluded"})
-        elif (problem := _check_transport(request, s)) is not None:
+        elif (problem := intake.unreachable(s)) is not None:
             excluded.append({"session_id": s.id, "reason": problem})
         else:
             targets.append((s.id, s))
     if not targets:
-        raise NotFound(NO_TARGETS, "no live session to broadcast to"
+        raise NotFound(ErrorCode.NO_TARGETS, "no live session to broadcast to"
                        + (" besides the sender" if own else "") + "; nothing was sent")
-    if len(targets) > svc.config.fanout_max:
-        raise _too_large(len(targets), svc.config.fanout_max, "this broadcast")
+    cap = request.app[CONFIG].fanout_max
+    if len(targets) > cap:
+        raise _too_large(len(targets), cap, "this broadcast")
     return await _deliver_all(request, req, targets, sender, via="broadcast", excluded=excluded)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/sessions/multicast/inject", multicast)
-    app.router.add_post("/api/sessions/broadcast/inject", broadcast)
+FANOUT_ANSWERS = {
+    200: ok("Fanout", "wait: true and every delivery was delivered"),
+    202: ok("Fanout", "accepted: one delivery per target"),
+    422: ok("Fanout", "some deliveries failed (error: fanout_failed)"),
+}
+FANOUT_ERRORS = {**INJECT_ERRORS, 400: INJECT_ERRORS[400] + " / fanout_too_large"}
+
+ROUTES = (
+    Route("POST", "/api/sessions/multicast/inject", multicast, "multicast",
+          "Deliver one prompt to each listed session", "deliveries",
+          params=(IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY, COMPAT), body=Multicast, ok=FANOUT_ANSWERS,
+          errors={**FANOUT_ERRORS, 404: "session_not_found"}),
+    Route("POST", "/api/sessions/broadcast/inject", broadcast, "broadcast",
+          "Deliver one prompt to every live session but the sender", "deliveries",
+          params=(IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY, COMPAT), body=Broadcast, ok=FANOUT_ANSWERS,
+          errors={k: v for k, v in FANOUT_ERRORS.items() if k != 503} | {404: "no_targets"}),
+)

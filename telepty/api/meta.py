@@ -8,13 +8,9 @@ from aiohttp import web
 
 from telepty import __version__
 from telepty.api.body import json_response
-from telepty.api.keys import SERVICES
+from telepty.api.keys import CONFIG, INFO
 from telepty.api.node_dialect import NODE_CAPABILITIES, NODE_PROTOCOL_VERSION, speaks_node
-from telepty.home_id import ensure_home_id
-
-# The id of the home this daemon serves (telepty.home_id): the CLI refuses a daemon
-# whose id is not its own home's.
-HOME_ID = web.AppKey("home_id", str)
+from telepty.api.spec import COMPAT, Route, ok
 
 CAPABILITIES = (
     "sessions",
@@ -54,18 +50,18 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def meta(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
+    config, info = request.app[CONFIG], request.app[INFO]
     body = {
         "name": "telepty",
         "version": __version__,
         "pid": os.getpid(),
-        "host": svc.config.host,
-        "port": svc.bound_port or svc.config.port,
-        "machine_id": svc.config.machine_id,
-        "started_at": svc.started_at,
-        "home": str(svc.config.home),
-        "home_id": request.app[HOME_ID],
-        "capabilities": list(svc.capabilities),
+        "host": config.host,
+        "port": info.port or config.port,
+        "machine_id": config.machine_id,
+        "started_at": info.started_at,
+        "home": str(config.home),
+        "home_id": info.home_id,
+        "capabilities": list(CAPABILITIES),
     }
     if speaks_node(request):
         # The Node.js CLI "repairs" (kills and replaces) a local daemon whose version is
@@ -73,11 +69,13 @@ async def meta(request: web.Request) -> web.Response:
         # stays in ``implementation_version`` (telepty.api.node_dialect).
         body["version"] = NODE_PROTOCOL_VERSION
         body["implementation_version"] = __version__
-        body["capabilities"] = list(dict.fromkeys([*svc.capabilities, *NODE_CAPABILITIES]))
+        body["capabilities"] = list(dict.fromkeys([*CAPABILITIES, *NODE_CAPABILITIES]))
     return json_response(body)
 
 
-def add_routes(app: web.Application) -> None:
-    app[HOME_ID] = ensure_home_id(app[SERVICES].config.home)
-    app.router.add_get("/api/health", health)
-    app.router.add_get("/api/meta", meta)
+ROUTES = (
+    Route("GET", "/api/health", health, "health", "Liveness; the one route that needs no credentials", "meta",
+          public=True, ok={200: ok("Health")}),
+    Route("GET", "/api/meta", meta, "meta", "Who this daemon is", "meta", params=(COMPAT,),
+          ok={200: ok("Meta")}),
+)

@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from telepty import __version__
-from telepty.api.keys import SERVICES
+from telepty.api.keys import BUS, METRICS, REGISTRY, STATS
+from telepty.api.spec import Route, string
 from telepty.delivery.model import DeliveryStatus
 from telepty.metrics import CONTENT_TYPE, Family, gauge_by, render
 from telepty.sessions.model import SessionState
@@ -38,10 +39,9 @@ def _bus_stats(bus: Any) -> dict[str, int]:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
-    sessions = Counter(str(s.state) for s in svc.registry.list())
-    deliveries = await svc.stats.deliveries_by_status()
-    bus = _bus_stats(svc.bus)
+    sessions = Counter(str(s.state) for s in request.app[REGISTRY].list())
+    deliveries = await request.app[STATS].deliveries_by_status()
+    bus = _bus_stats(request.app[BUS])
 
     events = Family(
         "telepty_bus_events_total", "counter",
@@ -67,7 +67,7 @@ async def metrics(request: web.Request) -> web.Response:
                  known=[s.value for s in SessionState]),
         gauge_by("telepty_deliveries", "Delivery records in the store, by status.", "status",
                  deliveries, known=[s.value for s in DeliveryStatus]),
-        svc.metrics.delivery_seconds.family(),
+        request.app[METRICS].delivery_seconds.family(),
         events,
         subscribers,
         dropped,
@@ -75,5 +75,8 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/metrics", metrics)
+ROUTES = (
+    Route("GET", "/metrics", metrics, "metrics", "Prometheus metrics", "meta",
+          ok={200: {"description": "Prometheus text exposition",
+                    "content": {"text/plain": {"schema": string()}}}}),
+)

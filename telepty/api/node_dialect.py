@@ -26,6 +26,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from telepty.sessions.model import Session, SessionState, SessionType
+from telepty.sessions.state_report import STATE_REPORT_META
 
 __all__ = [
     "COMPAT_HEADER",
@@ -45,7 +46,6 @@ NODE_USER_AGENT: Final = "node"  # what Node's built-in fetch (undici) sends
 COMPAT_HEADER: Final = "X-Telepty-Compat"
 NODE_CAPABILITIES: Final = ("sessions", "wrapped-sessions", "singleton-daemon", "handoff-inbox",
                             "deliberation-threads")
-STATE_REPORT_META: Final = "state_report"  # where a session's last self-report is kept
 
 # healthStatus values the Node CLI knows, and ours for a wrapper that is away. The Node
 # CLI's `clean` deletes every session whose healthStatus is STALE or DISCONNECTED; a

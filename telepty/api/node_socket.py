@@ -27,11 +27,12 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from telepty.api.keys import SERVICES
-from telepty.errors import Conflict, NotFound
+from telepty.api.keys import CONFIG, IDENTITIES, REGISTRY, TERMINALS, WEBSOCKETS
+from telepty.errors import Conflict, ErrorCode, NotFound
 from telepty.pty.spawned import PtyClosedError
 from telepty.sessions.model import SessionState, SessionType, validate_session_id
 from telepty.sessions.node_wrapper_link import NodeWrapperLink
+from telepty.sessions.registry import SessionRegistry
 from telepty.sessions.wrapper_link import WrapperGone, WrapperLink
 
 log = logging.getLogger("telepty.api.node_socket")
@@ -42,28 +43,28 @@ MAX_DIM = 1000
 
 
 async def node_socket(request: web.Request) -> web.StreamResponse:
-    svc = request.app[SERVICES]
+    registry, terminals = request.app[REGISTRY], request.app[TERMINALS]
     name = validate_session_id(request.match_info["id"], "id")
     if request.query.get("owner") == "1":
-        session = svc.registry.get(name)
+        session = registry.get(name)
         if session is None:
-            raise NotFound("session_not_found", f"no session with id {name!r}; register it first "
+            raise NotFound(ErrorCode.SESSION_NOT_FOUND, f"no session with id {name!r}; register it first "
                            "(POST /api/sessions/register)")
         if session.type is not SessionType.WRAPPED or session.state is SessionState.EXITED:
-            raise Conflict("not_wrappable", f"session {name!r} is a {session.state} {session.type} "
+            raise Conflict(ErrorCode.NOT_WRAPPABLE, f"session {name!r} is a {session.state} {session.type} "
                            "session; only a registered wrapped session takes a wrapper")
-        if name in svc.terminals.links:
-            raise Conflict("wrapper_connected", f"session {name!r} already has a connected wrapper")
+        if name in terminals.links:
+            raise Conflict(ErrorCode.WRAPPER_CONNECTED, f"session {name!r} already has a connected wrapper")
         return await _serve_wrapper(request, name)
-    session = svc.registry.resolve(name)
+    session = registry.resolve(name)
     if session.type is SessionType.SPAWNED:
-        if session.id not in svc.terminals.spawned:
-            raise Conflict("session_exited", f"session {session.id!r} has exited")
+        if session.id not in terminals.spawned:
+            raise Conflict(ErrorCode.SESSION_EXITED, f"session {session.id!r} has exited")
     elif session.type is SessionType.WRAPPED:
-        if session.id not in svc.terminals.links:
-            raise Conflict("session_disconnected", f"the wrapper of {session.id!r} is not connected")
+        if session.id not in terminals.links:
+            raise Conflict(ErrorCode.SESSION_DISCONNECTED, f"the wrapper of {session.id!r} is not connected")
     else:
-        raise Conflict("not_attachable", f"session {session.id!r} is a {session.type} session; "
+        raise Conflict(ErrorCode.NOT_ATTACHABLE, f"session {session.id!r} is a {session.type} session; "
                        "attach to its tmux pane with tmux")
     return await _serve_viewer(request, session.id)
 
@@ -71,7 +72,7 @@ async def node_socket(request: web.Request) -> web.StreamResponse:
 async def _open(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME)
     await ws.prepare(request)
-    request.app[SERVICES].websockets.add(ws)
+    request.app[WEBSOCKETS].add(ws)
     return ws
 
 
@@ -95,40 +96,41 @@ def _dims(msg: dict[str, Any]) -> tuple[int, int] | None:
 
 
 async def _serve_wrapper(request: web.Request, session_id: str) -> web.WebSocketResponse:
-    svc = request.app[SERVICES]
+    app = request.app
+    registry, terminals = app[REGISTRY], app[TERMINALS]
     ws = await _open(request)
-    link = NodeWrapperLink(session_id, ws, svc.config.scrollback_bytes)
+    link = NodeWrapperLink(session_id, ws, app[CONFIG].scrollback_bytes)
     try:
-        if session_id in svc.terminals.links:  # a second owner won the race to connect
+        if session_id in terminals.links:  # a second owner won the race to connect
             await ws.close(code=4409, message=b"wrapper_connected")
             return ws
         # No session token crosses this protocol: an earlier occupant's must not speak for it.
-        await svc.identities.unbind(session_id)
-        svc.terminals.attach_link(link)
-        await svc.registry.set_state(session_id, SessionState.RUNNING)  # it was away: back now
+        await app[IDENTITIES].unbind(session_id)
+        terminals.attach_link(link)
+        await registry.set_state(session_id, SessionState.RUNNING)  # it was away: back now
         log.info("node.js wrapper connected session=%s", session_id)
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 frame = _frame(msg.data)
                 if frame is not None:
-                    await _wrapper_frame(svc, link, frame)
+                    await _wrapper_frame(registry, link, frame)
             elif msg.type is not WSMsgType.BINARY:
                 break
     finally:
-        svc.websockets.discard(ws)
-        await svc.terminals.link_closed(link)
+        app[WEBSOCKETS].discard(ws)
+        await terminals.link_closed(link)
         log.info("node.js wrapper disconnected session=%s", link.session_id)
     return ws
 
 
-async def _wrapper_frame(svc: Any, link: NodeWrapperLink, frame: dict[str, Any]) -> None:
+async def _wrapper_frame(registry: SessionRegistry, link: NodeWrapperLink, frame: dict[str, Any]) -> None:
     kind = frame.get("type")
     if kind == "output" and isinstance(frame.get("data"), str):
         link.feed_output(frame["data"].encode("utf-8", errors="replace"))
-        svc.registry.touch(link.session_id, link.last_output_wall)
+        registry.touch(link.session_id, link.last_output_wall)
     elif kind == "session_died" and frame.get("willRestart") is not True:
         code = frame.get("exitCode")
-        await svc.registry.set_state(
+        await registry.set_state(
             link.session_id, SessionState.EXITED,
             exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
             reason="process_exited",
@@ -141,10 +143,10 @@ async def _wrapper_frame(svc: Any, link: NodeWrapperLink, frame: dict[str, Any])
 
 
 async def _serve_viewer(request: web.Request, session_id: str) -> web.WebSocketResponse:
-    svc = request.app[SERVICES]
-    session = svc.registry.require(session_id)
-    pty = svc.terminals.spawned.get(session_id)
-    link: WrapperLink | None = None if pty is not None else svc.terminals.links.get(session_id)
+    terminals = request.app[TERMINALS]
+    session = request.app[REGISTRY].require(session_id)
+    pty = terminals.spawned.get(session_id)
+    link: WrapperLink | None = None if pty is not None else terminals.links.get(session_id)
     ws = await _open(request)
     if pty is not None:
         queue = pty.subscribe(replay=True)
@@ -176,7 +178,7 @@ async def _serve_viewer(request: web.Request, session_id: str) -> web.WebSocketR
                 elif isinstance(link, NodeWrapperLink):
                     await link.resize(*dims)
     finally:
-        svc.websockets.discard(ws)
+        request.app[WEBSOCKETS].discard(ws)
         session.clients = max(0, session.clients - 1)
         if pty is not None:
             pty.unsubscribe(queue)

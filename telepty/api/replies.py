@@ -12,33 +12,27 @@ A session without a token (a registered tmux pane) can still reply by naming its
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
-
 from aiohttp import web
 
-from telepty.api.body import json_object, json_response, opt
-from telepty.api.deliveries import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY, _origin, delivery_answer
-from telepty.api.identity import request_sender, with_footer
-from telepty.api.keys import SERVICES
-from telepty.delivery.request import parse_inject
-from telepty.errors import BadRequest, NotFound, Unavailable
-from telepty.sessions.model import validate_session_id
-from telepty.store.audit import audit_context
-
-NO_SESSION_IDENTITY = "no_session_identity"
-NOTHING_TO_REPLY_TO = "nothing_to_reply_to"
+from telepty.api.body import json_response
+from telepty.api.deliveries import DELIVERY_ANSWERS, INJECT_ERRORS, delivery_answer
+from telepty.api.keys import CONFIG, IDENTITIES, INTAKE, REGISTRY
+from telepty.api.models import Reply, read
+from telepty.api.spec import IDEMPOTENCY, ORIGIN_QUERY, SESSION_TOKEN, Route, answer, enum, obj, ok, string
+from telepty.api.submission import key_of, origin_of, token_of
+from telepty.delivery.intake import Submission
+from telepty.delivery.model import DeliveryStatus
+from telepty.errors import BadRequest, ErrorCode, NotFound
 
 
 async def identity(request: web.Request) -> web.Response:
     """Which session the presented session token belongs to (``telepty whoami``)."""
-    svc = request.app[SERVICES]
-    sender = request_sender(request)
+    sender = request.app[INTAKE].sender(token_of(request))
     if sender.verified is None:
-        raise BadRequest(NO_SESSION_IDENTITY, "this request carries no valid session token "
+        raise BadRequest(ErrorCode.NO_SESSION_IDENTITY, "this request carries no valid session token "
                          "(x-telepty-session-token); run it inside a wrapped or spawned session")
-    session = svc.registry.require(sender.verified)
-    last = await svc.identities.last_received(session.id)
+    session = request.app[REGISTRY].require(sender.verified)
+    last = await request.app[IDENTITIES].last_received(session.id)
     return json_response({
         "session_id": session.id,
         "alias": session.alias,
@@ -51,56 +45,52 @@ async def identity(request: web.Request) -> web.Response:
 
 
 async def reply(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
-    body = await json_object(request)
-    if body.get("from") is not None:
-        raise BadRequest("invalid_field", "a reply is always from the replying session; do not set from")
-    sender = request_sender(request)
-    claimed = opt(body, "session_id", str)
-    if claimed is not None:
-        validate_session_id(claimed)
+    registry, intake = request.app[REGISTRY], request.app[INTAKE]
+    body = await read(request, Reply)
+    sender = intake.sender(token_of(request))
+    claimed = body.session_id
     if sender.verified is not None and claimed is not None:
-        named = svc.registry.find_live(claimed)
+        named = registry.find_live(claimed)
         if named is None or named.id != sender.verified:
-            raise BadRequest("session_mismatch", f"session_id is {claimed!r}, but the session token "
+            raise BadRequest(ErrorCode.SESSION_MISMATCH, f"session_id is {claimed!r}, but the session token "
                              f"presented belongs to {sender.verified!r}")
     me = sender.verified
     if me is None and claimed is not None:
-        me = svc.registry.resolve(claimed).id
+        me = registry.resolve(claimed).id
     if me is None:
-        raise BadRequest(NO_SESSION_IDENTITY, "telepty reply answers for the session it runs in, and "
-                         "this request names none: run it inside a wrapped or spawned session "
+        raise BadRequest(ErrorCode.NO_SESSION_IDENTITY, "telepty reply answers for the session it runs in, "
+                         "and this request names none: run it inside a wrapped or spawned session "
                          "(TELEPTY_SESSION_TOKEN) or pass session_id")
-    last = await svc.identities.last_received(me)
+    last = await request.app[IDENTITIES].last_received(me)
     if last is None:
-        raise NotFound(NOTHING_TO_REPLY_TO, f"session {me!r} has not received a prompt with a reply_to "
-                       "yet, so there is no one to reply to; use telepty inject TARGET instead")
-    fields: dict[str, Any] = {k: v for k, v in body.items() if k != "session_id"}
-    fields["from"] = me
-    if fields.get("thread_id") is None and last.thread_id is not None:
-        fields["thread_id"] = last.thread_id
-    req = parse_inject(fields, max_prompt_bytes=svc.config.max_prompt_bytes)
-    req = replace(with_footer(req, svc.config.max_prompt_bytes, sender.verified),
-                  warnings=req.warnings + sender.warnings)
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
-        raise BadRequest("invalid_header", f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} chars")
-    target = svc.registry.resolve(last.reply_to)
-    if target.tmux_pane and not svc.tmux.server(target.tmux_socket).available():
-        raise Unavailable("tmux_unavailable", f"session {target.id!r} lives in a tmux pane, "
-                          f"but tmux ({svc.config.tmux_bin}) is not installed or not on PATH")
-    origin = _origin(request)
-    with audit_context("reply"):
-        delivery = await svc.deliveries.submit(
-            req, target=last.reply_to, origin=origin, idempotency_key=key, verified_sender=sender.verified,
-        )
+        raise NotFound(ErrorCode.NOTHING_TO_REPLY_TO, f"session {me!r} has not received a prompt with a "
+                       "reply_to yet, so there is no one to reply to; use telepty inject TARGET instead")
+    if body.thread_id is None and last.thread_id is not None:
+        body = body.model_copy(update={"thread_id": last.thread_id})  # the conversation goes on
+    req = body.request(max_prompt_bytes=request.app[CONFIG].max_prompt_bytes, sender=me)
+    accepted = await intake.accept(Submission(
+        target=last.reply_to, origin=origin_of(request), request=req, idempotency_key=key_of(request),
+        sender_token=token_of(request), via="reply",
+    ))
+    delivery = accepted.delivery
     extra = {"in_reply_to": last.delivery_id, "reply_to": last.reply_to}
-    accepted = {"delivery_id": delivery.id, "status": str(delivery.status), "session_id": delivery.session_id,
-                "from": delivery.sender, "verified_sender": delivery.verified_sender}
-    return await delivery_answer(request, delivery, wait=req.wait, wait_s=req.timeout, accepted=accepted,
-                                 extra=extra, warnings=req.warnings)
+    ack = {"delivery_id": delivery.id, "status": str(delivery.status), "session_id": delivery.session_id,
+           "from": delivery.sender, "verified_sender": delivery.verified_sender}
+    return await delivery_answer(request, delivery, wait=req.wait, wait_s=req.timeout, accepted=ack,
+                                 extra=extra, warnings=accepted.warnings)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/identity", identity)
-    app.router.add_post("/api/reply", reply)
+ROUTES = (
+    Route("GET", "/api/identity", identity, "whoami", "Which session the presented session token belongs to",
+          "deliveries", params=(SESSION_TOKEN,), ok={200: ok("Identity")},
+          errors={400: "no_session_identity", 403: "invalid_session_token (strict mode)",
+                  404: "session_not_found"}),
+    Route("POST", "/api/reply", reply, "reply", "Answer the last prompt the calling session received",
+          "deliveries", params=(IDEMPOTENCY, SESSION_TOKEN, ORIGIN_QUERY), body=Reply,
+          ok={**DELIVERY_ANSWERS, 202: answer(obj(
+              {"delivery_id": string(), "status": enum(DeliveryStatus), "session_id": string(),
+               "in_reply_to": string(), "reply_to": string()},
+              ("delivery_id", "status", "session_id", "in_reply_to", "reply_to")), "accepted")},
+          errors={**INJECT_ERRORS, 400: INJECT_ERRORS[400] + " / no_session_identity / session_mismatch",
+                  404: "nothing_to_reply_to / session_not_found"}),
+)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from telepty.clock import utc_now
-from telepty.errors import BadRequest
+from telepty.errors import BadRequest, ErrorCode
 
 ENVELOPE_VERSION = 2
 TURN_REQUEST = "turn_request"
@@ -161,28 +161,29 @@ def normalize_envelope(raw: object, *, machine_id: str, default_source: str) -> 
     ``report_seq``.
     """
     if not isinstance(raw, dict):
-        raise BadRequest("invalid_event", f"an event must be a JSON object, got {_what(raw)}")
+        raise BadRequest(ErrorCode.INVALID_EVENT, f"an event must be a JSON object, got {_what(raw)}")
     kind = _kind(raw)
     message_id = _optional_str(raw, "message_id")
     if message_id is not None and not MESSAGE_ID_RE.match(message_id):
         raise BadRequest(
-            "invalid_field", "message_id must be 1-200 printable ASCII characters without spaces"
+            ErrorCode.INVALID_FIELD, "message_id must be 1-200 printable ASCII characters without spaces"
         )
     target = _optional_str(raw, "target")
     version = raw.get("version")
     if version is not None and (
         isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= 1000
     ):
-        raise BadRequest("invalid_field", f"version must be a positive integer, got {version!r}")
+        raise BadRequest(ErrorCode.INVALID_FIELD, f"version must be a positive integer, got {version!r}")
     ts = _optional_str(raw, "ts")
     if ts is not None:
         try:
             datetime.fromisoformat(ts)
         except ValueError:
-            raise BadRequest("invalid_field", f"ts must be an ISO-8601 timestamp, got {ts!r}") from None
+            raise BadRequest(ErrorCode.INVALID_FIELD,
+                             f"ts must be an ISO-8601 timestamp, got {ts!r}") from None
     payload = raw.get("payload")
     if payload is not None and not isinstance(payload, dict):
-        raise BadRequest("invalid_field", f"payload must be a JSON object, got {_what(payload)}")
+        raise BadRequest(ErrorCode.INVALID_FIELD, f"payload must be a JSON object, got {_what(payload)}")
     env: dict[str, Any] = {
         "version": ENVELOPE_VERSION if version is None else version,
         "message_id": message_id or new_message_id(kind),
@@ -206,26 +207,26 @@ def _kind(raw: dict[str, Any]) -> str:
     kind, legacy = raw.get("kind"), raw.get("type")
     for name, value in (("kind", kind), ("type", legacy)):
         if value is not None and not isinstance(value, str):
-            raise BadRequest("invalid_field", f"{name} must be a string, got {_what(value)}")
+            raise BadRequest(ErrorCode.INVALID_FIELD, f"{name} must be a string, got {_what(value)}")
     if kind is None and legacy is None:
-        raise BadRequest("missing_field", "kind is required (the legacy name type is also accepted)")
+        raise BadRequest(ErrorCode.MISSING_FIELD, "kind is required (the legacy name type is also accepted)")
     if kind is not None and legacy is not None and kind != legacy:
         raise BadRequest(
-            "conflicting_kind", f"kind {kind!r} and legacy type {legacy!r} disagree; send kind only"
+            ErrorCode.CONFLICTING_KIND, f"kind {kind!r} and legacy type {legacy!r} disagree; send kind only"
         )
     value = kind if kind is not None else legacy
     assert value is not None
     if not KIND_RE.match(value):
         raise BadRequest(
-            "invalid_kind",
+            ErrorCode.INVALID_KIND,
             f"kind must be 1-64 characters of A-Z a-z 0-9 _ . : - starting with a letter or digit, "
             f"got {value!r}",
         )
     if value.startswith(CONTROL_PREFIX):
-        raise BadRequest("reserved_kind", f"kinds starting with {CONTROL_PREFIX!r} are the "
+        raise BadRequest(ErrorCode.RESERVED_KIND, f"kinds starting with {CONTROL_PREFIX!r} are the "
                          "bus socket's control frames and cannot be published")
     if value in DAEMON_KINDS:
-        raise BadRequest("reserved_kind", f"{value!r} is emitted by the daemon itself and "
+        raise BadRequest(ErrorCode.RESERVED_KIND, f"{value!r} is emitted by the daemon itself and "
                          "cannot be published")
     return value
 
@@ -235,9 +236,9 @@ def _optional_str(raw: dict[str, Any], name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise BadRequest("invalid_field", f"{name} must be a string or null, got {_what(value)}")
+        raise BadRequest(ErrorCode.INVALID_FIELD, f"{name} must be a string or null, got {_what(value)}")
     if not value or len(value) > MAX_FIELD_CHARS:
-        raise BadRequest("invalid_field", f"{name} must be 1-{MAX_FIELD_CHARS} characters")
+        raise BadRequest(ErrorCode.INVALID_FIELD, f"{name} must be 1-{MAX_FIELD_CHARS} characters")
     return value
 
 

@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 from telepty.bus.envelope import make_event
 from telepty.bus.event_log import EventLog
+from telepty.errors import ErrorCode
 from telepty.store.events import Appended, dumps_event
 
 log = logging.getLogger("telepty.bus")
@@ -41,8 +42,8 @@ MAX_BATCH = 512
 HOLD_S = 0.0005  # longest a batch waits for publishers in a tight loop
 IN_FLIGHT = 1  # batches queued on the database at once
 
-SUBSCRIBER_OVERFLOW = "subscriber_overflow"
-BUS_CLOSED = "daemon_stopping"
+SUBSCRIBER_OVERFLOW = ErrorCode.SUBSCRIBER_OVERFLOW
+BUS_CLOSED = ErrorCode.DAEMON_STOPPING
 
 
 class LoggedEvent(dict[str, Any]):

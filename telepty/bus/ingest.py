@@ -8,7 +8,7 @@ whose prompt fails its SHA-1) is never logged, never fanned out, never delivered
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NamedTuple, Protocol
 
@@ -40,13 +40,14 @@ class Receipt(NamedTuple):
 
 
 class BusIngest:
-    def __init__(self, bus: EventBus, router: TurnRouter, *, max_prompt_bytes: int) -> None:
+    def __init__(self, bus: EventBus, router: TurnRouter, *, max_prompt_bytes: int,
+                 checks: Mapping[str, Callable[[dict[str, Any]], None]] | None = None) -> None:
         self.bus = bus
         self.router = router
         self.max_prompt_bytes = max_prompt_bytes
         # Kinds whose events must agree with the daemon's state to be accepted (a
         # session_state_report names a known session): each check raises to refuse.
-        self.checks: dict[str, Callable[[dict[str, Any]], None]] = {}
+        self.checks: dict[str, Callable[[dict[str, Any]], None]] = dict(checks or {})
 
     async def accept(self, raw: object, *, transport: str) -> Receipt:
         """Raises ``BadRequest``/``TooLarge`` for input that changes nothing."""

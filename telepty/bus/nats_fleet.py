@@ -11,12 +11,17 @@ imported.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 from telepty.bus.nats_link import NatsLink, NatsMissing, NatsUnreachable
 from telepty.bus.nats_log import EventFeed, MachineEvents, NatsEventLog
 from telepty.config import Config
 from telepty.relay.nats_queue import FleetQueue, WorkQueueWorker
+
+if TYPE_CHECKING:
+    from telepty.bus.hub import EventBus
+    from telepty.delivery.engine import DeliveryEngine
+    from telepty.delivery.intake import Intake
 
 
 class NatsFleet:
@@ -45,12 +50,12 @@ class NatsFleet:
             raise SystemExit(f"telepty: the NATS server at {self.config.bus_url} refused to set up "
                              f"telepty's streams: {type(exc).__name__}: {exc}") from None
 
-    async def start(self, bus: Any, engine: Any) -> None:
+    async def start(self, bus: EventBus, intake: Intake, engine: DeliveryEngine) -> None:
         """Feed subscribers from the stream's tail on, and start taking this machine's work."""
         self.feed = EventFeed(self.link, bus.deliver)
         self.feed.listeners.append(self.queue.on_event)
         await self.feed.start(await self.log.last_seq())
-        self.worker = WorkQueueWorker(self.link, self.config.machine_id, engine, bus.emit,
+        self.worker = WorkQueueWorker(self.link, self.config.machine_id, intake, engine, bus.emit,
                                       max_prompt_bytes=self.config.max_prompt_bytes)
         await self.worker.start()
 

@@ -37,12 +37,12 @@ from telepty.bus.nats_names import (
     event_subject,
     events_filter,
 )
-from telepty.errors import TeleptyError, TooLarge, Unavailable
+from telepty.errors import ErrorCode, TeleptyError, TooLarge, Unavailable
 from telepty.store.events import Appended, dumps_event
 
 log = logging.getLogger("telepty.bus.nats")
 
-BUS_UNAVAILABLE = "bus_unavailable"
+BUS_UNAVAILABLE = ErrorCode.BUS_UNAVAILABLE
 PUBLISH_DEADLINE_S = 10.0  # a publish not acknowledged by then fails (503): outlasts a server restart
 ACK_TIMEOUT_S = 3.0  # one round of waiting for acknowledgements before sending again
 HEADROOM = 1024  # headers and protocol around an event, within the server's max_payload
@@ -88,7 +88,7 @@ class NatsEventLog:
                 env, body = items[i]
                 data = body.encode()
                 if len(data) + HEADROOM > self.link.max_payload:
-                    results[i] = TooLarge("too_large", (
+                    results[i] = TooLarge(ErrorCode.TOO_LARGE, (
                         f"the event is {len(data)} bytes of JSON; the NATS server takes messages up to "
                         f"{self.link.max_payload} bytes (its max_payload, see docs/fleet.md)"))
                     continue

@@ -1,11 +1,12 @@
 """The auto-router: a ``turn_request`` on the bus becomes a delivery into a session.
 
-Flow (SPEC §5): strip ``@host`` from the target → another machine goes to the relay
-(or fails ``relay_unavailable`` while there is none) → resolve id/alias locally →
-one delivery of ``payload.prompt`` with origin ``bus_auto_route``. The engine reports
-the outcome (``inject_written`` / ``delivery.failed``); the router adds
-``message_routed`` once the prompt is in, and ``delivery.failed`` itself for what
-fails before a delivery exists (unknown session, tmux missing, remote host).
+Flow (SPEC §5): the turn goes through the intake (``telepty.delivery.intake``) like
+every prompt: ``@<this machine>`` is stripped, another machine's target is relayed,
+an id or alias is resolved locally, and one delivery of ``payload.prompt`` is made with
+origin ``bus_auto_route`` (``relay`` for another machine). The engine reports the
+outcome (``inject_written`` / ``delivery.failed``); the router adds ``message_routed``
+once the prompt is in, and ``delivery.failed`` itself for what fails before a delivery
+exists (unknown session, tmux missing, unknown peer).
 
 The delivery's idempotency key is ``bus:<message_id>``, so a turn_request published
 twice — or published again after its first routing failed — is delivered at most once.
@@ -23,24 +24,23 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from telepty.bus.envelope import ROUTED_KINDS, first_given
 from telepty.bus.hub import EventBus, LoggedEvent
-from telepty.bus.reply_guide import with_reply_footer
 from telepty.delivery.engine import DeliveryEngine
+from telepty.delivery.intake import Intake, Submission
 from telepty.delivery.model import Origin
+from telepty.delivery.reply_guide import with_reply_footer
 from telepty.delivery.request import InjectRequest, parse_inject
-from telepty.errors import BadRequest, NotFound, TeleptyError
-from telepty.sessions.model import SESSION_ID_RE, Session
+from telepty.errors import BadRequest, ErrorCode, NotFound, TeleptyError
+from telepty.sessions.model import SESSION_ID_RE
 from telepty.sessions.registry import SessionRegistry
+from telepty.store.deliveries import DeliveryRepo
 
 log = logging.getLogger("telepty.bus.router")
 
 IDEMPOTENCY_PREFIX = "bus:"
-RELAY_UNAVAILABLE = "relay_unavailable"
-SESSION_NOT_FOUND = "session_not_found"
-TMUX_UNAVAILABLE = "tmux_unavailable"
 STAGE_ROUTE = "route"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
@@ -83,11 +83,11 @@ def parse_turn_request(env: dict[str, Any], *, max_prompt_bytes: int) -> TurnReq
     """
     target = first_given(env, "target", "target_session_id")
     if not isinstance(target, str) or not target:
-        raise BadRequest("missing_field", "a turn_request needs target (a session id or alias, "
+        raise BadRequest(ErrorCode.MISSING_FIELD, "a turn_request needs target (a session id or alias, "
                          "optionally with @host; target_session_id is read when target is absent)")
     session, _, host = target.rpartition("@") if "@" in target else (target, "", "")
     if not SESSION_ID_RE.match(session) or ("@" in target and not _HOST_RE.match(host)):
-        raise BadRequest("invalid_target", f"target must be SESSION or SESSION@HOST with SESSION "
+        raise BadRequest(ErrorCode.INVALID_TARGET, f"target must be SESSION or SESSION@HOST with SESSION "
                          f"of 1-64 characters A-Z a-z 0-9 . _ -, got {target!r}")
     raw_payload = env.get("payload")
     payload: dict[str, Any] = raw_payload if isinstance(raw_payload, dict) else {}
@@ -133,9 +133,9 @@ def _turn_prompt(env: dict[str, Any], payload: dict[str, Any]) -> str:
         if value is None:
             continue
         if not isinstance(value, str) or not value:
-            raise BadRequest("missing_field", f"{name} must be a non-empty string")
+            raise BadRequest(ErrorCode.MISSING_FIELD, f"{name} must be a non-empty string")
         return value
-    raise BadRequest("missing_field", "a turn_request needs payload.prompt (or, in the Node.js "
+    raise BadRequest(ErrorCode.MISSING_FIELD, "a turn_request needs payload.prompt (or, in the Node.js "
                      "daemon's shape, a top-level prompt)")
 
 
@@ -144,7 +144,7 @@ def _check_sha1(payload: dict[str, Any], prompt: str) -> None:
     if claimed is None:
         return
     if not isinstance(claimed, str) or not _SHA1_RE.match(claimed):
-        raise BadRequest("invalid_field", "payload.prompt_sha1 must be 40 hexadecimal characters")
+        raise BadRequest(ErrorCode.INVALID_FIELD, "payload.prompt_sha1 must be 40 hexadecimal characters")
     actual = hashlib.sha1(prompt.encode("utf-8", errors="surrogatepass")).hexdigest()
     if claimed.lower() != actual:
         raise BadRequest(
@@ -154,32 +154,16 @@ def _check_sha1(payload: dict[str, Any], prompt: str) -> None:
         )
 
 
-class RemoteRelay(Protocol):
-    """The seam for cross-machine delivery (``target: id@host``); the relay module
-    implements it. Until one is wired, remote targets fail ``relay_unavailable``."""
-
-    async def forward_turn(self, turn: TurnRequest, envelope: dict[str, Any]) -> RouteOutcome: ...
-
-
 class TurnRouter:
     def __init__(
-        self,
-        bus: EventBus,
-        engine: DeliveryEngine,
-        registry: SessionRegistry,
-        *,
+        self, bus: EventBus, intake: Intake, engine: DeliveryEngine, registry: SessionRegistry, *,
         machine_id: str,
-        transport_ready: Callable[[Session], str | None] = lambda _s: None,
-        relay: RemoteRelay | None = None,
     ) -> None:
         self.bus = bus
+        self.intake = intake
         self.engine = engine
         self.registry = registry
         self.machine_id = machine_id
-        # Returns a reason code when the session's transport cannot work at all
-        # (tmux not installed), so nothing is accepted that cannot be delivered.
-        self.transport_ready = transport_ready
-        self.relay = relay
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         bus.add_listener(self._on_event)
@@ -191,34 +175,27 @@ class TurnRouter:
         return h == self.machine_id.lower() or h in LOOPBACK_NAMES
 
     async def route(self, turn: TurnRequest, envelope: dict[str, Any]) -> RouteOutcome:
-        if not self.is_local(turn.host):
-            if self.relay is not None:
-                return await self.relay.forward_turn(turn, envelope)
-            return await self._failed(
-                turn, RELAY_UNAVAILABLE,
-                f"{turn.target!r} is on host {turn.host!r}, not this machine ({self.machine_id!r}), "
-                "and this daemon has no relay to forward it",
-            )
         try:
-            session = self.registry.resolve(turn.session)
-        except NotFound as exc:
-            return await self._failed(turn, SESSION_NOT_FOUND, exc.detail)
-        problem = self.transport_ready(session)
-        if problem is not None:
-            return await self._failed(
-                turn, problem, f"session {session.id!r} cannot be reached: {problem}", session.id
-            )
-        try:
-            d = await self.engine.submit(
-                turn.request, target=turn.session, origin=Origin.BUS_AUTO_ROUTE,
-                idempotency_key=IDEMPOTENCY_PREFIX + turn.message_id,
-            )
+            accepted = await self.intake.accept(Submission(
+                target=turn.target, origin=Origin.BUS_AUTO_ROUTE, request=turn.request,
+                daemon_key=IDEMPOTENCY_PREFIX + turn.message_id,
+            ))
         except TeleptyError as exc:
-            return await self._failed(turn, exc.code, exc.detail, session.id)
+            return await self._failed(turn, exc.code, exc.detail, self._local_id(turn))
+        d = accepted.delivery
         log.info("turn_request routed message_id=%s delivery=%s session=%s",
                  turn.message_id, d.id, d.session_id)
         return RouteOutcome("accepted", delivery_id=d.id, session_id=d.session_id,
                             delivery_status=str(d.status))
+
+    def _local_id(self, turn: TurnRequest) -> str | None:
+        """The local session a failed turn was for, if it names one."""
+        if not self.is_local(turn.host):
+            return None
+        try:
+            return self.registry.resolve(turn.session).id
+        except NotFound:
+            return None
 
     async def _failed(
         self, turn: TurnRequest, reason: str, detail: str, session_id: str | None = None
@@ -291,13 +268,13 @@ class TurnAckIds:
     the bus. An orchestrator waiting for the ack of its turn matches it by the turn's
     message id, so those two events get ``request_message_id`` (and, by
     ``make_event``, ``original_message_id`` for v1 readers) and the turn's
-    ``payload.turn_id``. ``engine`` is set once the engine exists (it is built with
-    this emitter).
+    ``payload.turn_id``. The record is read from the store (the engine, built with this
+    emitter, persisted it before anything was emitted about it).
     """
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, deliveries: DeliveryRepo) -> None:
         self.bus = bus
-        self.engine: DeliveryEngine | None = None
+        self.deliveries = deliveries
 
     def wrap(self, emit: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def emit_with_ids(kind: str, *, target: str | None = None, **fields: Any) -> Any:
@@ -309,10 +286,11 @@ class TurnAckIds:
         return emit_with_ids
 
     async def _ids(self, delivery_id: object) -> dict[str, Any]:
-        if self.engine is None or not isinstance(delivery_id, str):
+        if not isinstance(delivery_id, str):
             return {}
         try:
-            key = (await self.engine.get(delivery_id)).idempotency_key or ""
+            d = await self.deliveries.get(delivery_id)
+            key = (d.idempotency_key if d is not None else None) or ""
             if not key.startswith(IDEMPOTENCY_PREFIX):
                 return {}
             message_id = key[len(IDEMPOTENCY_PREFIX):]

@@ -27,7 +27,7 @@ from telepty.config import Config
 
 SNIPPET_FILES = {"claude": "CLAUDE.md", "agents": "AGENTS.md", "gemini": "GEMINI.md"}
 # What an agent says to end a conversation, and must not answer. Each one is
-# detected by telepty.bus.reply_guide.termination_signal (a unit test keeps them in step).
+# detected by telepty.delivery.reply_guide.termination_signal (a unit test keeps them in step).
 TERMINATION_PHRASES = (
     "no further reply needed",
     "thread closed",

@@ -29,7 +29,7 @@ from telepty import __version__
 from telepty.cli.client import Client, CliError
 from telepty.cli.wording import MCP_WORDS
 from telepty.config import Config
-from telepty.delivery.request import MAX_WAIT_TIMEOUT
+from telepty.delivery.limits import MAX_WAIT_TIMEOUT
 
 INSTRUCTIONS = """\
 telepty delivers prompts into other AI agent CLIs running on this machine (each one a

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from telepty.cli.client import EXIT_USAGE, CliError
-from telepty.delivery.request import MAX_QUIET_MS
+from telepty.delivery.limits import MAX_QUIET_MS
 from telepty.sessions.agent_names import AGENT_KINDS, AGENT_NAME_RE, OTHER, agent_name_arg
 
 # What --agent takes: a profile name (shipped, or one added to profiles.toml) or other.

@@ -48,11 +48,12 @@ from telepty.delivery.screen import (
     read_screen,
     trim,
 )
-from telepty.delivery.transport import (
+from telepty.delivery.transports.base import (
     CONFIRMED_ECHO,
     CONFIRMED_SCREEN,
     CONFIRMED_UNVERIFIED,
     DeliveryOutcome,
+    ScreenView,
 )
 
 STAGE_SETTLE = "settle"
@@ -70,24 +71,16 @@ GRACE_POLLS = 5
 RENDER_MS_PER_100K = 1000
 
 
-class TerminalIO(Protocol):
-    """What the procedure needs from a transport; errors are ``DeliveryError``s."""
-
-    async def screen(self) -> list[str]:
-        """The visible screen, one string per line."""
-        ...
-
-    async def input_lines(self) -> list[str]:
-        """The screen from the top down to the cursor's row: where a line-oriented
-        program's input is (a blank last row: nothing typed)."""
-        ...
+class TerminalIO(ScreenView, Protocol):
+    """What the procedure needs from a transport's terminal; errors are ``DeliveryError``s."""
 
     async def paste(self, data: bytes) -> None:
         """Paste ``data`` (bracketed when the app asked for it), without submitting."""
         ...
 
-    async def press(self, keys: Sequence[str]) -> None:
-        """Send tmux key names, each as its own key event."""
+    async def press(self, keys: Sequence[Any]) -> None:
+        """Send keys (``telepty.delivery.keys``: tmux key names or ``{"text": …}``), each
+        as its own key event."""
         ...
 
 

@@ -20,7 +20,7 @@ Rules it keeps, and why:
   shows that text, when keys are sent, when the blocking delivery is cancelled, or —
   for each held prompt — after ``hold_max_s`` (``held_timeout``). Two prompts are
   never submitted merged.
-- Raw keys (``submit_keys``) are deliveries too, in the same queue. One exception to
+- Raw keys (``submit`` of a ``KeyPress``) are deliveries too, in the same queue. One exception to
   strict FIFO: keys may go ahead of a prompt that waits *because of the screen*
   (``blocked_dialog``, ``composer_has_text``, or held), since answering that dialog or
   clearing that composer is what the prompt is waiting for; the prompt is then tried
@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from telepty.clock import from_iso, monotonic, to_iso, utc_now
+from telepty.clock import from_iso, to_iso, utc_now
 from telepty.config import Config
 from telepty.delivery.confirm import judge
 from telepty.delivery.model import (
@@ -54,7 +54,6 @@ from telepty.delivery.model import (
     IDEMPOTENT_STAGES,
     INTERRUPTED,
     LEFTOVER_IN_INPUT,
-    NO_TRANSPORT,
     PANE_DEAD,
     PRE_PASTE_STAGES,
     RETRY_EXHAUSTED,
@@ -75,13 +74,20 @@ from telepty.delivery.model import (
     DeliveryStatus,
     Origin,
 )
-from telepty.delivery.profiles import SubmitProfiles
+from telepty.delivery.profiles import SubmitProfile, SubmitProfiles
 from telepty.delivery.recovery import InputView, input_view, look, shows_prompt
-from telepty.delivery.request import InjectRequest
-from telepty.delivery.schedule import RetrySchedule
+from telepty.delivery.request import InjectRequest, KeyPress
+from telepty.delivery.schedule import SYSTEM_CLOCK, Clock, RetrySchedule
 from telepty.delivery.screen import echoed
-from telepty.delivery.transport import CONFIRMED_SCREEN, DeliveryOutcome, TransportResolver
-from telepty.errors import Conflict, NotFound
+from telepty.delivery.transports.base import (
+    CONFIRMED_SCREEN,
+    DeliveryOutcome,
+    ScreenView,
+    Settled,
+    Transport,
+)
+from telepty.errors import Conflict, ErrorCode, NotFound
+from telepty.sessions.identity import claims_other_sender
 from telepty.sessions.model import Session, SessionState
 from telepty.sessions.registry import SessionRegistry
 from telepty.store.deliveries import DeliveryRepo
@@ -108,8 +114,6 @@ class _EngineState(Enum):
 # Why a delivery waits that the terminal itself can end: a look at the screen is worth
 # taking as soon as its output stops, not only at the next slot of the retry schedule.
 WAKE_WHEN_SETTLED = frozenset({BUSY, BLOCKED_DIALOG, COMPOSER_HAS_TEXT, SCREEN_UNKNOWN})
-
-Settled = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -149,15 +153,20 @@ class DeliveryEngine:
         self,
         repo: DeliveryRepo,
         registry: SessionRegistry,
-        resolver: TransportResolver,
+        resolver: Callable[[Session], Transport],
         emit: Emit,
         profiles: SubmitProfiles,
         config: Config,
         rng: random.Random | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.repo = repo
         self.registry = registry
+        # Which transport reaches a session (``TransportResolver``); raises DeliveryError
+        # when nothing does right now.
         self.resolver = resolver
+        # What the schedule, holds and recovery's looks wait on (a test's is virtual).
+        self.clock = clock
         self.emit = emit
         self.profiles = profiles
         self.config = config
@@ -184,14 +193,15 @@ class DeliveryEngine:
 
     async def submit(
         self,
-        req: InjectRequest,
+        work: InjectRequest | KeyPress,
         *,
         target: str,
         origin: Origin | str,
         idempotency_key: str | None = None,
         verified_sender: str | None = None,
     ) -> Delivery:
-        """Accept a prompt for ``target`` (id or alias); returns once it is persisted.
+        """Accept a prompt, or raw keys, for ``target`` (id or alias); returns once it is
+        persisted. Both are deliveries in the session's one queue.
 
         A known ``idempotency_key`` returns the delivery it first made, even if the
         target has gone since. An unknown target raises ``NotFound`` and stores nothing.
@@ -201,84 +211,56 @@ class DeliveryEngine:
             if existing is not None:
                 return self._snapshot(self._active.get(existing.id, existing))
         session = self.registry.resolve(target)
-        sender = req.sender if req.sender is not None else verified_sender
-        d = Delivery(
-            session_id=session.id,
-            target=target,
-            prompt=req.prompt,
-            origin=Origin(origin),
-            sender=sender,
-            verified_sender=verified_sender,
-            spoofed=self._spoofed(sender, verified_sender),
-            reply_to=req.reply_to if req.reply_to is not None else sender,
-            thread_id=req.thread_id,
-            reply_expected=req.reply_expected,
-            no_enter=req.no_enter,
-            force=req.force,
-            raw=req.raw,
-            quiet_ms=req.quiet_ms,
-            idempotency_key=idempotency_key,
-        )
-        hold = self._holds.get(session.id)
+        d = self._record(work, session, target, Origin(origin), idempotency_key, verified_sender)
+        hold = self._holds.get(session.id) if d.kind is DeliveryKind.PROMPT else None
         if hold is not None:
             self._mark_held(d, hold)  # behind the hold from the start, and saying so
         stored = await self.repo.insert(d)
         if stored is not d:  # another request with the same key won the race
             return self._snapshot(self._active.get(stored.id, stored))
         log.info(
-            "delivery accepted id=%s session=%s target=%s origin=%s bytes=%d",
-            d.id, d.session_id, target, d.origin, len(d.prompt),
+            "%s accepted id=%s session=%s target=%s origin=%s bytes=%d",
+            d.kind, d.id, d.session_id, target, d.origin, len(d.prompt),
         )
         if self._state is _EngineState.RUNNING:
-            self._enqueue(d)
+            if d.kind is DeliveryKind.PROMPT:
+                self._enqueue(d)
+            else:
+                self._active[d.id] = d
+                if not self._overtake(d):
+                    self._push(d)
         elif self._state is _EngineState.STARTING:
             self._active[d.id] = d  # cancellable now, queued behind what start() resumes
             self._held.append(d)
         # Stopped: the record is persisted as queued; the next start() picks it up.
         return self._snapshot(d)
 
-    async def submit_keys(
-        self,
-        keys: list[Any],
-        *,
-        target: str,
-        origin: Origin | str,
-        force: bool = False,
-        quiet_ms: int | None = None,
-        idempotency_key: str | None = None,
-        verified_sender: str | None = None,
-    ) -> Delivery:
-        """Accept raw keys (already validated) for ``target``; the same records and queue."""
-        if idempotency_key is not None:
-            existing = await self.repo.by_idempotency_key(idempotency_key)
-            if existing is not None:
-                return self._snapshot(self._active.get(existing.id, existing))
-        session = self.registry.resolve(target)
-        d = Delivery(
+    def _record(self, work: InjectRequest | KeyPress, session: Session, target: str, origin: Origin,
+                idempotency_key: str | None, verified_sender: str | None) -> Delivery:
+        if isinstance(work, KeyPress):
+            return Delivery(
+                session_id=session.id, target=target, prompt=orjson.dumps(list(work.keys)), origin=origin,
+                kind=DeliveryKind.KEYS, sender=verified_sender, verified_sender=verified_sender,
+                force=work.force, raw=True, quiet_ms=work.quiet_ms, idempotency_key=idempotency_key,
+            )
+        sender = work.sender if work.sender is not None else verified_sender
+        return Delivery(
             session_id=session.id,
             target=target,
-            prompt=orjson.dumps(keys),
-            origin=Origin(origin),
-            kind=DeliveryKind.KEYS,
-            sender=verified_sender,
+            prompt=work.prompt,
+            origin=origin,
+            sender=sender,
             verified_sender=verified_sender,
-            force=force,
-            raw=True,
-            quiet_ms=quiet_ms,
+            spoofed=claims_other_sender(self.registry, sender, verified_sender),
+            reply_to=work.reply_to if work.reply_to is not None else sender,
+            thread_id=work.thread_id,
+            reply_expected=work.reply_expected,
+            no_enter=work.no_enter,
+            force=work.force,
+            raw=work.raw,
+            quiet_ms=work.quiet_ms,
             idempotency_key=idempotency_key,
         )
-        stored = await self.repo.insert(d)
-        if stored is not d:
-            return self._snapshot(self._active.get(stored.id, stored))
-        log.info("keys accepted id=%s session=%s keys=%s", d.id, d.session_id, keys)
-        if self._state is _EngineState.RUNNING:
-            self._active[d.id] = d
-            if not self._overtake(d):
-                self._push(d)
-        elif self._state is _EngineState.STARTING:
-            self._active[d.id] = d
-            self._held.append(d)
-        return self._snapshot(d)
 
     def _overtake(self, keys: Delivery) -> bool:
         """Put ``keys`` in front of a head prompt that waits on the screen; True if done."""
@@ -295,30 +277,23 @@ class DeliveryEngine:
         ):
             return False
         queue.appendleft(keys.id)
-        self._retry_at[head.id] = monotonic()  # try it again right after the keys
+        self._retry_at[head.id] = self.clock.monotonic()  # try it again right after the keys
         wake = self._wakeups.get(head.id)
         if wake is not None:
             wake.set()  # the worker leaves the wait and finds the keys at the head
         log.info("keys id=%s go ahead of id=%s (%s)", keys.id, head.id, head.reason)
         return True
 
-    def _spoofed(self, sender: str | None, verified: str | None) -> bool:
-        """A verified caller whose ``from`` names someone other than itself."""
-        if verified is None or sender is None or sender == verified:
-            return False
-        claimed = self.registry.find_live(sender)
-        return claimed is None or claimed.id != verified
-
     # -- queries --------------------------------------------------------------------------
 
     async def get(self, delivery_id: str) -> Delivery:
-        """The current record; raises ``NotFound("delivery_not_found")``."""
+        """The current record; raises ``NotFound(ErrorCode.DELIVERY_NOT_FOUND)``."""
         live = self._active.get(delivery_id)
         if live is not None:
             return self._snapshot(live)
         stored = await self.repo.get(delivery_id)
         if stored is None:
-            raise NotFound("delivery_not_found", f"no delivery with id {delivery_id!r}")
+            raise NotFound(ErrorCode.DELIVERY_NOT_FOUND, f"no delivery with id {delivery_id!r}")
         return stored
 
     def holding(self, delivery_id: str) -> str | None:
@@ -385,7 +360,7 @@ class DeliveryEngine:
         if d is None:
             stored = await self.repo.get(delivery_id)
             if stored is None:
-                raise NotFound("delivery_not_found", f"no delivery with id {delivery_id!r}")
+                raise NotFound(ErrorCode.DELIVERY_NOT_FOUND, f"no delivery with id {delivery_id!r}")
             # start() may have picked it up while we read it.
             d = self._active.get(delivery_id, stored)
         hold = self._holds.get(d.session_id)
@@ -398,7 +373,7 @@ class DeliveryEngine:
         cancellable = (DeliveryStatus.QUEUED, DeliveryStatus.RETRYING, DeliveryStatus.HELD)
         if d.status not in cancellable and not pre_paste:
             raise Conflict(
-                "not_cancellable", f"delivery {delivery_id} is {d.status}"
+                ErrorCode.NOT_CANCELLABLE, f"delivery {delivery_id} is {d.status}"
                 f"{' (stage ' + d.stage + ')' if d.stage else ''}; only deliveries that have "
                 "not started pasting can be cancelled"
             )
@@ -442,7 +417,7 @@ class DeliveryEngine:
                     log.warning("delivery caught mid-way id=%s stage=%s: recovering", d.id, d.stage)
                     self._recovering[d.id] = str(d.stage)
                     if d.status is DeliveryStatus.RETRYING:
-                        self._retry_at[d.id] = monotonic() + self._remaining_wait(d)
+                        self._retry_at[d.id] = self.clock.monotonic() + self._remaining_wait(d)
                     self._enqueue(d)
                     continue
                 if caught and d.status is DeliveryStatus.DELIVERING:
@@ -450,14 +425,14 @@ class DeliveryEngine:
                     await self._fail(d, INTERRUPTED, INTERRUPTED_DETAIL)
                     continue
                 if d.status is DeliveryStatus.HELD:
-                    self._held_since[d.id] = _held_since_mono(d)
+                    self._held_since[d.id] = self._held_since_mono(d)
                 if d.status is DeliveryStatus.DELIVERING:
                     # It never got as far as the paste, or its write is safe to repeat.
                     d.status = DeliveryStatus.QUEUED
                     d.updated_at = utc_now()
                     await self.repo.update(d)
                 if d.status is DeliveryStatus.RETRYING:
-                    self._retry_at[d.id] = monotonic() + self._remaining_wait(d)
+                    self._retry_at[d.id] = self.clock.monotonic() + self._remaining_wait(d)
                 log.info("delivery resumed id=%s status=%s attempts=%d", d.id, d.status, d.attempts)
                 self._enqueue(d)
         finally:
@@ -568,8 +543,8 @@ class DeliveryEngine:
                 retry = await self._attempt(d, count=not early)
             if not isinstance(retry, _RetryNeeded) or d.final:
                 return
-            if early and slot_end is not None and slot_end - monotonic() > 0:
-                await self._set_retrying(d, retry, slot_end - monotonic())
+            if early and slot_end is not None and slot_end - self.clock.monotonic() > 0:
+                await self._set_retrying(d, retry, slot_end - self.clock.monotonic())
                 continue
             delay = self.schedule.delay_for(d.attempts - 1)
             if delay is None:
@@ -598,44 +573,26 @@ class DeliveryEngine:
         await self.repo.update(d)
         keys = d.kind is DeliveryKind.KEYS
         quiet_ms = d.quiet_ms if d.quiet_ms is not None else self.config.quiet_ms
-        transport: Any = None
+        transport: Transport | None = None
         try:
             session = self._session(d)
             transport = self.resolver(session)
-            bind = getattr(transport, "bind_delivery", None)
-            if bind is not None:
-                bind(d)  # a transport that needs the whole record (the relay: sender, force, id)
-            if keys:
-                await transport.check_ready(for_keys=True)  # type: ignore[call-arg]
-            else:
-                await transport.check_ready()
+            await transport.check_ready(for_keys=keys)
             if not d.force:
                 await self._enter_stage(d, STAGE_QUIET_GUARD)
                 quiet = await transport.is_quiet(quiet_ms)
                 if d.final:  # cancelled while we were watching the screen
                     return None
                 if not quiet:
-                    guard = getattr(transport, "guard", None)
-                    if guard is not None:
-                        d.evidence = {"quiet_guard": guard}
+                    if transport.guard is not None:
+                        d.evidence = {"quiet_guard": transport.guard}
                     return _RetryNeeded(BUSY, f"the target was not quiet for {quiet_ms} ms",
-                                        _settled_after(transport, quiet_ms, None))
+                                        transport.settled(quiet_ms, needs_output=False))
             if keys:
-                send_keys = getattr(transport, "send_keys", None)
-                if send_keys is None:
-                    raise DeliveryError(NO_TRANSPORT, f"{transport.name} cannot send raw keys",
-                                        stage=STAGE_CHECK_READY)
-                outcome = await send_keys(d.keys, on_stage=partial(self._enter_stage, d))
+                outcome = await transport.send_keys(d.keys, on_stage=partial(self._enter_stage, d))
             else:
-                # A transport that found the agent in the process tree knows the better
-                # profile (an "other" session running claude); otherwise the session's.
-                profile = getattr(transport, "profile", None) or self.profiles.profile_for(session.agent)
-                outcome = await transport.deliver(
-                    d.prompt,
-                    no_enter=d.no_enter,
-                    profile=profile,
-                    on_stage=partial(self._enter_stage, d),
-                )
+                outcome = await transport.deliver(d, profile=self._profile(transport, session),
+                                                  on_stage=partial(self._enter_stage, d))
         except _CancelledBeforePaste:
             return None
         except DeliveryError as exc:
@@ -645,8 +602,8 @@ class DeliveryEngine:
                 d.evidence = exc.evidence
             if exc.retryable:
                 # The screen said no: worth another look once it has changed and settled.
-                wake = (_settled_after(transport, quiet_ms, monotonic())
-                        if exc.reason in WAKE_WHEN_SETTLED else None)
+                wake = (transport.settled(quiet_ms, needs_output=True)
+                        if transport is not None and exc.reason in WAKE_WHEN_SETTLED else None)
                 return _RetryNeeded(exc.reason, exc.detail, wake)
             await self._fail(d, exc.reason, exc.detail, stage=exc.stage)
             return None
@@ -656,6 +613,11 @@ class DeliveryEngine:
             return None
         await self._delivered(d, outcome)
         return None
+
+    def _profile(self, transport: Transport, session: Session) -> SubmitProfile:
+        """A transport that found the agent in the process tree knows the better profile
+        (an "other" session running claude); otherwise the session's."""
+        return transport.profile or self.profiles.profile_for(session.agent)
 
     # -- after a crash: finishing what was caught mid-way ------------------------------------
 
@@ -676,16 +638,16 @@ class DeliveryEngine:
         # The stage stays as found: a crash during this look finds the same and looks again.
         await self.repo.update(d)
         quiet_ms = d.quiet_ms if d.quiet_ms is not None else self.config.quiet_ms
-        transport: Any = None
+        transport: Transport | None = None
         try:
             session = self._session(d)
             transport = self.resolver(session)
             await transport.check_ready()
-            term = _screen_of(transport)
+            term = transport.term
             if term is None:
                 raise DeliveryError(INTERRUPTED, f"the {transport.name} transport cannot show what "
                                     "reached the input; not pasted again", stage=found)
-            profile = getattr(transport, "profile", None) or self.profiles.profile_for(session.agent)
+            profile = self._profile(transport, session)
             lines = await look(term, profile)
             if found in SUBMITTED_STAGES:
                 await self._confirm_after_restart(d, term, profile, lines)
@@ -720,8 +682,8 @@ class DeliveryEngine:
             if d.final:
                 return None
             if exc.retryable:
-                wake = (_settled_after(transport, quiet_ms, monotonic())
-                        if exc.reason in WAKE_WHEN_SETTLED else None)
+                wake = (transport.settled(quiet_ms, needs_output=True)
+                        if transport is not None and exc.reason in WAKE_WHEN_SETTLED else None)
                 return _RetryNeeded(exc.reason, exc.detail, wake)
             self._recovering.pop(d.id, None)
             await self._fail(d, exc.reason, exc.detail, stage=exc.stage)
@@ -732,26 +694,28 @@ class DeliveryEngine:
             await self._fail(d, WRITE_FAILED, f"{type(exc).__name__}: {exc}")
             return None
 
-    async def _clear(self, d: Delivery, transport: Any, term: Any, profile: Any) -> bool:
+    async def _clear(self, d: Delivery, transport: Transport, term: ScreenView,
+                     profile: SubmitProfile) -> bool:
         """Empty the input with the profile's clear keys; True once the screen shows it empty."""
         await self._enter_stage(d, STAGE_CLEAR)
         await transport.clear_input(profile.clear_keys)
-        deadline = monotonic() + profile.confirm_ms / 1000.0
+        deadline = self.clock.monotonic() + profile.confirm_ms / 1000.0
         while True:
             lines = await look(term, profile)
             if input_view(lines, d.prompt, profile) is InputView.EMPTY:
                 d.evidence.setdefault("recovery", {})["action"] = (
                     f"cleared the input ({' '.join(profile.clear_keys)}) and pasted again")
                 return True
-            if monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 return False
-            await asyncio.sleep(CONFIRM_POLL_S)  # watching the screen redraw, bounded
+            await self.clock.sleep(CONFIRM_POLL_S)  # watching the screen redraw, bounded
 
-    async def _confirm_after_restart(self, d: Delivery, term: Any, profile: Any, lines: list[str]) -> None:
+    async def _confirm_after_restart(self, d: Delivery, term: ScreenView, profile: SubmitProfile,
+                                     lines: list[str]) -> None:
         """The submit key may have gone out: never send it again; the screen decides."""
         found = self._recovering.pop(d.id, None)
         text = d.prompt.decode("utf-8", errors="replace")
-        deadline = monotonic() + profile.confirm_ms / 1000.0
+        deadline = self.clock.monotonic() + profile.confirm_ms / 1000.0
         streak = 0
         while True:
             if profile.reads_screen:
@@ -763,9 +727,9 @@ class DeliveryEngine:
                 state = "stuck" if view is not InputView.EMPTY else ("submitted" if seen else "unknown")
                 how = "echo"
             streak = streak + 1 if state == "submitted" else 0
-            if streak >= 2 or (state != "submitted" and monotonic() >= deadline):
+            if streak >= 2 or (state != "submitted" and self.clock.monotonic() >= deadline):
                 break
-            await asyncio.sleep(CONFIRM_POLL_S)  # a screen mid-redraw must not decide
+            await self.clock.sleep(CONFIRM_POLL_S)  # a screen mid-redraw must not decide
             lines = await look(term, profile)
         tail = "\n".join(lines[-12:])
         if state == "submitted":
@@ -804,7 +768,7 @@ class DeliveryEngine:
         await self._announce(hold)
 
     def _mark_held(self, d: Delivery, hold: _Hold) -> None:
-        now = monotonic()
+        now = self.clock.monotonic()
         since = self._held_since.setdefault(d.id, now)
         since_wall = time.time() - (now - since)
         d.status = DeliveryStatus.HELD
@@ -851,13 +815,11 @@ class DeliveryEngine:
         try:
             session = self._session(d)
             transport = self.resolver(session)
-            term = _screen_of(transport)
+            term = transport.term
             if term is None:
                 return False
-            profile = self.profiles.profile_for(session.agent)
-            if getattr(transport, "check_ready", None) is not None:
-                await transport.check_ready(for_keys=True)
-                profile = getattr(transport, "profile", None) or profile
+            await transport.check_ready(for_keys=True)
+            profile = self._profile(transport, session)
             lines = await look(term, profile)
         except DeliveryError as exc:
             if exc.retryable:
@@ -872,30 +834,21 @@ class DeliveryEngine:
     async def _wait_while_held(self, d: Delivery) -> None:
         """Until the hold may be over (keys, a cancel, the terminal settling after new
         output) or ``d`` has been held for ``hold_max_s`` (then it fails)."""
-        since = self._held_since.setdefault(d.id, monotonic())
-        left = since + self.config.hold_max_s - monotonic()
+        since = self._held_since.setdefault(d.id, self.clock.monotonic())
+        left = since + self.config.hold_max_s - self.clock.monotonic()
         if left > 0 and d.session_id in self._holds:
             wake = self._wakeups.setdefault(d.id, asyncio.Event())
-            waits: dict[asyncio.Task[Any], bool] = {asyncio.ensure_future(wake.wait()): False}
             try:
                 session = self._session(d)
-                settled = _settled_after(self.resolver(session), d.quiet_ms or self.config.quiet_ms,
-                                         monotonic())
+                settled = self.resolver(session).settled(d.quiet_ms or self.config.quiet_ms,
+                                                         needs_output=True)
             except DeliveryError:
                 settled = None
-            if settled is not None:
-                waits[asyncio.ensure_future(settled())] = True
-            try:
-                # Waiting out the hold is the product's bound on it, not synchronisation.
-                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in waits:
-                    if not task.done():
-                        task.cancel()
-                await asyncio.gather(*waits, return_exceptions=True)
+            # Waiting out the hold is the product's bound on it, not synchronisation.
+            await self._wait_for(wake, settled, left)
             if d.final or d.session_id not in self._holds:
                 return
-            if since + self.config.hold_max_s - monotonic() > 0:
+            if since + self.config.hold_max_s - self.clock.monotonic() > 0:
                 return  # woken early: the caller looks at the screen again
         hold = self._holds.get(d.session_id)
         if hold is None or d.final:
@@ -968,7 +921,7 @@ class DeliveryEngine:
         d.detail = retry.detail
         d.next_attempt_at = to_iso(time.time() + delay)
         d.updated_at = utc_now()
-        self._retry_at[d.id] = monotonic() + delay
+        self._retry_at[d.id] = self.clock.monotonic() + delay
         if retry.settled is not None:
             self._settled[d.id] = retry.settled
         # A fresh wait: a wake-up from an earlier one (keys went ahead) must not cut it short.
@@ -983,27 +936,35 @@ class DeliveryEngine:
         """Until the next slot, a wake-up (cancel, keys, session gone) or — returning
         True — the terminal settling after the output that kept ``d`` waiting."""
         wake = self._wakeups.setdefault(d.id, asyncio.Event())
-        left = self._retry_at.get(d.id, monotonic()) - monotonic()
+        now = self.clock.monotonic()
+        left = self._retry_at.get(d.id, now) - now
         s = self.registry.get(d.session_id)
         if left <= 0 or wake.is_set() or s is None or s.state is SessionState.EXITED:
             return False  # a session already gone (pane_dead, …) fails now, not at the next try
-        waits: dict[asyncio.Task[Any], bool] = {asyncio.ensure_future(wake.wait()): False}
-        settled = self._settled.get(d.id)
+        # Waiting out the slot is the product's retry schedule, not synchronisation.
+        early = await self._wait_for(wake, self._settled.get(d.id), left)
+        if early and not wake.is_set():
+            log.info("delivery id=%s: the terminal settled; looking again", d.id)
+            return True
+        return False
+
+    async def _wait_for(self, wake: asyncio.Event, settled: Settled | None, seconds: float) -> bool:
+        """Until ``wake`` is set, ``seconds`` pass on the engine's clock, or — returning
+        True — the terminal settles."""
+        waits: dict[asyncio.Future[Any], bool] = {
+            asyncio.ensure_future(wake.wait()): False,
+            asyncio.ensure_future(self.clock.sleep(seconds)): False,
+        }
         if settled is not None:
             waits[asyncio.ensure_future(settled())] = True
         try:
-            # Waiting out the slot is the product's retry schedule, not synchronisation.
-            done, _ = await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in waits:
                 if not task.done():
                     task.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
-        early = any(waits[t] for t in done if not t.cancelled() and t.exception() is None)
-        if early and not wake.is_set():
-            log.info("delivery id=%s: the terminal settled; looking again", d.id)
-            return True
-        return False
+        return any(waits[t] for t in done if not t.cancelled() and t.exception() is None)
 
     def session_gone(self, session_id: str) -> None:
         """The registry's word that a session exited or was removed.
@@ -1110,39 +1071,16 @@ class DeliveryEngine:
         except Exception:
             log.exception("could not emit %s for delivery %s", kind, fields.get("target"))
 
+    def _held_since_mono(self, d: Delivery) -> float:
+        """A held record's start, from its evidence (a restart keeps its deadline)."""
+        now = self.clock.monotonic()
+        try:
+            since = from_iso(str(d.evidence.get("held_since")))
+        except (TypeError, ValueError):
+            return now
+        return now - max(0.0, time.time() - since)
+
     @staticmethod
     def _snapshot(d: Delivery) -> Delivery:
         """Callers get a copy: the worker keeps mutating the live record."""
         return replace(d, evidence=dict(d.evidence))
-
-
-def _settled_after(transport: Any, quiet_ms: int, printed_after: float | None) -> Settled | None:
-    """What resolves when ``transport``'s terminal has settled (None: it cannot tell)."""
-    settled = getattr(transport, "settled", None)
-    if settled is None:
-        return None
-
-    async def wait() -> None:
-        waiting = settled(quiet_ms, printed_after)
-        if waiting is None:
-            await asyncio.Event().wait()  # cannot tell: only the schedule ends this wait
-        else:
-            await waiting
-
-    return wait
-
-
-def _held_since_mono(d: Delivery) -> float:
-    """A held record's start, from its evidence (a restart keeps its deadline)."""
-    now = monotonic()
-    try:
-        since = from_iso(str(d.evidence.get("held_since")))
-    except (TypeError, ValueError):
-        return now
-    return now - max(0.0, time.time() - since)
-
-
-def _screen_of(transport: Any) -> Any:
-    """The transport's ``TerminalIO`` (``telepty.delivery.confirm``), when it has one."""
-    term = getattr(transport, "term", None)
-    return term if callable(getattr(term, "screen", None)) else None

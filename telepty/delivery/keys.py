@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from telepty.errors import BadRequest
+from telepty.errors import BadRequest, ErrorCode
 
 MAX_KEYS = 64
 MAX_TEXT = 4096
@@ -109,15 +109,15 @@ def key_bytes(name: str, *, app_cursor: bool = False) -> bytes:
 def parse_keys(value: object) -> list[KeyItem]:
     """Validate a JSON ``keys`` array; raises BadRequest(invalid_keys) naming the bad item."""
     if not isinstance(value, list) or not value:
-        raise BadRequest("invalid_keys", 'keys must be a non-empty array, e.g. ["Down", "Enter"]')
+        raise BadRequest(ErrorCode.INVALID_KEYS, 'keys must be a non-empty array, e.g. ["Down", "Enter"]')
     if len(value) > MAX_KEYS:
-        raise BadRequest("invalid_keys", f"at most {MAX_KEYS} keys per request")
+        raise BadRequest(ErrorCode.INVALID_KEYS, f"at most {MAX_KEYS} keys per request")
     out: list[KeyItem] = []
     for i, item in enumerate(value):
         if isinstance(item, str):
             if not is_key_name(item):
                 raise BadRequest(
-                    "invalid_keys",
+                    ErrorCode.INVALID_KEYS,
                     f"keys[{i}] {item!r} is not a key name (Enter, Escape, Tab, BSpace, Up, Down, "
                     "Left, Right, Home, End, PageUp, PageDown, F1-F12, a single character, with "
                     'C-/M-/S- prefixes); send text as {"text": "..."}',
@@ -126,10 +126,10 @@ def parse_keys(value: object) -> list[KeyItem]:
         elif isinstance(item, dict) and set(item) == {"text"} and isinstance(item["text"], str):
             text = item["text"]
             if not text or len(text) > MAX_TEXT:
-                raise BadRequest("invalid_keys", f"keys[{i}].text must be 1-{MAX_TEXT} characters")
+                raise BadRequest(ErrorCode.INVALID_KEYS, f"keys[{i}].text must be 1-{MAX_TEXT} characters")
             out.append({"text": text})
         else:
-            raise BadRequest("invalid_keys", f'keys[{i}] must be a key name or {{"text": "..."}}')
+            raise BadRequest(ErrorCode.INVALID_KEYS, f'keys[{i}] must be a key name or {{"text": "..."}}')
     return out
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from telepty.clock import utc_now
+from telepty.errors import ErrorCode
 
 
 class DeliveryStatus(StrEnum):
@@ -45,30 +46,30 @@ class Origin(StrEnum):
     CLI = "cli"
 
 
-# -- reason codes (the same words in the database, the API, the bus and the CLI) ----------
-PANE_DEAD = "pane_dead"
-SESSION_NOT_FOUND = "session_not_found"
-SESSION_DISCONNECTED = "session_disconnected"
-SESSION_EXITED = "session_exited"
-BUSY = "busy"  # a retrying record's reason while the quiet guard keeps failing
-BUSY_TIMEOUT = "busy_timeout"
-RETRY_EXHAUSTED = "retry_exhausted"
-TMUX_UNAVAILABLE = "tmux_unavailable"
-TOO_LARGE = "too_large"
-WRITE_FAILED = "write_failed"
-INTERRUPTED = "interrupted"
-CANCELLED = "cancelled"
-AGENT_EXITED = "agent_exited"
-NOT_SUBMITTED = "not_submitted"  # still in the composer after submit (and rescue)
-UNCONFIRMED = "unconfirmed"  # submit key sent; the screen explained nothing afterwards
-BLOCKED_DIALOG = "blocked_dialog"  # a permission/trust dialog is up: a paste would answer it
-PANE_IN_MODE = "pane_in_mode"  # copy/view mode that would not leave
-SCREEN_UNKNOWN = "screen_unknown"  # no composer in sight: nothing could be confirmed
-COMPOSER_HAS_TEXT = "composer_has_text"  # someone else's text sits in the input box
-LEFTOVER_IN_INPUT = "leftover_in_input"  # a held record's reason: an interrupted prompt's text
-HELD_TIMEOUT = "held_timeout"  # held for TELEPTY_HOLD_MAX_S without the hold ending
-TMUX_CMD_FAILED = "tmux_cmd_failed"
-NO_TRANSPORT = "no_transport"
+# -- reason codes (telepty.errors.ErrorCode: one word in the database, the API, the bus, the CLI)
+PANE_DEAD = ErrorCode.PANE_DEAD
+SESSION_NOT_FOUND = ErrorCode.SESSION_NOT_FOUND
+SESSION_DISCONNECTED = ErrorCode.SESSION_DISCONNECTED
+SESSION_EXITED = ErrorCode.SESSION_EXITED
+BUSY = ErrorCode.BUSY  # a retrying record's reason while the quiet guard keeps failing
+BUSY_TIMEOUT = ErrorCode.BUSY_TIMEOUT
+RETRY_EXHAUSTED = ErrorCode.RETRY_EXHAUSTED
+TMUX_UNAVAILABLE = ErrorCode.TMUX_UNAVAILABLE
+TOO_LARGE = ErrorCode.TOO_LARGE
+WRITE_FAILED = ErrorCode.WRITE_FAILED
+INTERRUPTED = ErrorCode.INTERRUPTED
+CANCELLED = ErrorCode.CANCELLED
+AGENT_EXITED = ErrorCode.AGENT_EXITED
+NOT_SUBMITTED = ErrorCode.NOT_SUBMITTED  # still in the composer after submit (and rescue)
+UNCONFIRMED = ErrorCode.UNCONFIRMED  # submit key sent; the screen explained nothing afterwards
+BLOCKED_DIALOG = ErrorCode.BLOCKED_DIALOG  # a permission/trust dialog is up: a paste would answer it
+PANE_IN_MODE = ErrorCode.PANE_IN_MODE  # copy/view mode that would not leave
+SCREEN_UNKNOWN = ErrorCode.SCREEN_UNKNOWN  # no composer in sight: nothing could be confirmed
+COMPOSER_HAS_TEXT = ErrorCode.COMPOSER_HAS_TEXT  # someone else's text sits in the input box
+LEFTOVER_IN_INPUT = ErrorCode.LEFTOVER_IN_INPUT  # a held record's reason: an interrupted prompt's text
+HELD_TIMEOUT = ErrorCode.HELD_TIMEOUT  # held for TELEPTY_HOLD_MAX_S without the hold ending
+TMUX_CMD_FAILED = ErrorCode.TMUX_CMD_FAILED
+NO_TRANSPORT = ErrorCode.NO_TRANSPORT
 
 # -- stages ---------------------------------------------------------------------------------
 # The engine records the last stage an attempt entered. Stages before ``paste`` cannot

@@ -1,13 +1,44 @@
-"""When to try a busy or unreachable target again.
+"""When to try a busy or unreachable target again, and the clock those waits run on.
 
 Jitter spreads retries out so that a burst of prompts parked behind the same busy
 agent (or many daemons behind the same flaky peer) do not all come back in one tick.
+
+The engine reads time and waits out its schedule, its holds and its recovery looks
+through a ``Clock`` it is given, so that a unit test can run a 30-second schedule in
+no time (tests/virtual_clock.py) while the daemon uses the system's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
+from typing import Protocol
+
+from telepty.clock import monotonic
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float:
+        """Seconds, for intervals only."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Return after ``seconds`` of this clock."""
+        ...
+
+
+class SystemClock:
+    """``time.monotonic`` and ``asyncio.sleep``: the daemon's clock."""
+
+    def monotonic(self) -> float:
+        return monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
 
 
 class RetrySchedule:

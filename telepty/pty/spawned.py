@@ -342,19 +342,13 @@ class SpawnedPty:
         async with self._write_lock:
             await self._write_locked(memoryview(data).cast("B"))
 
-    async def paste(
-        self,
-        data: bytes,
-        *,
-        submit: bytes = b"\r",
-        settle_s: float = 0.0,
-        no_enter: bool = False,
-    ) -> None:
-        """Paste ``data`` as the app expects it, then submit it after ``settle_s``.
+    async def paste(self, data: bytes) -> None:
+        """Paste ``data`` as the app expects it (bracketed when it asked), and nothing
+        else: submitting is the delivery's business (``telepty.delivery.confirm``).
 
-        The whole sequence holds the write lock, so nothing typed meanwhile lands
-        between the text and its Enter. If cancelled mid-paste, the closing marker is
-        still sent, so the app is not left stuck in paste mode.
+        The paste holds the write lock, so nothing typed meanwhile lands inside it. If
+        cancelled mid-paste, the closing marker is still sent, so the app is not left
+        stuck in paste mode.
         """
         if self._fd_closed:
             raise PtyClosedError()
@@ -368,11 +362,6 @@ class SpawnedPty:
                 if bracketed and 0 < progress[0] < len(framed):
                     await self._close_interrupted_paste()
                 raise
-            if no_enter or not submit:
-                return
-            if settle_s > 0:
-                await asyncio.sleep(settle_s)
-            await self._write_locked(memoryview(submit).cast("B"))
 
     async def _write_locked(self, view: memoryview, progress: list[int] | None = None) -> None:
         pos = 0

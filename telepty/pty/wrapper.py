@@ -71,7 +71,7 @@ class WrappedChild:
         try:
             if isinstance(request, Paste):
                 bracketed = self.pty.bracketed.enabled
-                await self.pty.paste(request.data, no_enter=True)  # the engine submits, separately
+                await self.pty.paste(request.data)  # the engine submits, separately
                 return Result(id=request.id, ok=True, bracketed=bracketed)
             await self.pty.write(request.data)
             return Result(id=request.id, ok=True)

@@ -34,7 +34,6 @@ from typing import Any
 
 import orjson
 
-from telepty.api.identity import with_footer
 from telepty.bus.hub import LoggedEvent
 from telepty.bus.nats_link import ACK_WAIT_S, NatsLink
 from telepty.bus.nats_log import BUS_UNAVAILABLE, HEADROOM, MachineEvents
@@ -44,9 +43,11 @@ from telepty.bus.nats_names import (
     work_stream,
     work_subject,
 )
+from telepty.delivery.engine import DeliveryEngine
+from telepty.delivery.intake import Intake, Submission
 from telepty.delivery.model import STAGE_CHECK_READY, STAGE_FORWARD, Delivery, DeliveryError, Origin
 from telepty.delivery.request import parse_inject
-from telepty.delivery.transport import DeliveryOutcome, StageCallback
+from telepty.delivery.transports.base import DeliveryOutcome, StageCallback
 from telepty.errors import TeleptyError, Unavailable
 
 log = logging.getLogger("telepty.relay.nats")
@@ -94,8 +95,8 @@ class FleetQueue:
         self._known.add(h)
         return True
 
-    def transport(self, http: Any) -> QueuedRelayTransport:
-        return QueuedRelayTransport(self, http)
+    def forwarder(self, http: Any) -> QueuedForwarder:
+        return QueuedForwarder(self, http)
 
     # -- statuses from the event stream ---------------------------------------------------
 
@@ -132,8 +133,7 @@ class FleetQueue:
 
     # -- one attempt ------------------------------------------------------------------------
 
-    async def forward(self, http: Any, no_enter: bool, on_stage: StageCallback) -> DeliveryOutcome:
-        d: Delivery = http.delivery
+    async def forward(self, http: Any, d: Delivery, on_stage: StageCallback) -> DeliveryOutcome:
         host = http.host.lower()
         prior = d.evidence.get("relay") if isinstance(d.evidence, dict) else None
         try:
@@ -154,7 +154,7 @@ class FleetQueue:
         await on_stage(STAGE_FORWARD)
         item = orjson.dumps({
             "v": ITEM_VERSION, "origin": self.machine_id, "delivery_id": d.id,
-            "session": http.remote_session, "hop": hop, "request": http.forward_body(d, no_enter),
+            "session": http.remote_session, "hop": hop, "request": http.forward_body(d, d.no_enter),
         })
         if len(item) + HEADROOM > self.link.max_payload:
             raise DeliveryError("too_large", f"the prompt is too large for the NATS server ({len(item)} "
@@ -180,53 +180,42 @@ class FleetQueue:
             final = await waiter.final
         finally:
             self._waiting.pop(d.id, None)
-        return self._mirror(http, final, evidence)
+        return self._mirror(http, d, final, evidence)
 
-    def _mirror(self, http: Any, final: dict[str, Any], evidence: dict[str, Any]) -> DeliveryOutcome:
+    def _mirror(self, http: Any, d: Delivery, final: dict[str, Any],
+                evidence: dict[str, Any]) -> DeliveryOutcome:
         info = evidence["relay"]
         info["machine_id"] = final.get("source_host")
         info["remote_confirmed"] = final.get("confirmed")
         if final.get("status") == "delivered":
-            http.relay.note_written_on(http.delivery.id, str(final.get("source_host") or http.host))
+            http.relay.note_written_on(d.id, str(final.get("source_host") or http.host))
             return DeliveryOutcome(confirmed=str(final.get("confirmed") or "unverified"), detail=evidence)
         reason = str(final.get("reason") or final.get("status") or "failed")
         raise DeliveryError(reason, f"on peer {http.host}: {final.get('detail') or reason}",
                             stage=STAGE_FORWARD, evidence=evidence)
 
 
-class QueuedRelayTransport:
-    """A relay pseudo-session's transport: the fleet's work queue when the host is a
-    machine of the fleet, else the HTTP relay (``RelayTransport``) it wraps."""
-
-    name = "relay"
-    profile = None
+class QueuedForwarder:
+    """A relay pseudo-session's way out: the fleet's work queue when the host is a machine
+    of the fleet, else the HTTP relay (``PeerForwarder``) it wraps."""
 
     def __init__(self, queue: FleetQueue, http: Any) -> None:
         self.queue = queue
         self.http = http
         self.via_queue = False
 
-    def bind_delivery(self, d: Delivery) -> None:
-        self.http.bind_delivery(d)
+    async def reachable(self) -> None:
+        try:
+            self.via_queue = await self.queue.knows(self.http.host)
+        except TeleptyError as exc:
+            raise DeliveryError(exc.code, exc.detail, stage=STAGE_CHECK_READY, retryable=True) from None
+        if not self.via_queue:
+            await self.http.reachable()
 
-    async def check_ready(self, for_keys: bool = False) -> None:
-        if not for_keys:
-            try:
-                self.via_queue = await self.queue.knows(self.http.host)
-            except TeleptyError as exc:
-                raise DeliveryError(exc.code, exc.detail, stage=STAGE_CHECK_READY, retryable=True) from None
-            if self.via_queue:
-                return
-        await self.http.check_ready(for_keys=for_keys)
-
-    async def is_quiet(self, quiet_ms: int) -> bool:
-        return True  # the target machine runs its own quiet guard
-
-    async def deliver(self, prompt: bytes, *, no_enter: bool, profile: Any,
-                      on_stage: StageCallback) -> DeliveryOutcome:
+    async def forward(self, d: Delivery, on_stage: StageCallback) -> DeliveryOutcome:
         if self.via_queue:
-            return await self.queue.forward(self.http, no_enter, on_stage)
-        return await self.http.deliver(prompt, no_enter=no_enter, profile=profile, on_stage=on_stage)
+            return await self.queue.forward(self.http, d, on_stage)
+        return await self.http.forward(d, on_stage)
 
 
 # -- the target's side ------------------------------------------------------------------------
@@ -263,10 +252,11 @@ Emit = Callable[..., Awaitable[Any]]
 class WorkQueueWorker:
     """Takes this machine's work items, delivers them, reports, then acknowledges."""
 
-    def __init__(self, link: NatsLink, machine_id: str, engine: Any, emit: Emit, *,
+    def __init__(self, link: NatsLink, machine_id: str, intake: Intake, engine: DeliveryEngine, emit: Emit, *,
                  max_prompt_bytes: int) -> None:
         self.link = link
         self.machine_id = machine_id
+        self.intake = intake
         self.engine = engine
         self.emit = emit
         self.max_prompt_bytes = max_prompt_bytes
@@ -305,9 +295,9 @@ class WorkQueueWorker:
             return
         try:
             req = parse_inject(item.request, max_prompt_bytes=self.max_prompt_bytes)
-            req = with_footer(req, self.max_prompt_bytes)
-            d = await self.engine.submit(req, target=item.session, origin=Origin.API,
-                                         idempotency_key=item.key)
+            d = (await self.intake.accept(Submission(
+                target=item.session, origin=Origin.API, request=req, daemon_key=item.key, hop=item.hop,
+            ))).delivery
         except TeleptyError as exc:  # no such session, bad request …: final, nothing was made
             try:
                 await self._report(item, None, status="failed", reason=exc.code, detail=exc.detail)

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from telepty.config import DEFAULT_PORT
-from telepty.errors import BadRequest, NotFound
+from telepty.errors import BadRequest, ErrorCode, NotFound
 
 log = logging.getLogger("telepty.relay")
 
-UNKNOWN_PEER = "unknown_peer"
+UNKNOWN_PEER = ErrorCode.UNKNOWN_PEER
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 TAILSCALE_TTL = 30.0
 _HOST_PORT_RE = re.compile(
@@ -90,7 +90,7 @@ def address_peer(host: str) -> Peer | None:
         return None
     port = int(port_text) if port_text else DEFAULT_PORT
     if not 0 < port < 65536:
-        raise BadRequest("invalid_target", f"port {port} in {host!r} is out of range")
+        raise BadRequest(ErrorCode.INVALID_TARGET, f"port {port} in {host!r} is out of range")
     netloc = f"[{ip}]" if ip.version == 6 else str(ip)
     return Peer(name=host, url=f"http://{netloc}:{port}", source="address")
 

@@ -1,8 +1,9 @@
 """The relay: prompts for ``id@host`` become local deliveries that a peer daemon completes.
 
 How it fits the delivery engine without a second queue: a remote target ``s@B`` is a
-*pseudo-session* (id ``s@b``, never in the registry's list) whose transport is
-``RelayTransport``. So a relayed prompt gets everything a local one gets: a persisted
+*pseudo-session* (id ``s@b``, never in the registry's list) whose transport is the
+engine's ``RelayTransport``, forwarding through a ``PeerForwarder`` (or the fleet's
+queue). So a relayed prompt gets everything a local one gets: a persisted
 record (origin ``relay``) before the caller hears back, per-target FIFO, the retry
 schedule, cancel, wait, events.
 
@@ -21,14 +22,12 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import orjson
 
 from telepty.bus.envelope import make_event
-from telepty.bus.reply_guide import reply_footer
-from telepty.bus.router import IDEMPOTENCY_PREFIX, STAGE_ROUTE, RouteOutcome, TurnRequest
 from telepty.clock import utc_now
 from telepty.config import Config
 from telepty.delivery.model import (
@@ -37,10 +36,11 @@ from telepty.delivery.model import (
     STAGE_FORWARD,
     Delivery,
     DeliveryError,
-    Origin,
 )
-from telepty.delivery.transport import DeliveryOutcome, StageCallback, Transport
-from telepty.errors import NotFound, TeleptyError
+from telepty.delivery.reply_guide import reply_footer
+from telepty.delivery.transports.base import DeliveryOutcome, StageCallback, Transport
+from telepty.delivery.transports.relay import Forwarder, RelayTransport
+from telepty.errors import ErrorCode, NotFound, TeleptyError
 from telepty.relay.peers import (
     PROBE_TIMEOUT_S,
     UNKNOWN_PEER,
@@ -52,13 +52,22 @@ from telepty.relay.peers import (
 )
 from telepty.sessions.model import Session, SessionType
 
+if TYPE_CHECKING:
+    from telepty.bus.hub import EventBus
+    from telepty.relay.nats_queue import FleetQueue
+    from telepty.sessions.registry import SessionRegistry
+
 log = logging.getLogger("telepty.relay")
+
+
+class LocalSessions(Protocol):
+    def find_live(self, name: str) -> Session | None: ...
 
 HOP_HEADER = "x-telepty-hop"
 RELAY_FROM_HEADER = "x-telepty-relay-from"
-PEER_UNREACHABLE = "peer_unreachable"
-PEER_UNAUTHORIZED = "peer_unauthorized"
-HOP_LIMIT = "hop_limit"
+PEER_UNREACHABLE = ErrorCode.PEER_UNREACHABLE
+PEER_UNAUTHORIZED = ErrorCode.PEER_UNAUTHORIZED
+HOP_LIMIT = ErrorCode.HOP_LIMIT
 FORWARD_WAIT = 20.0  # the peer holds our POST this long for its delivery to finish
 CALL_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0  # a black-holed peer fails the attempt this fast (retryable)
@@ -74,7 +83,8 @@ def incoming_hop(value: str | None) -> int:
     try:
         hop = int(value)
     except ValueError:
-        raise TeleptyError("invalid_header", f"{HOP_HEADER} must be an integer, got {value!r}") from None
+        raise TeleptyError(ErrorCode.INVALID_HEADER,
+                           f"{HOP_HEADER} must be an integer, got {value!r}") from None
     return max(hop, 0)
 
 
@@ -122,19 +132,20 @@ class PeerHttp:
 class Relay:
     """Peer resolution, the pseudo-sessions, relayed turn_requests, peer status."""
 
-    def __init__(self, config: Config, *, emit: Callable[..., Any] | None = None) -> None:
+    def __init__(self, config: Config, *, emit: Callable[..., Any] | None = None,
+                 local: LocalSessions | None = None, fleet: FleetQueue | None = None) -> None:
         self.config = config
         self.resolver = PeerResolver(config.peers_path, config.machine_id)
         self.http = PeerHttp()
         self.emit = emit
-        self.engine: Any = None  # set by the daemon once the engine exists
-        self.local_registry: Any = None  # the real registry (see ``registry``)
+        # This machine's sessions: a reply address that is one of them is sent as id@here.
+        self.local_registry = local
         self._hops: dict[str, int] = {}  # delivery id → hop count to send
         self._written_on: dict[str, str] = {}  # delivered relay id → the peer's machine id
         self._machine_ids: dict[str, str] = {}  # peer url → its machine id (from /api/meta)
         # With a NATS bus: the fleet's work queues (telepty.relay.nats_queue.FleetQueue),
         # used for every host that is a machine of the fleet; None: HTTP only.
-        self.fleet: Any = None
+        self.fleet = fleet
 
     # -- targets ------------------------------------------------------------------------
 
@@ -189,7 +200,7 @@ class Relay:
             known = self._machine_ids[peer.url] = meta["machine_id"]
         return known
 
-    def emitter(self, bus: Any) -> Callable[..., Awaitable[int]]:
+    def emitter(self, bus: EventBus) -> Callable[..., Awaitable[int]]:
         """The engine's ``emit``: a relayed delivery's ``inject_written`` carries the
         ``source_host`` of the peer whose terminal it was written into."""
         async def emit(kind: str, *, target: str | None = None, **fields: Any) -> int:
@@ -209,37 +220,18 @@ class Relay:
                        cwd="", created_at=now, updated_at=now, agent="other",
                        meta={"relay": {"session": sid, "host": host}})
 
-    def registry(self, real: Any) -> RelayRegistry:
-        self.local_registry = real
+    def registry(self, real: SessionRegistry) -> RelayRegistry:
+        """The engine's view of ``real``: ``id@host`` names are relay pseudo-sessions."""
         return RelayRegistry(real, self)
 
-    def transports(self, real: Callable[[Session], Transport]) -> Callable[[Session], Transport]:
-        def resolve(session: Session) -> Transport:
-            if "relay" in session.meta:
-                http = RelayTransport(self, session)
-                return http if self.fleet is None else self.fleet.transport(http)
-            return real(session)
-        return resolve
-
-    # -- the bus seam (RemoteRelay) ----------------------------------------------------
-
-    async def forward_turn(self, turn: TurnRequest, envelope: dict[str, Any]) -> RouteOutcome:
-        target = f"{turn.session}@{turn.host}"
-        try:
-            remote = await self.check_remote(target, 0)
-            assert remote is not None
-            d = await self.engine.submit(turn.request, target=target, origin=Origin.RELAY,
-                                         idempotency_key=IDEMPOTENCY_PREFIX + turn.message_id)
-        except TeleptyError as exc:
-            if self.emit is not None:
-                await self.emit("delivery.failed", target=target, delivery_id=None, session_id=None,
-                                request_message_id=turn.message_id, reason=exc.code, detail=exc.detail,
-                                stage=STAGE_ROUTE, attempts=0,
-                                source_type=str(Origin.BUS_AUTO_ROUTE))
-            return RouteOutcome("failed", reason=exc.code, detail=exc.detail)
-        log.info("turn_request relayed message_id=%s delivery=%s target=%s", turn.message_id, d.id, target)
-        return RouteOutcome("accepted", delivery_id=d.id, session_id=d.session_id,
-                            delivery_status=str(d.status))
+    def transport_for(self, session: Session) -> Transport | None:
+        """The transport of a relay pseudo-session (``TransportResolver``'s ``remote``);
+        None for a session of this machine."""
+        if "relay" not in session.meta:
+            return None
+        http = PeerForwarder(self, session)
+        forwarder: Forwarder = http if self.fleet is None else self.fleet.forwarder(http)
+        return RelayTransport(forwarder)
 
     # -- peers and their sessions -------------------------------------------------------
 
@@ -277,7 +269,7 @@ class Relay:
 class RelayRegistry:
     """The engine's view of the registry: ``id@host`` names are relay pseudo-sessions."""
 
-    def __init__(self, real: Any, relay: Relay) -> None:
+    def __init__(self, real: SessionRegistry, relay: Relay) -> None:
         self._real = real
         self._relay = relay
 
@@ -295,11 +287,8 @@ class RelayRegistry:
         return getattr(self._real, name)
 
 
-class RelayTransport:
-    """Forwards one delivery to the peer and mirrors the peer's outcome."""
-
-    name = "relay"
-    profile = None
+class PeerForwarder:
+    """Forwards one delivery to the peer daemon over HTTP and mirrors the peer's outcome."""
 
     def __init__(self, relay: Relay, session: Session) -> None:
         self.relay = relay
@@ -307,15 +296,9 @@ class RelayTransport:
         info = session.meta["relay"]
         self.remote_session: str = info["session"]
         self.host: str = info["host"]
-        self.delivery: Delivery | None = None
         self.peer: Peer | None = None
 
-    def bind_delivery(self, d: Delivery) -> None:
-        self.delivery = d
-
-    async def check_ready(self, for_keys: bool = False) -> None:
-        if for_keys:
-            raise DeliveryError(NO_TRANSPORT, "raw keys are not relayed to peers", stage=STAGE_CHECK_READY)
+    async def reachable(self) -> None:
         try:
             self.peer = await self.relay.resolver.resolve(self.host)
         except NotFound as exc:
@@ -324,16 +307,11 @@ class RelayTransport:
             raise DeliveryError(NO_TRANSPORT, f"{self.host!r} is now this machine; inject locally",
                                 stage=STAGE_CHECK_READY)
 
-    async def is_quiet(self, quiet_ms: int) -> bool:
-        return True  # the peer runs its own quiet guard with the delivery's quiet_ms
-
-    async def deliver(self, prompt: bytes, *, no_enter: bool, profile: Any,
-                      on_stage: StageCallback) -> DeliveryOutcome:
-        d = self.delivery
+    async def forward(self, d: Delivery, on_stage: StageCallback) -> DeliveryOutcome:
         peer = self.peer
-        assert d is not None and peer is not None, "bind_delivery and check_ready come first"
+        assert peer is not None, "reachable() comes first"
         hop = self.relay.hop_for(d)
-        body = {**self.forward_body(d, no_enter), "wait": True, "timeout": FORWARD_WAIT}
+        body = {**self.forward_body(d, d.no_enter), "wait": True, "timeout": FORWARD_WAIT}
         headers = {
             HOP_HEADER: str(hop),
             RELAY_FROM_HEADER: self.relay.config.machine_id,
@@ -368,7 +346,7 @@ class RelayTransport:
         evidence["relay"]["machine_id"] = await self.relay.machine_id_of(peer)
         if data.get("status") not in ("delivered", "failed", "cancelled"):
             data = await self._poll(peer, data["delivery_id"], evidence)
-        return self._mirror(peer, data, evidence)
+        return self._mirror(d, peer, data, evidence)
 
     def forward_body(self, d: Delivery, no_enter: bool) -> dict[str, Any]:
         """The inject body the target machine gets (over HTTP, or in a NATS work item)."""
@@ -378,10 +356,6 @@ class RelayTransport:
             "reply_expected": d.reply_expected, "no_enter": no_enter, "force": d.force, "raw": d.raw,
             "quiet_ms": d.quiet_ms,
         }
-
-    def _written_on_peer(self, machine_id: str) -> None:
-        assert self.delivery is not None
-        self.relay.note_written_on(self.delivery.id, machine_id)
 
     def _reply_to(self, d: Delivery) -> str | None:
         """A reply address that is a live session here becomes ``id@<this machine>`` on the
@@ -429,13 +403,14 @@ class RelayTransport:
             raise DeliveryError("remote_delivery_lost", f"peer {peer.name} answered HTTP {status} for "
                                 f"delivery {remote_id}", stage=STAGE_FORWARD, evidence=evidence)
 
-    def _mirror(self, peer: Peer, remote: dict[str, Any], evidence: dict[str, Any]) -> DeliveryOutcome:
+    def _mirror(self, d: Delivery, peer: Peer, remote: dict[str, Any],
+                evidence: dict[str, Any]) -> DeliveryOutcome:
         info = evidence["relay"]
         info.update(remote_status=remote.get("status"), remote_session_id=remote.get("session_id"),
                     remote_attempts=remote.get("attempts"), remote_confirmed=remote.get("confirmed"))
         if remote.get("status") == "delivered":
-            if self.delivery is not None and info.get("machine_id"):
-                self._written_on_peer(str(info["machine_id"]))
+            if info.get("machine_id"):
+                self.relay.note_written_on(d.id, str(info["machine_id"]))
             return DeliveryOutcome(confirmed=str(remote.get("confirmed") or "unverified"),
                                    detail={**evidence, "remote_evidence": remote.get("evidence") or {}})
         reason = str(remote.get("reason") or remote.get("status") or "failed")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from telepty.errors import BadRequest
+from telepty.errors import BadRequest, ErrorCode
 
 __all__ = ["AGENT_KINDS", "AGENT_NAME_RE", "OTHER", "agent_name_arg", "validate_agent_name"]
 
@@ -29,7 +29,7 @@ def validate_agent_name(value: object, field_name: str = "agent") -> str:
     daemon's to say: only it has the user's profiles)."""
     if not isinstance(value, str) or not (value == OTHER or AGENT_NAME_RE.match(value)):
         raise BadRequest(
-            "invalid_field",
+            ErrorCode.INVALID_FIELD,
             f"{field_name} must be a profile name (a-z, 0-9, _ and -, 1-32 characters, "
             f"starting with a letter) or {OTHER!r}; got {value!r}",
         )

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from telepty.clock import from_iso
-from telepty.errors import BadRequest
+from telepty.errors import BadRequest, ErrorCode
 
 # \Z, not $: "$" also matches before a trailing newline, which let "s1\n" pass as an id.
 # [0-9], not \d: \d takes any Unicode digit, and tmux pane ids are ASCII.
@@ -37,7 +37,7 @@ class SessionState(StrEnum):
 def validate_session_id(value: object, field_name: str = "session_id") -> str:
     if not isinstance(value, str) or not SESSION_ID_RE.match(value):
         raise BadRequest(
-            "invalid_session_id",
+            ErrorCode.INVALID_SESSION_ID,
             f"{field_name} must be 1-64 characters of A-Z a-z 0-9 . _ - (got {value!r})",
         )
     return value

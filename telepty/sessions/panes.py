@@ -36,11 +36,9 @@ TOUCH_INTERVAL_S = 0.5
 
 
 class TmuxPool:
-    def __init__(self, tmux_bin: str = "tmux", on_output: Callable[[str], None] | None = None) -> None:
+    def __init__(self, tmux_bin: str = "tmux") -> None:
         self.tmux_bin = tmux_bin
         self._servers: dict[str | None, TmuxServer] = {}
-        # Told "session X printed" (the registry's idle clock), at most every TOUCH_INTERVAL_S.
-        self.on_output = on_output
 
     def server(self, socket_path: str | None) -> TmuxServer:
         key = socket_path or None
@@ -55,9 +53,11 @@ class TmuxPool:
             return None
         return self.server(session.tmux_socket)
 
-    async def pane_alive(self, session: Session) -> bool:
+    async def pane_alive(self, session: Session, on_output: Callable[[str], None] | None = None) -> bool:
         """Does the session's pane still exist (and hold a live process), and is it still
-        the pane the session registered (see ``PANE_PID_META``)?"""
+        the pane the session registered (see ``PANE_PID_META``)? A live pane's output is
+        watched from then on, and told to ``on_output`` (the registry's idle clock) at
+        most every TOUCH_INTERVAL_S."""
         srv = self.for_session(session)
         if srv is None:
             return False
@@ -75,10 +75,11 @@ class TmuxPool:
             log.info("pane %s of session %s now runs pid %s, not the registered %s: not ours",
                      session.tmux_pane, session.id, info.pane_pid, session.meta.get(PANE_PID_META))
             return False
-        await self._watch(srv, info, session.id)
+        await self._watch(srv, info, session.id, on_output)
         return True
 
-    async def _watch(self, srv: TmuxServer, info: PaneInfo, session_id: str) -> None:
+    async def _watch(self, srv: TmuxServer, info: PaneInfo, session_id: str,
+                     on_output: Callable[[str], None] | None) -> None:
         """Keep the pane's output watched (the quiet guard's clock), and let its output
         count as the session's activity (``list``, ``session.idle``)."""
         try:
@@ -86,8 +87,8 @@ class TmuxPool:
         except TmuxError as exc:
             log.debug("cannot watch pane %s: %s", info.pane_id, exc)
             return
-        if activity is not None and activity.listener is None and self.on_output is not None:
-            activity.listener = _Toucher(self.on_output, session_id)
+        if activity is not None and activity.listener is None and on_output is not None:
+            activity.listener = _Toucher(on_output, session_id)
 
     async def pane_pid(self, socket_path: str | None, pane_id: str) -> int | None:
         """The pid of the process a pane was started with, or None when it cannot be told."""

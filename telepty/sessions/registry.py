@@ -8,6 +8,7 @@ killed a sibling session in the Node.js telepty.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,16 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from telepty.clock import from_iso, to_iso, utc_now
-from telepty.errors import BadRequest, Conflict, NotFound
+from telepty.errors import BadRequest, Conflict, ErrorCode, NotFound
 from telepty.sessions.liveness import pid_alive
 from telepty.sessions.model import Session, SessionState, SessionType, validate_session_id
 from telepty.sessions.naming import default_session_id
+from telepty.sessions.panes import PANE_PID_META
 from telepty.store.sessions import SessionRepo
 
 log = logging.getLogger("telepty.sessions")
 
 Emit = Callable[..., Awaitable[int]]
-PaneProbe = Callable[[Session], Awaitable[bool]]
+# Is the session's pane alive? Its output, while watched, goes to the second argument
+# (the registry's ``touch``: a pane's output is its session's activity).
+PaneProbe = Callable[[Session, Callable[[str], None]], Awaitable[bool]]
+# The pid of the process a pane (socket, pane id) runs now, or None when it cannot be told.
+PaneOwner = Callable[[str | None, str], Awaitable[int | None]]
 ReplacedHook = Callable[[Session], Awaitable[None]]
 RenamedHook = Callable[[str, str], Awaitable[None]]  # (old id, new id)
 
@@ -60,10 +66,12 @@ class SessionRegistry:
         *,
         emit: Emit = _no_emit,
         pane_probe: PaneProbe | None = None,
+        pane_owner: PaneOwner | None = None,
     ) -> None:
         self.repo = repo
         self.emit = emit
         self.pane_probe = pane_probe
+        self.pane_owner = pane_owner
         self._sessions: dict[str, Session] = {}
         self._lock = asyncio.Lock()
         # Called when a live session is displaced by ``replace``, so its owner
@@ -106,7 +114,7 @@ class SessionRegistry:
             return SessionState.EXITED
         if s.type is SessionType.PANE:
             if self.pane_probe is not None:
-                return SessionState.RUNNING if await self.pane_probe(s) else SessionState.EXITED
+                return SessionState.RUNNING if await self.pane_probe(s, self.touch) else SessionState.EXITED
             return SessionState.RUNNING if pid_alive(s.pid) else SessionState.EXITED
         if s.pid is not None and not pid_alive(s.pid):
             return SessionState.EXITED
@@ -121,7 +129,7 @@ class SessionRegistry:
     def require(self, session_id: str) -> Session:
         s = self._sessions.get(session_id)
         if s is None:
-            raise NotFound("session_not_found", f"no session with id {session_id!r}")
+            raise NotFound(ErrorCode.SESSION_NOT_FOUND, f"no session with id {session_id!r}")
         return s
 
     def resolve(self, name: str, *, live_only: bool = False) -> Session:
@@ -138,7 +146,7 @@ class SessionRegistry:
             return max(aliased, key=lambda s: s.created_at)
         if exact is not None and not live_only:
             return exact
-        raise NotFound("session_not_found", f"no session with id or alias {name!r}")
+        raise NotFound(ErrorCode.SESSION_NOT_FOUND, f"no session with id or alias {name!r}")
 
     def find_live(self, name: str) -> Session | None:
         try:
@@ -179,7 +187,14 @@ class SessionRegistry:
         unless it is the same owner coming back (same pid and type) or ``replace``
         is set; a replaced session is marked exited, its owner is told, and the new
         one gets the next free id under the same alias.
+
+        A pane session records which process its pane runs now (``PANE_PID_META``), so a
+        pane id reused by a restarted tmux server is never taken for the session's pane.
         """
+        if spec.tmux_pane and self.pane_owner is not None:
+            pid = await self.pane_owner(spec.tmux_socket, spec.tmux_pane)
+            if pid is not None:
+                spec = dataclasses.replace(spec, meta={**spec.meta, PANE_PID_META: pid})
         async with self._lock:
             now = utc_now()
             requested = spec.session_id or default_session_id(
@@ -191,7 +206,7 @@ class SessionRegistry:
             if holder is not None and not self._same_owner(holder, spec):
                 if not replace:
                     raise Conflict(
-                        "session_exists",
+                        ErrorCode.SESSION_EXISTS,
                         f"session {requested!r} is live (id {holder.id}, pid {holder.pid}); "
                         "pass replace to take it over",
                     )
@@ -275,7 +290,7 @@ class SessionRegistry:
         async with self._lock:
             existing = self._sessions.get(session.id)
             if existing is not None and existing.live:
-                raise Conflict("session_exists", f"session {session.id!r} is live")
+                raise Conflict(ErrorCode.SESSION_EXISTS, f"session {session.id!r} is live")
             self._sessions[session.id] = session
             await self.repo.upsert(session)
         await self.emit(
@@ -369,13 +384,13 @@ class SessionRegistry:
         validate_session_id(new_id, "new_id")
         s = self.require(old_id)
         if new_id == old_id:
-            raise BadRequest("invalid_field", f"session {old_id!r} already has that id")
+            raise BadRequest(ErrorCode.INVALID_FIELD, f"session {old_id!r} already has that id")
         if new_id in self._sessions:
-            raise Conflict("session_exists", f"a session with id {new_id!r} exists "
+            raise Conflict(ErrorCode.SESSION_EXISTS, f"a session with id {new_id!r} exists "
                            f"({self._sessions[new_id].state}); remove it first (telepty clean)")
         holder = next((x for x in self._sessions.values() if x.alias == new_id and x.live), None)
         if holder is not None:
-            raise Conflict("session_exists", f"{new_id!r} is the alias of live session {holder.id!r}")
+            raise Conflict(ErrorCode.SESSION_EXISTS, f"{new_id!r} is the alias of live session {holder.id!r}")
         return s
 
     def cleanable(
@@ -409,7 +424,7 @@ class SessionRegistry:
             if s.state is SessionState.EXITED or s.type is SessionType.SPAWNED:
                 continue
             if s.type is SessionType.PANE and self.pane_probe is not None:
-                alive, reason = await self.pane_probe(s), "pane_dead"
+                alive, reason = await self.pane_probe(s, self.touch), "pane_dead"
             else:
                 alive, reason = s.pid is None or pid_alive(s.pid), "process_gone"
             if not alive:

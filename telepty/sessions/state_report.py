@@ -6,7 +6,7 @@ it in ``session info`` and ``status``. The report is the agent's word, kept besi
 the daemon reads from the screen (``explain``), never mixed into it: a report cannot
 make a busy session look idle to the delivery engine.
 
-Pure: parsing only. Applying a report to a session is ``telepty.api.session_state``.
+Pure: parsing only. Applying a report to a session is ``telepty.bus.state_reports``.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from telepty.errors import BadRequest
+from telepty.errors import BadRequest, ErrorCode
 
 MAX_TEXT: Final = 2000
 MAX_SEQ: Final = 2**53  # what a JavaScript reporter can count to exactly
 DEFAULT_SOURCE: Final = "self_report"
+STATE_REPORT_META: Final = "state_report"  # where a session's last self-report is kept
 
-__all__ = ["MAX_TEXT", "parse_state_report"]
+__all__ = ["MAX_TEXT", "STATE_REPORT_META", "parse_state_report"]
 
 
 def _text(raw: Mapping[str, Any], *names: str) -> str | None:
@@ -32,9 +33,9 @@ def _text(raw: Mapping[str, Any], *names: str) -> str | None:
         if value is None:
             continue
         if not isinstance(value, str):
-            raise BadRequest("invalid_field", f"{name} must be a string")
+            raise BadRequest(ErrorCode.INVALID_FIELD, f"{name} must be a string")
         if len(value) > MAX_TEXT:
-            raise BadRequest("invalid_field", f"{name} may be at most {MAX_TEXT} characters")
+            raise BadRequest(ErrorCode.INVALID_FIELD, f"{name} may be at most {MAX_TEXT} characters")
         if found is None:
             found = value.strip() or None
     return found
@@ -48,16 +49,16 @@ def parse_state_report(raw: Mapping[str, Any], *, previous_seq: int | None, now:
     """
     phase = _text(raw, "phase", "task_phase")
     if phase is None:
-        raise BadRequest("missing_field", "phase is required (what the session is doing: "
+        raise BadRequest(ErrorCode.MISSING_FIELD, "phase is required (what the session is doing: "
                          "planning, implementing, blocked, …)")
     seq = raw.get("seq")
     if seq is None or seq == "":
         seq = (previous_seq or 0) + 1
     elif isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
-        raise BadRequest("invalid_field", "seq must be a non-negative integer")
+        raise BadRequest(ErrorCode.INVALID_FIELD, "seq must be a non-negative integer")
     needs_input = raw.get("needs_input")
     if needs_input is not None and not isinstance(needs_input, bool):
-        raise BadRequest("invalid_field", "needs_input must be true or false")
+        raise BadRequest(ErrorCode.INVALID_FIELD, "needs_input must be true or false")
     return {
         "phase": phase,
         "current_task": _text(raw, "current_task", "task"),

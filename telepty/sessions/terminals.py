@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from telepty.clock import utc_now
 from telepty.config import Config
-from telepty.errors import BadRequest, Conflict
+from telepty.errors import BadRequest, Conflict, ErrorCode
 from telepty.pty.env import child_env
 from telepty.pty.scrollback import Scrollback
 from telepty.pty.spawned import SpawnedPty
@@ -57,21 +57,22 @@ class SpawnSpec:
             try:
                 argv = shlex.split(command)
             except ValueError as exc:
-                raise BadRequest("invalid_field", f"command cannot be split: {exc}") from None
+                raise BadRequest(ErrorCode.INVALID_FIELD, f"command cannot be split: {exc}") from None
         if not argv or not argv[0]:
-            raise BadRequest("missing_field", "command is required")
+            raise BadRequest(ErrorCode.MISSING_FIELD, "command is required")
         return cls(argv=argv, **kw)  # type: ignore[arg-type]
 
 
 class Terminals:
-    def __init__(self, registry: SessionRegistry, config: Config) -> None:
+    def __init__(self, registry: SessionRegistry, config: Config,
+                 identities: SessionIdentities | None = None) -> None:
         self.registry = registry
         self.config = config
         self.spawned: dict[str, SpawnedPty] = {}
         self.links: dict[str, WrapperLink] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         # Issues each spawned child its TELEPTY_SESSION_TOKEN (None: children get none).
-        self.identities: SessionIdentities | None = None
+        self.identities = identities
         registry.on_removed.append(self._let_go)
         registry.on_replaced.append(self._let_go)
         registry.on_renamed.append(self._renamed)
@@ -80,14 +81,14 @@ class Terminals:
 
     async def spawn(self, spec: SpawnSpec, base_env: Mapping[str, str] | None = None) -> Session:
         if not os.path.isdir(spec.cwd):
-            raise BadRequest("invalid_cwd", f"cwd {spec.cwd!r} is not a directory")
+            raise BadRequest(ErrorCode.INVALID_CWD, f"cwd {spec.cwd!r} is not a directory")
         command = shlex.join(spec.argv)
         agent = spec.agent or detect_agent(spec.argv)
         session_id = spec.session_id or default_session_id(
             command, spec.cwd, agent, lambda i: (s := self.registry.get(i)) is not None and s.live
         )
         if (existing := self.registry.find_live(session_id)) is not None:
-            raise Conflict("session_exists", f"session {session_id!r} is live (id {existing.id})")
+            raise Conflict(ErrorCode.SESSION_EXISTS, f"session {session_id!r} is live (id {existing.id})")
         # The caller's env may not choose the identity: ours is applied last.
         extra = {k: v for k, v in spec.env.items() if k != "TELEPTY_SESSION_TOKEN"}
         extra["TELEPTY_SESSION_ID"] = session_id
@@ -101,7 +102,7 @@ class Terminals:
                 scrollback_bytes=self.config.scrollback_bytes,
             )
         except (OSError, ValueError) as exc:
-            raise BadRequest("spawn_failed", f"cannot start {spec.argv[0]!r}: {exc}") from None
+            raise BadRequest(ErrorCode.SPAWN_FAILED, f"cannot start {spec.argv[0]!r}: {exc}") from None
         now = utc_now()
         session = Session(
             id=session_id, type=SessionType.SPAWNED, command=command, cwd=spec.cwd,

@@ -7,29 +7,24 @@ after, without keeping the prompts. So a row holds the sha256 and length of what
 typed, and the text itself only when the operator asked for it
 (``TELEPTY_AUDIT_CONTENT=1``). It is bounded by count and by age, trimmed as it grows.
 
-Every origin is covered by hooking the one place every delivery passes through: the
-insert of its record (:class:`AuditingDeliveryRepo`). The API, the CLI, the bus
-auto-router, the relay and fan-out all reach it, and an idempotent repeat (which
-inserts nothing) is not logged twice. A fan-out says which fan-out it belongs to
-through :func:`audit_context`, a context variable, so the engine's signature does not
-have to know about auditing.
+Every origin is covered because every delivery is accepted in one place, the intake
+(``telepty.delivery.intake``), which appends the row with an :class:`AuditTag` saying
+which fan-out or reply made it. The API, the CLI, the bus auto-router, the relay and
+fan-out all pass through it; a row per delivery id, so an idempotent repeat (which
+returns a delivery already logged) is not logged twice.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from telepty.clock import to_iso
 from telepty.delivery.model import Delivery
 from telepty.store.db import Database
-from telepty.store.deliveries import DeliveryRepo
 
 log = logging.getLogger("telepty.audit")
 
@@ -43,19 +38,6 @@ class AuditTag:
 
     via: str | None = None  # "multicast" | "broadcast" | "reply"
     batch_id: str | None = None
-
-
-_TAG: contextvars.ContextVar[AuditTag | None] = contextvars.ContextVar("telepty_audit_tag", default=None)
-
-
-@contextlib.contextmanager
-def audit_context(via: str, batch_id: str | None = None) -> Iterator[None]:
-    """Deliveries accepted inside this block are logged as made ``via`` a fan-out/reply."""
-    token = _TAG.set(AuditTag(via, batch_id))
-    try:
-        yield
-    finally:
-        _TAG.reset(token)
 
 
 _COLUMNS = (
@@ -154,25 +136,3 @@ class InjectAuditRepo:
             return [_row(r) for r in conn.execute(sql, args)]
 
         return await self.db.run(q)
-
-
-class AuditingDeliveryRepo(DeliveryRepo):
-    """The deliveries repository, logging every delivery it newly stores.
-
-    A failure to log is reported and swallowed: the delivery is already on disk and
-    promised to the caller, and losing a prompt because its audit row failed would be
-    worse than a gap in the log.
-    """
-
-    def __init__(self, db: Database, audit: InjectAuditRepo) -> None:
-        super().__init__(db)
-        self.audit = audit
-
-    async def insert(self, d: Delivery) -> Delivery:
-        stored = await super().insert(d)
-        if stored.id == d.id:  # not an idempotent repeat returning an earlier delivery
-            try:
-                await self.audit.append(d, _TAG.get())
-            except Exception:
-                log.exception("could not append delivery %s to the audit log", d.id)
-        return stored

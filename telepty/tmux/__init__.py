@@ -1,6 +1,6 @@
 """The only place in telepty that talks to tmux."""
 
 from telepty.tmux.errors import TmuxError
-from telepty.tmux.server import PaneInfo, PasteResult, TmuxServer
+from telepty.tmux.server import PaneInfo, TmuxServer
 
-__all__ = ["PaneInfo", "PasteResult", "TmuxError", "TmuxServer"]
+__all__ = ["PaneInfo", "TmuxError", "TmuxServer"]

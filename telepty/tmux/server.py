@@ -32,11 +32,10 @@ import secrets
 import shutil
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 
 from telepty.activity import OutputActivity
-from telepty.clock import monotonic
 from telepty.tmux.buffer_files import BufferFiles
 from telepty.tmux.control import (
     ControlClient,
@@ -104,20 +103,6 @@ class PaneInfo:
     session_id: str  # "$N"; one of the sessions the pane's window is linked into
     window_activity: int  # wall-clock seconds of the window's last output (any pane)
     pane_current_path: str
-
-
-@dataclass(frozen=True, slots=True)
-class PasteResult:
-    """What a staged injection saw and how long each stage took (seconds)."""
-
-    pane_id: str
-    buffer_name: str
-    size: int
-    tail_before: str
-    tail_after: str
-    submitted: bool
-    left_mode: bool
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _int(text: str) -> int:
@@ -450,6 +435,17 @@ class TmuxServer:
         except (TmuxError, ValueError) as e:
             log.debug("delete-buffer %s: %s", name, e)
 
+    async def paste_bytes(self, pane_id: str, data: bytes) -> None:
+        """Paste ``data`` into the pane, through a buffer of its own (never argv), and
+        nothing else: no submit key. The buffer is gone afterwards, whatever happened."""
+        name = f"telepty-{secrets.token_hex(8)}"
+        try:
+            await self.load_buffer(name, data)
+            await self.paste_buffer(name, pane_id)
+        except BaseException:
+            await self.delete_buffer(name)
+            raise
+
     async def send_keys(
         self, pane_id: str, *keys: str, literal: bool = False, stage: str = "send_keys"
     ) -> None:
@@ -482,86 +478,3 @@ class TmuxServer:
             if e.code != TMUX_CMD_FAILED:
                 raise
             log.debug("send-keys -X cancel: %s", e.detail)  # "not in a mode"
-
-    # -- the staged injection ------------------------------------------------------------
-
-    async def paste(
-        self,
-        pane_id: str,
-        data: bytes,
-        *,
-        submit_keys: Sequence[str] = ("Enter",),
-        settle_s: float = 0.3,
-        no_enter: bool = False,
-        leave_mode: bool = True,
-        key_gap_s: float = 0.05,
-        after_s: float = 0.0,
-        tail_lines: int = 8,
-    ) -> PasteResult:
-        """Inject ``data`` into the pane and submit it, stage by stage.
-
-        Stages: capture_before (pane alive, out of copy mode, tail), load_buffer,
-        paste_buffer, the settle delay, send_keys (each submit key its own event,
-        ``key_gap_s`` apart so Escape+Enter is not read as Alt+Enter), capture_after.
-        Any failure is a ``TmuxError`` naming its stage. Deciding whether the prompt was
-        really submitted is the caller's job; this returns the screens it needs.
-        """
-        if not data:
-            raise ValueError("refusing to paste an empty prompt")
-        _check_pane_id(pane_id)
-        timings: dict[str, float] = {}
-        buffer_name = f"telepty-{secrets.token_hex(8)}"
-
-        t = monotonic()
-        info = await self._pane_info(pane_id, "capture_before")
-        if info.pane_dead:
-            raise TmuxError(PANE_DEAD, f"pane {pane_id} is dead (remain-on-exit)",
-                            stage="capture_before")
-        left_mode = False
-        if info.pane_in_mode and leave_mode:
-            await self.exit_mode(pane_id, stage="capture_before")
-            left_mode = True
-        tail_before = await self.capture_tail(pane_id, tail_lines, stage="capture_before")
-        timings["capture_before"] = monotonic() - t
-
-        try:
-            t = monotonic()
-            await self.load_buffer(buffer_name, data, stage="load_buffer")
-            timings["load_buffer"] = monotonic() - t
-            t = monotonic()
-            await self.paste_buffer(buffer_name, pane_id, stage="paste_buffer")
-            timings["paste_buffer"] = monotonic() - t
-        except BaseException:
-            await self.delete_buffer(buffer_name)
-            raise
-
-        t = monotonic()
-        await asyncio.sleep(settle_s)  # the product's settle delay, per agent profile
-        timings["settle"] = monotonic() - t
-
-        if not no_enter and submit_keys:
-            t = monotonic()
-            for i, key in enumerate(submit_keys):
-                if i and key_gap_s > 0:
-                    await asyncio.sleep(key_gap_s)
-                await self.send_keys(pane_id, key, stage="send_keys")
-            timings["send_keys"] = monotonic() - t
-
-        if after_s > 0:
-            await asyncio.sleep(after_s)
-        t = monotonic()
-        tail_after = await self.capture_tail(pane_id, tail_lines, stage="capture_after")
-        timings["capture_after"] = monotonic() - t
-
-        log.debug("pasted %d bytes into %s: %s", len(data), pane_id,
-                  {k: round(v * 1000, 2) for k, v in timings.items()})
-        return PasteResult(
-            pane_id=pane_id,
-            buffer_name=buffer_name,
-            size=len(data),
-            tail_before=tail_before,
-            tail_after=tail_after,
-            submitted=not no_enter and bool(submit_keys),
-            left_mode=left_mode,
-            timings=timings,
-        )

@@ -8,7 +8,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from telepty.api.keys import SERVICES
+from telepty.api.keys import IDENTITIES
 from tests.helpers import wait_until
 from tests.integration.agents import FAKE_AGENT, AgentFiles, AgentPane, agent_files, start_agent_pane
 
@@ -32,7 +32,7 @@ async def agent_panes(client, session, tmp_path: Path, names: list[str]) -> dict
 
 async def token_for(client, session_id: str) -> str:  # type: ignore[no-untyped-def]
     """A session token for a registered session, as a wrapper or spawn would have issued it."""
-    return await client.server.app[SERVICES].identities.issue(session_id)
+    return await client.server.app[IDENTITIES].issue(session_id)
 
 
 async def register_sender(client, sid: str = "me") -> str:  # type: ignore[no-untyped-def]

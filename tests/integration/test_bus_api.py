@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from telepty.api.keys import SERVICES
+from telepty.api.keys import BUS
 from telepty.config import Config
 from tests.helpers import wait_until
 from tests.integration.bus_helpers import Frames
@@ -175,7 +175,7 @@ async def test_events_page_through_the_log(client) -> None:  # type: ignore[no-u
 async def test_replay_then_live_has_no_gap_and_no_duplicate_at_the_seam(client) -> None:  # type: ignore[no-untyped-def]
     """1200 events in the log (several replay pages), and publishers still going while the
     subscriber replays: it must get every seq after ``since`` exactly once, in order."""
-    bus = client.server.app[SERVICES].bus
+    bus = client.server.app[BUS]
     for i in range(1200):
         await bus.emit("seam.test", n=i)
     stop = asyncio.Event()
@@ -274,7 +274,7 @@ async def test_a_slow_subscriber_is_disconnected_with_a_reason_and_resumes_from_
 
     app = create_app(config.with_(bus_subscriber_queue=4))
     client = await aiohttp_client(app)
-    bus = app[SERVICES].bus
+    bus = app[BUS]
     fast = await subscribe(client)
     await fast.wait_live()
     # The slow one never reads until it has been cut loose: aiohttp stops reading the socket,

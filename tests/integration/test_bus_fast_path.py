@@ -19,7 +19,7 @@ from aiohttp import web
 
 from telepty.api import bus as bus_routes
 from telepty.api.bus_fast import FastPublishProtocol, FastPublishSite
-from telepty.api.keys import SERVICES
+from telepty.api.keys import BUS
 from telepty.config import Config
 from telepty.daemon import create_app
 from tests.helpers import DaemonProcess, count_commits, wait_until
@@ -353,7 +353,7 @@ async def test_publishers_in_lockstep_share_one_commit(config: Config) -> None:
     waited for); one that closes ends it at once."""
     runner = web.AppRunner(create_app(config), handle_signals=False, access_log=None)
     await runner.setup()
-    bus = runner.app[SERVICES].bus
+    bus = runner.app[BUS]
     bus.hold_s = 3.0  # long enough that every return counts as quick, on any machine
     site = bus_routes.publish_site(runner, "127.0.0.1", 0)
     await site.start()

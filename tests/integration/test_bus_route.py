@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from telepty.bus.reply_guide import reply_footer
+from telepty.delivery.reply_guide import reply_footer
 from tests.helpers import wait_until
 from tests.integration.agents import AgentPane, start_agent_pane
 from tests.integration.bus_helpers import Frames, sha1, turn_request

@@ -17,10 +17,10 @@ import pytest
 from telepty.bus.hub import EventBus
 from telepty.config import Config
 from telepty.delivery.engine import DeliveryEngine
-from telepty.delivery.model import DeliveryError, DeliveryStatus, Origin
+from telepty.delivery.model import Delivery, DeliveryError, DeliveryStatus, Origin
 from telepty.delivery.profiles import SubmitProfile, load_profiles
 from telepty.delivery.request import parse_inject
-from telepty.delivery.transport import DeliveryOutcome, StageCallback, Transport
+from telepty.delivery.transports.base import DeliveryOutcome, StageCallback, Transport, TransportBase
 from telepty.sessions.model import Session, SessionType
 from telepty.sessions.registry import RegisterSpec, SessionRegistry
 from telepty.store.db import Database
@@ -40,30 +40,29 @@ class Terminal:
     fail_with: DeliveryError | None = None
 
 
-class RecordingTransport:
+class RecordingTransport(TransportBase):
     name = "recording"
 
-    def __init__(self, term: Terminal) -> None:
-        self.term = term
+    def __init__(self, terminal: Terminal) -> None:
+        self.terminal = terminal
 
-    async def check_ready(self) -> None:
+    async def check_ready(self, *, for_keys: bool = False) -> None:
         return None
 
     async def is_quiet(self, quiet_ms: int) -> bool:
-        if self.term.busy_checks_left > 0:
-            self.term.busy_checks_left -= 1
+        if self.terminal.busy_checks_left > 0:
+            self.terminal.busy_checks_left -= 1
             return False
         return True
 
-    async def deliver(
-        self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback
-    ) -> DeliveryOutcome:
+    async def deliver(self, d: Delivery, *, profile: SubmitProfile,
+                      on_stage: StageCallback) -> DeliveryOutcome:
         await on_stage("paste")
-        if self.term.fail_with is not None:
-            raise self.term.fail_with
-        self.term.received.append(prompt)
-        if self.term.hold is not None:
-            await self.term.hold.wait()
+        if self.terminal.fail_with is not None:
+            raise self.terminal.fail_with
+        self.terminal.received.append(d.prompt)
+        if self.terminal.hold is not None:
+            await self.terminal.hold.wait()
         return DeliveryOutcome("echo", {"settle_ms": profile.settle_ms})
 
 
@@ -106,7 +105,7 @@ async def boot(path: Path, config: Config, term: Terminal, *, first: bool = Fals
     return Daemon(db, bus, registry, engine, repo)
 
 
-async def _pane_alive(_session: Session) -> bool:
+async def _pane_alive(_session: Session, _on_output: object = None) -> bool:
     return True
 
 

@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 
-from telepty.api.keys import SERVICES
+from telepty.api.keys import REGISTRY
 from telepty.config import Config
 from telepty.sessions.model import SessionState
 from tests.helpers import wait_until
@@ -69,7 +69,7 @@ async def test_multicast_with_an_unknown_target_sends_nothing(client, session, t
 
 async def test_broadcast_excludes_the_sender_and_exited_sessions(client, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
     panes = await agent_panes(client, session, tmp_path, ["a", "b", "gone"])
-    await client.server.app[SERVICES].registry.set_state("gone", SessionState.EXITED)
+    await client.server.app[REGISTRY].set_state("gone", SessionState.EXITED)
     token = await register_sender(client, "me")
     resp = await client.post("/api/sessions/broadcast/inject",
                              json={"prompt": PROMPT, "wait": True, "timeout": 20}, headers={HEADER: token})

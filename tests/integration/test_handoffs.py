@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from telepty.api.keys import SERVICES
+from telepty.api.keys import BUS
 from tests.helpers import DaemonProcess
 
 EVENT_FIELDS = {"handoff_id", "source_session_id", "deliberation_id", "auto_execute", "task_count"}
@@ -29,7 +29,7 @@ def drain(sub: Any, prefix: str = "handoff.") -> list[dict[str, Any]]:
 
 @pytest.fixture
 def svc(client):  # type: ignore[no-untyped-def]
-    return client.server.app[SERVICES]
+    return client.server.app
 
 
 async def create(client, **body: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -39,7 +39,7 @@ async def create(client, **body: Any) -> dict[str, Any]:  # type: ignore[no-unty
 
 
 async def test_the_legal_path_publishes_each_step(client, svc) -> None:  # type: ignore[no-untyped-def]
-    sub = svc.bus.subscribe()
+    sub = svc[BUS].subscribe()
     h = await create(client, source_session_id="orch-1", deliberation_id="delib:42", auto_execute=True,
                      tasks=[{"title": "write tests"}, {"title": "fix"}], payload={"repo": "x"})
     hid = h["handoff_id"]
@@ -93,7 +93,7 @@ async def test_illegal_transitions_are_409_and_change_nothing(  # type: ignore[n
         r = await client.post(f"/api/handoffs/{hid}/{step}", json={"claimed_by": "a"})
         assert r.status == 200
     before = await (await client.get(f"/api/handoffs/{hid}")).json()
-    sub = svc.bus.subscribe()
+    sub = svc[BUS].subscribe()
     r = await client.post(f"/api/handoffs/{hid}/{illegal}", json={"claimed_by": "intruder"})
     assert r.status == 409
     body = await r.json()
@@ -104,7 +104,7 @@ async def test_illegal_transitions_are_409_and_change_nothing(  # type: ignore[n
 
 async def test_racing_claims_have_exactly_one_winner(client, svc) -> None:  # type: ignore[no-untyped-def]
     hid = (await create(client))["handoff_id"]
-    sub = svc.bus.subscribe()
+    sub = svc[BUS].subscribe()
     responses = await asyncio.gather(*[
         client.post(f"/api/handoffs/{hid}/claim", json={"claimed_by": f"agent-{i}"}) for i in range(10)])
     statuses = sorted(r.status for r in responses)
@@ -146,7 +146,7 @@ async def test_unknown_handoffs_are_404(client) -> None:  # type: ignore[no-unty
 async def test_bad_create_bodies_are_400_and_store_nothing(  # type: ignore[no-untyped-def]
     client, svc, body: bytes, code: str
 ) -> None:
-    sub = svc.bus.subscribe()
+    sub = svc[BUS].subscribe()
     r = await client.post("/api/handoffs", data=body, headers={"Content-Type": "application/json"})
     assert r.status == 400
     assert (await r.json())["error"] == code

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from telepty.api.keys import SERVICES
-from telepty.bus.reply_guide import reply_footer
+from telepty.api.keys import REGISTRY, TRUST
 from telepty.config import Config
+from telepty.delivery.reply_guide import reply_footer
 from telepty.sessions.identity import token_sha256
 from tests.helpers import client_final, wait_until
 from tests.integration.identity_helpers import agent_panes, register_sender
@@ -61,7 +61,7 @@ async def test_strict_mode_refuses_spoofed_and_unknown_tokens(aiohttp_client, co
     from telepty.daemon import create_app
 
     client = await aiohttp_client(create_app(config.with_(require_token=True)))
-    auth = {"x-telepty-token": client.server.app[SERVICES].token}
+    auth = {"x-telepty-token": client.server.app[TRUST].token}
     client.session.headers.update(auth)
     panes = await agent_panes(client, session, tmp_path, ["other"])
     token = await register_sender(client, "me")
@@ -127,7 +127,7 @@ async def test_a_token_of_an_exited_session_proves_nothing(client) -> None:  # t
 
     token = await register_sender(client, "me")
     await register_sender(client, "target")
-    await client.server.app[SERVICES].registry.set_state("me", SessionState.EXITED)
+    await client.server.app[REGISTRY].set_state("me", SessionState.EXITED)
     resp = await client.post("/api/sessions/target/inject", json={"prompt": "p"}, headers={HEADER: token})
     assert (await resp.json())["verified_sender"] is None
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from telepty.api.keys import SERVICES
+from telepty.api.keys import BUS, REGISTRY
 from telepty.clock import from_iso
 from telepty.config import Config
 from telepty.sessions.model import SessionState
@@ -30,7 +30,7 @@ def config(config: Config) -> Config:
 
 @pytest.fixture
 def svc(client):  # type: ignore[no-untyped-def]
-    return client.server.app[SERVICES]
+    return client.server.app
 
 
 class Events:
@@ -68,7 +68,7 @@ async def register(client, sid: str) -> dict[str, Any]:  # type: ignore[no-untyp
 
 
 async def test_idle_fires_once_per_idle_period(client, svc) -> None:  # type: ignore[no-untyped-def]
-    events = Events(svc.bus.subscribe())
+    events = Events(svc[BUS].subscribe())
     session = await register(client, "w1")
 
     first = await events.until(is_idle("w1"))
@@ -82,8 +82,8 @@ async def test_idle_fires_once_per_idle_period(client, svc) -> None:  # type: ig
     assert len(events.kinds_for("session.idle", "w1")) == 1
 
     # New activity starts a new period, announced once it has been quiet for the threshold.
-    svc.registry.touch("w1")
-    touched = svc.registry.get("w1").last_activity_at
+    svc[REGISTRY].touch("w1")
+    touched = svc[REGISTRY].get("w1").last_activity_at
     second = await events.until(is_idle("w1"))
     assert second["last_activity_at"] == touched
     assert from_iso(second["ts"]) - from_iso(touched) >= IDLE - MS
@@ -93,7 +93,7 @@ async def test_idle_fires_once_per_idle_period(client, svc) -> None:  # type: ig
 
 
 async def test_a_busy_session_is_never_idle(client, svc) -> None:  # type: ignore[no-untyped-def]
-    events = Events(svc.bus.subscribe())
+    events = Events(svc[BUS].subscribe())
     await register(client, "busy")
     await register(client, "quiet")
     loop = asyncio.get_running_loop()
@@ -101,7 +101,7 @@ async def test_a_busy_session_is_never_idle(client, svc) -> None:  # type: ignor
 
     async def keep_busy() -> None:
         while loop.time() < deadline:
-            svc.registry.touch("busy")
+            svc[REGISTRY].touch("busy")
             await asyncio.sleep(IDLE / 8)  # producing output, not synchronising
 
     busy = asyncio.create_task(keep_busy())
@@ -111,7 +111,7 @@ async def test_a_busy_session_is_never_idle(client, svc) -> None:  # type: ignor
 
 
 async def test_health_beats_for_live_sessions_only(client, svc) -> None:  # type: ignore[no-untyped-def]
-    events = Events(svc.bus.subscribe())
+    events = Events(svc[BUS].subscribe())
     await register(client, "alive")
     await register(client, "doomed")
     beat = await events.until(lambda e: e["kind"] == "session_health" and e["session_id"] == "doomed")
@@ -122,7 +122,7 @@ async def test_health_beats_for_live_sessions_only(client, svc) -> None:  # type
         True, None, "wrapped", 0, "running")
     assert payload["idle_seconds"] >= 0
 
-    await svc.registry.set_state("doomed", SessionState.EXITED, reason="process_gone")
+    await svc[REGISTRY].set_state("doomed", SessionState.EXITED, reason="process_gone")
     # A round already under way may still carry it; from the second round on it is gone.
     await events.beats("alive", 2)
     mark = len(events.seen)
@@ -131,7 +131,7 @@ async def test_health_beats_for_live_sessions_only(client, svc) -> None:  # type
 
 
 async def test_health_interval_is_kept(client, svc) -> None:  # type: ignore[no-untyped-def]
-    events = Events(svc.bus.subscribe())
+    events = Events(svc[BUS].subscribe())
     await register(client, "tick")
     await events.beats("tick", 6)
     stamps = [from_iso(e["ts"]) for e in events.kinds_for("session_health", "tick")]

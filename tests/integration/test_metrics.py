@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from telepty import __version__
-from telepty.api.keys import SERVICES
+from telepty.api.keys import BUS, REGISTRY
 from telepty.sessions.model import SessionState
 from tests.helpers import DaemonProcess, wait_until, wait_until_sync
 from tests.unit.test_metrics import ParsedFamily, parse_exposition
@@ -26,7 +26,7 @@ FAMILIES = {
 
 @pytest.fixture
 def svc(client):  # type: ignore[no-untyped-def]
-    return client.server.app[SERVICES]
+    return client.server.app
 
 
 async def scrape(client) -> dict[str, ParsedFamily]:  # type: ignore[no-untyped-def]
@@ -57,7 +57,7 @@ async def test_exposition_has_every_family_with_its_type(client) -> None:  # typ
 async def test_sessions_by_state(client, svc) -> None:  # type: ignore[no-untyped-def]
     for sid in ("a", "b", "c"):
         await register(client, sid)
-    await svc.registry.set_state("c", SessionState.EXITED, reason="process_gone")
+    await svc[REGISTRY].set_state("c", SessionState.EXITED, reason="process_gone")
     sessions = (await scrape(client))["telepty_sessions"]
     assert [sessions.value(state=s) for s in ("running", "disconnected", "exited")] == [2, 0, 1]
 
@@ -103,13 +103,13 @@ async def test_bus_traffic_and_subscribers(client, svc) -> None:  # type: ignore
         return ev.value(direction="in"), ev.value(direction="out"), m["telepty_bus_subscribers"].value()
 
     before = bus(await scrape(client))
-    subs = [svc.bus.subscribe(), svc.bus.subscribe(frozenset({"test.ping"})),
-            svc.bus.subscribe(frozenset({"something.else"}))]
-    await svc.bus.emit("test.ping", note="hello")
+    subs = [svc[BUS].subscribe(), svc[BUS].subscribe(frozenset({"test.ping"})),
+            svc[BUS].subscribe(frozenset({"something.else"}))]
+    await svc[BUS].emit("test.ping", note="hello")
     after = bus(await scrape(client))
     assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (1, 2, 3)
     for s in subs:
-        svc.bus.unsubscribe(s)
+        svc[BUS].unsubscribe(s)
     assert bus(await scrape(client))[2] == before[2]
 
 

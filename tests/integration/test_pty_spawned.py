@@ -223,7 +223,8 @@ async def test_paste_is_byte_exact_without_bracketing(
 ) -> None:
     out = tmp_path / "in.bin"
     p = await start_reader(ptys, out)
-    await p.paste(PAYLOADS[name], settle_s=0, no_enter=False)
+    await p.paste(PAYLOADS[name])
+    await p.write(b"\r")
     assert await finish_reader(p, out) == PAYLOADS[name] + b"\r"
 
 
@@ -233,7 +234,7 @@ async def test_large_paste_arrives_intact(ptys: list[SpawnedPty], tmp_path: Path
     payload = (unit * (size // len(unit) + 1))[:size]
     out = tmp_path / "big.bin"
     p = await start_reader(ptys, out)
-    await asyncio.wait_for(p.paste(payload, no_enter=True), 60)
+    await asyncio.wait_for(p.paste(payload), 60)
     got = await finish_reader(p, out)
     assert len(got) == size
     assert got == payload
@@ -257,7 +258,7 @@ async def test_paste_into_a_slow_reader_does_not_block_the_loop(
             last = now
 
     tick = asyncio.create_task(ticker())
-    await asyncio.wait_for(p.paste(payload, no_enter=True), 60)
+    await asyncio.wait_for(p.paste(payload), 60)
     got = await finish_reader(p, out)
     tick.cancel()
     assert got == payload
@@ -269,14 +270,15 @@ async def test_bracketed_paste_frames_the_prompt(ptys: list[SpawnedPty], tmp_pat
     prompt = "Review this:\n  def f():\n      return 1\n\nThanks — 고마워\n".encode()
     out = tmp_path / "bp.bin"
     p = await start_reader(ptys, out, bracketed=True)
-    await p.paste(prompt, submit=b"\r", settle_s=0.0, no_enter=False)
+    await p.paste(prompt)
+    await p.write(b"\r")
     assert await finish_reader(p, out) == BRACKET_START + prompt + BRACKET_END + b"\r"
 
 
 async def test_bracketed_paste_strips_embedded_markers(ptys: list[SpawnedPty], tmp_path: Path) -> None:
     out = tmp_path / "bp.bin"
     p = await start_reader(ptys, out, bracketed=True)
-    await p.paste(b"safe" + BRACKET_END + b"\rrm -rf /\r", no_enter=True)
+    await p.paste(b"safe" + BRACKET_END + b"\rrm -rf /\r")
     assert await finish_reader(p, out) == BRACKET_START + b"safe\rrm -rf /\r" + BRACKET_END
 
 
@@ -284,28 +286,30 @@ async def test_no_markers_when_app_did_not_enable(ptys: list[SpawnedPty], tmp_pa
     prompt = b"multi\nline\nprompt"
     out = tmp_path / "plain.bin"
     p = await start_reader(ptys, out, bracketed=False)
-    await p.paste(prompt, settle_s=0.0, no_enter=False)
+    await p.paste(prompt)
+    await p.write(b"\r")
     got = await finish_reader(p, out)
     assert got == prompt + b"\r"
     assert BRACKET_START not in got
 
 
-async def test_no_enter_and_custom_submit(ptys: list[SpawnedPty], tmp_path: Path) -> None:
+async def test_a_paste_submits_nothing(ptys: list[SpawnedPty], tmp_path: Path) -> None:
     out = tmp_path / "ne.bin"
     p = await start_reader(ptys, out)
-    await p.paste(b"one", no_enter=True)
-    await p.paste(b"two", submit=b"\x1b\r", settle_s=0.01)
-    assert await finish_reader(p, out) == b"one" + b"two\x1b\r"
+    await p.paste(b"one")
+    await p.paste(b"two")
+    assert await finish_reader(p, out) == b"onetwo"
 
 
-async def test_writes_do_not_land_between_paste_and_submit(ptys: list[SpawnedPty], tmp_path: Path) -> None:
+async def test_writes_do_not_land_inside_a_paste(ptys: list[SpawnedPty], tmp_path: Path) -> None:
+    payload = b"x" * (256 * 1024)
     out = tmp_path / "order.bin"
-    p = await start_reader(ptys, out, bracketed=True)
-    paste = asyncio.create_task(p.paste(b"prompt", settle_s=0.2))
+    p = await start_reader(ptys, out, bracketed=True, read_size=1024, delay=0.001)
+    paste = asyncio.create_task(p.paste(payload))
     await wait_until(lambda: p.activity.bytes_in > 0)
-    await p.write(b"typed")  # waits for the paste's Enter
+    await p.write(b"typed")  # waits for the paste to end
     await paste
-    assert await finish_reader(p, out) == (BRACKET_START + b"prompt" + BRACKET_END + b"\r" + b"typed")
+    assert await finish_reader(p, out) == BRACKET_START + payload + BRACKET_END + b"typed"
 
 
 async def test_cancelled_paste_still_closes_the_bracket(ptys: list[SpawnedPty], tmp_path: Path) -> None:

@@ -150,7 +150,7 @@ async def _below(value: Any, limit: float) -> bool:
 
 async def test_without_control_mode_the_guard_watches_the_screen(session, tmp_path: Path) -> None:
     """No ``%output`` (control mode off): the old two-captures guard still holds."""
-    from telepty.delivery.transports_tmux import PasteBufferTransport
+    from telepty.delivery.transports.tmux import PasteBufferTransport
     from telepty.tmux import TmuxServer
 
     ap = start_agent_pane(session, tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import libtmux
 import pytest
 
-from telepty.api.keys import SERVICES
+from telepty.api.keys import IDENTITIES, REGISTRY
 from telepty.clock import to_iso
 from telepty.sessions.model import SessionState
 from tests.helpers import DaemonProcess, wait_until
@@ -81,11 +81,11 @@ async def test_a_renamed_spawned_session_keeps_its_process_token_and_exit(client
                                                           "args": argv[1:], "cwd": str(tmp_path)})
     assert resp.status == 201
     pid = (await resp.json())["pid"]
-    svc = client.server.app[SERVICES]
-    token_hash = svc.identities._hashes["sp"]
+    svc = client.server.app
+    token_hash = svc[IDENTITIES]._hashes["sp"]
     status, _ = await rename(client, "sp", "sp-renamed")
     assert status == 200
-    assert svc.identities._hashes["sp-renamed"] == token_hash and "sp" not in svc.identities._hashes
+    assert svc[IDENTITIES]._hashes["sp-renamed"] == token_hash and "sp" not in svc[IDENTITIES]._hashes
     resp = await client.post("/api/sessions/sp-renamed/inject", json={"prompt": "hi", "wait": True,
                                                                       "timeout": 20})
     assert resp.status == 200, await resp.text()
@@ -100,13 +100,13 @@ async def test_a_renamed_spawned_session_keeps_its_process_token_and_exit(client
 
 
 async def test_clean_removes_only_exited_sessions_and_their_tokens(client) -> None:  # type: ignore[no-untyped-def]
-    svc = client.server.app[SERVICES]
+    svc = client.server.app
     await register_sender(client, "live")
     await register_sender(client, "old")
     await register_sender(client, "recent")
     for sid in ("old", "recent"):
-        await svc.registry.set_state(sid, SessionState.EXITED)
-    svc.registry.get("old").last_activity_at = to_iso(time.time() - 3 * 86400)  # type: ignore[union-attr]
+        await svc[REGISTRY].set_state(sid, SessionState.EXITED)
+    svc[REGISTRY].get("old").last_activity_at = to_iso(time.time() - 3 * 86400)  # type: ignore[union-attr]
     resp = await client.post("/api/sessions/clean", json={"older_than": "1d", "dry_run": True})
     assert (await resp.json())["removed"] == ["old"]
     assert (await client.get("/api/sessions/old")).status == 200  # a dry run removes nothing
@@ -116,7 +116,7 @@ async def test_clean_removes_only_exited_sessions_and_their_tokens(client) -> No
     assert (await resp.json())["removed"] == ["recent"]
     sessions = await (await client.get("/api/sessions")).json()
     assert [s["id"] for s in sessions] == ["live"]
-    assert sorted(svc.identities._hashes) == ["live"]
+    assert sorted(svc[IDENTITIES]._hashes) == ["live"]
     for bad in ({"older_than": "soon"}, {"older_than": -1}, {"exited": False}, {"dry_run": "yes"}):
         assert (await client.post("/api/sessions/clean", json=bad)).status == 400, bad
 

@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from telepty.api.keys import SERVICES
+from telepty.api.keys import BUS
 from tests.helpers import DaemonProcess
 from tests.integration.test_handoffs import ENVELOPE, drain, logged_events
 
 
 @pytest.fixture
 def svc(client):  # type: ignore[no-untyped-def]
-    return client.server.app[SERVICES]
+    return client.server.app
 
 
 async def open_thread(client, **body: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -37,7 +37,7 @@ async def register(client, sid: str) -> None:  # type: ignore[no-untyped-def]
 
 async def test_open_count_close(client, svc) -> None:  # type: ignore[no-untyped-def]
     await register(client, "w1")
-    sub = svc.bus.subscribe()
+    sub = svc[BUS].subscribe()
     t = await open_thread(client, orchestrator_session_id="orch",
                           participant_session_ids=["w1", "w2@box", "w1"])
     tid = t["thread_id"]
@@ -116,7 +116,7 @@ async def test_unknown_threads_are_404(client) -> None:  # type: ignore[no-untyp
     ],
 )
 async def test_bad_bodies_are_400_and_open_nothing(client, svc, body: bytes, code: str) -> None:  # type: ignore[no-untyped-def]
-    sub = svc.bus.subscribe()
+    sub = svc[BUS].subscribe()
     r = await client.post("/api/threads", data=body, headers={"Content-Type": "application/json"})
     assert r.status == 400
     assert (await r.json())["error"] == code

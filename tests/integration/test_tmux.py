@@ -135,13 +135,9 @@ async def test_paste_lands_exact_bytes(
     out = tmp_path / "out"
     pane = await start_cat(session, tmx, out)
 
-    result = await tmx.paste(pane, data, submit_keys=["Enter"], settle_s=0.05)
+    await tmx.paste_bytes(pane, data)
+    await tmx.send_keys(pane, "Enter")
 
-    assert result.submitted
-    assert result.size == len(data)
-    assert set(result.timings) >= {
-        "capture_before", "load_buffer", "paste_buffer", "settle", "send_keys", "capture_after"
-    }
     # The submit key is a separate key event: cat gets the line terminated by it.
     assert await finish_cat(tmx, pane, out) == data + b"\n"
     assert not list(tmp_path.glob("pwned*")), "prompt text was executed"
@@ -158,7 +154,7 @@ async def test_paste_100k_raw_mode_exact(
     out = tmp_path / "big"
     pane = await start_raw_reader(session, tmx, out, len(data))
 
-    await tmx.paste(pane, data, no_enter=True, settle_s=0)
+    await tmx.paste_bytes(pane, data)
 
     await wait_until(lambda: out.exists() and out.stat().st_size >= len(data), timeout=10)
     # Raw mode: the application sees tmux's CR line separators untranslated.
@@ -175,7 +171,7 @@ async def test_paste_is_bracketed_by_tmux_when_the_app_asks(
         session, tmx, out, len(expected), prelude="printf '\\033[?2004h'; "
     )
 
-    await tmx.paste(pane, data, no_enter=True, settle_s=0)
+    await tmx.paste_bytes(pane, data)
 
     await wait_until(lambda: out.exists() and out.stat().st_size >= len(expected))
     assert out.read_bytes() == expected
@@ -214,7 +210,8 @@ async def test_prompt_never_on_a_command_line(
         await tmx.control.close()  # restart under the recorder
         tmx.control = ControlClient("tmux", tmx.socket_args)
 
-    await tmx.paste(pane, data, settle_s=0.05)
+    await tmx.paste_bytes(pane, data)
+    await tmx.send_keys(pane, "Enter")
 
     assert argvs, "nothing recorded"
     assert not any(marker in arg for argv in argvs for arg in argv)
@@ -234,7 +231,8 @@ async def test_control_paste_forks_nothing_and_leaves_no_file(
         await tmx.capture_tail(pane)  # the control client is up
         forks = tmx.transport_counts["fork"]
         data = PROMPTS["utf8"] + b"\n" + PROMPTS["shell_meta"]
-        await tmx.paste(pane, data, settle_s=0.05)
+        await tmx.paste_bytes(pane, data)
+        await tmx.send_keys(pane, "Enter")
         assert tmx.transport_counts["fork"] == forks  # load-buffer went over control too
         folder = tmx._buffer_files._dir
         assert folder is not None and (folder.stat().st_mode & 0o777) == 0o700
@@ -257,7 +255,8 @@ async def test_load_buffer_falls_back_to_stdin_when_the_file_cannot_be_made(
         not_a_dir.write_text("")
         monkeypatch.setattr(tmx._buffer_files, "_directory", lambda: not_a_dir)
         forks = tmx.transport_counts["fork"]
-        await tmx.paste(pane, PROMPTS["multiline"], settle_s=0.05)
+        await tmx.paste_bytes(pane, PROMPTS["multiline"])
+        await tmx.send_keys(pane, "Enter")
         assert tmx.transport_counts["fork"] == forks + 1  # load-buffer - through stdin
         assert await finish_cat(tmx, pane, out) == PROMPTS["multiline"] + b"\n"
     finally:
@@ -348,16 +347,17 @@ async def test_exit_mode_leaves_copy_mode(tmx: TmuxServer, session: libtmux.Sess
     assert not (await tmx.pane_info(pane)).pane_in_mode  # type: ignore[union-attr]
 
 
-async def test_paste_into_pane_in_copy_mode_leaves_it_first(
+async def test_a_pane_left_out_of_copy_mode_takes_the_paste_and_its_enter(
     tmx: TmuxServer, session: libtmux.Session, tmp_path: pathlib.Path
 ) -> None:
     out = tmp_path / "out"
     pane = await start_cat(session, tmx, out)
     await tmx.run("copy-mode", "-t", pane)
 
-    result = await tmx.paste(pane, b"submitted despite copy mode", settle_s=0.05)
+    await tmx.exit_mode(pane)  # what the paste-buffer transport does first (a mode eats the Enter)
+    await tmx.paste_bytes(pane, b"submitted despite copy mode")
+    await tmx.send_keys(pane, "Enter")
 
-    assert result.left_mode
     assert await finish_cat(tmx, pane, out) == b"submitted despite copy mode\n"
 
 
@@ -376,13 +376,12 @@ async def test_send_keys_names_and_literal(
     assert await finish_cat(tmx, pane, out) == expected
 
 
-async def test_no_enter_leaves_prompt_unsubmitted(
+async def test_a_paste_is_not_submitted(
     tmx: TmuxServer, session: libtmux.Session, tmp_path: pathlib.Path
 ) -> None:
     out = tmp_path / "out"
     pane = await start_cat(session, tmx, out)
-    result = await tmx.paste(pane, b"draft", no_enter=True, settle_s=0)
-    assert not result.submitted and "send_keys" not in result.timings
+    await tmx.paste_bytes(pane, b"draft")
     await wait_until(lambda: _tail_endswith(tmx, pane, "draft"))
     await tmx.send_keys(pane, "Enter")
     assert await finish_cat(tmx, pane, out) == b"draft\n"
@@ -392,7 +391,7 @@ async def test_paste_leaves_no_buffers(
     tmx: TmuxServer, session: libtmux.Session, tmp_path: pathlib.Path
 ) -> None:
     pane = await start_cat(session, tmx, tmp_path / "out")
-    await tmx.paste(pane, b"x", settle_s=0)
+    await tmx.paste_bytes(pane, b"x")
     assert await tmx.run("list-buffers", "-F", "#{buffer_name}") == ""
 
 
@@ -407,10 +406,10 @@ async def test_paste_into_killed_pane_is_pane_dead(
     await asyncio.to_thread(lambda: session.server.cmd("kill-pane", "-t", pane))
 
     with pytest.raises(TmuxError) as ei:
-        await tmx.paste(pane, b"hello", settle_s=0)
+        await tmx.paste_bytes(pane, b"hello")
     assert ei.value.code == "pane_dead"
-    assert ei.value.stage == "capture_before"
-    assert ei.value.to_dict()["stage"] == "capture_before"
+    assert ei.value.stage == "paste_buffer"
+    assert ei.value.to_dict()["stage"] == "paste_buffer"
 
     for call in (tmx.capture_tail(pane), tmx.send_keys(pane, "Enter")):
         with pytest.raises(TmuxError) as ei:
@@ -427,10 +426,10 @@ async def test_dead_remain_on_exit_pane_is_refused_without_crashing_tmux(
     await wait_until(lambda: _is_dead(tmx, pane))
 
     with pytest.raises(TmuxError) as ei:
-        await tmx.paste(pane, b"hello", settle_s=0)
-    assert (ei.value.code, ei.value.stage) == ("pane_dead", "capture_before")
+        await tmx.paste_bytes(pane, b"hello")
+    assert (ei.value.code, ei.value.stage) == ("pane_dead", "paste_buffer")
 
-    # The paste stage guards itself too (the pane may die right after capture_before).
+    # The paste stage guards itself (the pane may die right after any look at it).
     await tmx.load_buffer("telepty-test", b"hello")
     with pytest.raises(TmuxError) as ei:
         await tmx.paste_buffer("telepty-test", pane)
@@ -454,20 +453,11 @@ async def test_failed_paste_deletes_its_buffer(
     pane = await start_pane(session, "exit 0")
     await wait_until(lambda: _is_dead(tmx, pane))
 
-    async def dead_check_passes(pane_id: str, stage: str) -> PaneInfo:
-        info = await TmuxServer._pane_info(tmx, pane_id, stage)
-        return PaneInfo(**{**_fields(info), "pane_dead": False})  # pretend it just died
-
-    tmx._pane_info = dead_check_passes  # type: ignore[method-assign]
     with pytest.raises(TmuxError) as ei:
-        await tmx.paste(pane, b"hello", settle_s=0)
+        await tmx.paste_bytes(pane, b"hello")  # the pane died after a look said it was alive
     assert (ei.value.code, ei.value.stage) == ("pane_dead", "paste_buffer")
     assert await tmx.run("list-buffers", "-F", "#{buffer_name}") == ""
     assert await asyncio.to_thread(server.is_alive)
-
-
-def _fields(info: PaneInfo) -> dict[str, Any]:
-    return {f: getattr(info, f) for f in info.__dataclass_fields__}
 
 
 async def test_server_gone_means_pane_dead(
@@ -479,7 +469,7 @@ async def test_server_gone_means_pane_dead(
     await asyncio.to_thread(server.kill)
 
     with pytest.raises(TmuxError) as ei:
-        await tmx.paste(pane, b"hello", settle_s=0)
+        await tmx.paste_bytes(pane, b"hello")
     assert ei.value.code == "pane_dead"
     assert ei.value.server_gone
     assert "server" in ei.value.detail
@@ -500,8 +490,8 @@ async def test_tmux_binary_missing() -> None:
             await tmx.list_panes()
         assert ei.value.code == "tmux_unavailable"
         with pytest.raises(TmuxError) as ei:
-            await tmx.paste("%1", b"hello", settle_s=0)
-        assert (ei.value.code, ei.value.stage) == ("tmux_unavailable", "capture_before")
+            await tmx.paste_bytes("%1", b"hello")
+        assert (ei.value.code, ei.value.stage) == ("tmux_unavailable", "load_buffer")
     finally:
         await tmx.close()
     assert TmuxServer().available()

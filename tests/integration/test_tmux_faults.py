@@ -40,7 +40,7 @@ import libtmux
 import psutil
 import pytest
 
-from telepty.api.keys import SERVICES
+from telepty.api import keys
 from telepty.config import Config
 from telepty.daemon import create_app
 from tests.helpers import DaemonProcess, client_delivery, client_finals, wait_until, wait_until_sync
@@ -398,7 +398,7 @@ async def test_control_client_killed_between_and_during_deliveries(
     client = await aiohttp_client(create_app(config))
     ap = ready_pane(session, tmp_path, "agent")
     await _register(client, ap, "p1")
-    tmx = client.app[SERVICES].tmux.server(ap.socket_path)
+    tmx = client.app[keys.TMUX].server(ap.socket_path)
     sent: list[str] = []
 
     async def deliver(prompt: str) -> None:

@@ -110,11 +110,11 @@ async def test_stalled_mirror_is_reported(client, config: Config) -> None:  # ty
 
 
 async def test_daemon_requests_reach_wrapper(client) -> None:  # type: ignore[no-untyped-def]
-    from telepty.api.keys import SERVICES
+    from telepty.api.keys import TERMINALS
 
     ws, _ = await hello(client, session_id="wr5")
-    svc = client.server.app[SERVICES]
-    link = svc.terminals.links["wr5"]
+    svc = client.server.app
+    link = svc[TERMINALS].links["wr5"]
 
     pasted: list[dict] = []  # type: ignore[type-arg]
 

@@ -183,7 +183,7 @@ def scenario(request: pytest.FixtureRequest, daemon_factory: Callable[..., Daemo
 
 # Codex draws with a diff renderer: a cell is written once and never again while it does
 # not change (the "›" of its input line). The wrapper transport keeps one screen model
-# per stream for its life (transports_stream.stream_view); a model rebuilt from a recent
+# per stream for its life (delivery.transports.stream.stream_view); a model rebuilt from a recent
 # tail would lose the "›" once enough transcript followed it, and take the transcript's
 # last "› …" for the input line. codex-wrap is the case that shows it.
 CASES = [pytest.param((a, m), id=f"{a}-{m}") for a in AGENTS for m in MODES]
@@ -221,7 +221,8 @@ def test_real_agent(scenario: Scenario) -> None:
     seen_busy = wait_until_sync(lambda: s.d.delivery(after)["reason"] == "busy", 10, interval=0.05,
                                 message="the waiting prompt to be held as busy")
     assert seen_busy
-    assert s.final(after, 60)["status"] == "delivered"
+    waited = s.final(after, 60)
+    assert waited["status"] == "delivered", {k: waited.get(k) for k in ("status", "reason", "detail", "attempts", "evidence")}
     turns = s.wait_received(len(PROMPTS) + 2)
     assert turns[len(PROMPTS):] == [
         "Think hard about this one. [mock:slow=5]", "Asked while it was thinking."], turns

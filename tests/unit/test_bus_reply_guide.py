@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from telepty.bus.reply_guide import reply_footer, termination_signal, with_reply_footer
+from telepty.delivery.reply_guide import reply_footer, termination_signal, with_reply_footer
 
 CLOSING = [
     "Thanks, no further reply needed.",

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from telepty.bus.envelope import normalize_envelope
-from telepty.bus.reply_guide import reply_footer
 from telepty.bus.router import TurnRequest, parse_turn_request
+from telepty.delivery.reply_guide import reply_footer
 from telepty.errors import BadRequest, TooLarge
 
 

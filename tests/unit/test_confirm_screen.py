@@ -16,13 +16,12 @@ from telepty.delivery.screen import (
     COMPOSER_HAS_TEXT,
     IDLE,
     UNKNOWN,
-    TerminalScreen,
     echoed,
     holds_prompt,
     normalise,
     read_screen,
-    render_output,
 )
+from telepty.delivery.terminal_screen import TerminalScreen, render_output
 
 P = load_profiles(None)
 CLAUDE, CODEX, GEMINI, AIDER, DEFAULT = (P.profile_for(n) for n in ("claude", "codex", "gemini", "aider",

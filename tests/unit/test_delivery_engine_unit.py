@@ -1,7 +1,9 @@
 """DeliveryEngine against a scripted fake transport, real SQLite and a real SessionRegistry.
 
 The fake records every prompt that "reached the terminal", in order, so each test can
-assert what an agent would actually have seen.
+assert what an agent would actually have seen. The engine runs on a virtual clock, so a
+retry schedule or a hold limit takes no real time (tests that race the schedule against
+a terminal's real output use the system clock).
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from telepty.delivery.engine import INTERRUPTED_DETAIL, DeliveryEngine
 from telepty.delivery.model import Delivery, DeliveryError, DeliveryKind, DeliveryStatus, Origin
 from telepty.delivery.profiles import SubmitProfile, load_profiles
 from telepty.delivery.request import InjectRequest, parse_inject
-from telepty.delivery.transport import DeliveryOutcome, StageCallback, Transport
+from telepty.delivery.schedule import SYSTEM_CLOCK, Clock
+from telepty.delivery.transports.base import (
+    DeliveryOutcome,
+    Settled,
+    StageCallback,
+    Transport,
+    TransportBase,
+)
 from telepty.errors import Conflict, NotFound
 from telepty.sessions.model import Session, SessionState, SessionType
 from telepty.sessions.registry import RegisterSpec, SessionRegistry
@@ -31,6 +40,7 @@ from telepty.store.db import Database
 from telepty.store.deliveries import DeliveryRepo
 from telepty.store.sessions import SessionRepo
 from tests.helpers import wait_until
+from tests.virtual_clock import VirtualClock
 
 MIB = 1024 * 1024
 
@@ -60,7 +70,7 @@ class FakeTarget:
     clear_works: bool = True
 
 
-class FakeTransport:
+class FakeTransport(TransportBase):
     name = "fake"
 
     def __init__(self, target: FakeTarget) -> None:
@@ -97,14 +107,16 @@ class FakeTransport:
             return self.t.quiet.pop(0)
         return True if self.t.activity is None else self.t.activity.quiet_for(quiet_ms / 1000.0)
 
-    def settled(self, quiet_ms: int, printed_after: float | None) -> Awaitable[None] | None:
-        if self.t.activity is None:
+    def settled(self, quiet_ms: int, *, needs_output: bool) -> Settled | None:
+        activity = self.t.activity
+        if activity is None:
             return None
-        return self.t.activity.wait_quiet(quiet_ms / 1000.0, printed_after=printed_after)
+        since = activity.now() if needs_output else None
+        return lambda: activity.wait_quiet(quiet_ms / 1000.0, printed_after=since)
 
-    async def deliver(
-        self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback
-    ) -> DeliveryOutcome:
+    async def deliver(self, d: Delivery, *, profile: SubmitProfile,
+                      on_stage: StageCallback) -> DeliveryOutcome:
+        prompt, no_enter = d.prompt, d.no_enter
         self.t.in_flight += 1
         self.t.max_in_flight = max(self.t.max_in_flight, self.t.in_flight)
         try:
@@ -139,6 +151,7 @@ class Harness:
         self.resolver_error: DeliveryError | None = None
         self.engines: list[DeliveryEngine] = []
         self.profiles = load_profiles(None, settle_ms_override=0)
+        self.clock = VirtualClock()
 
     def target(self, session_id: str) -> FakeTarget:
         return self.targets.setdefault(session_id, FakeTarget())
@@ -152,16 +165,16 @@ class Harness:
         self.events.append((kind, fields))
         return len(self.events)
 
-    def engine(self, **config_changes: Any) -> DeliveryEngine:
+    def engine(self, clock: Clock | None = None, **config_changes: Any) -> DeliveryEngine:
         e = DeliveryEngine(
             self.repo, self.registry, self.resolve, self.emit, self.profiles,
-            self.config.with_(**config_changes), rng=random.Random(0),
+            self.config.with_(**config_changes), rng=random.Random(0), clock=clock or self.clock,
         )
         self.engines.append(e)
         return e
 
-    async def started(self, **config_changes: Any) -> DeliveryEngine:
-        e = self.engine(**config_changes)
+    async def started(self, clock: Clock | None = None, **config_changes: Any) -> DeliveryEngine:
+        e = self.engine(clock, **config_changes)
         await e.start()
         return e
 
@@ -208,6 +221,13 @@ async def submit(engine: DeliveryEngine, prompt: str = "hello", target: str = "s
 
 
 async def final(engine: DeliveryEngine, delivery_id: str, timeout: float = 5.0) -> Delivery:
+    """The final record; on a virtual clock, time runs (wait to wait) until it is final."""
+    if isinstance(engine.clock, VirtualClock):
+        async def finished() -> Delivery | None:
+            d = await engine.get(delivery_id)
+            return d if d.final else None
+
+        return await engine.clock.run_until(finished, timeout)
     d = await engine.wait(delivery_id, timeout)
     assert d.final, f"delivery still {d.status} after {timeout}s"
     return d
@@ -330,7 +350,7 @@ async def test_busy_forever_exhausts_the_schedule(h: Harness) -> None:
 
 
 async def test_a_busy_terminal_is_served_when_its_output_stops_not_at_the_next_slot(h: Harness) -> None:
-    engine = await h.started(retry_schedule=(30.0,), quiet_ms=200)
+    engine = await h.started(SYSTEM_CLOCK, retry_schedule=(30.0,), quiet_ms=200)
     t = h.target("s1")
     t.activity = OutputActivity()
     printing = True
@@ -353,7 +373,7 @@ async def test_a_busy_terminal_is_served_when_its_output_stops_not_at_the_next_s
 
 async def test_early_looks_that_still_find_it_busy_keep_the_slot(h: Harness) -> None:
     # One slot of 30 s: were early looks attempts, the second would exhaust the schedule.
-    engine = await h.started(retry_schedule=(30.0,), quiet_ms=50)
+    engine = await h.started(SYSTEM_CLOCK, retry_schedule=(30.0,), quiet_ms=50)
     t = h.target("s1")
     t.activity = OutputActivity()
     t.quiet = [False, False, False]
@@ -578,12 +598,14 @@ async def test_cancel_while_retrying_interrupts_the_wait(h: Harness) -> None:
     waiter = asyncio.create_task(engine.wait(stuck.id, 30))
 
     t.always_busy = False
+    started = h.clock.now
     cancelled = await engine.cancel(stuck.id)
     assert cancelled.status is DeliveryStatus.CANCELLED
     assert (await waiter).status is DeliveryStatus.CANCELLED
     # The 60 s wait was interrupted: the next prompt goes through now.
     assert (await final(engine, behind.id)).status is DeliveryStatus.DELIVERED
     assert t.seen == [b"behind"]
+    assert h.clock.now - started < 60
 
 
 # -- stopping and resuming ----------------------------------------------------------------
@@ -611,7 +633,9 @@ async def test_restart_mid_schedule_resumes_and_delivers_exactly_once(h: Harness
 
     # The new daemon's schedule bounds the remaining wait, so this does not take 30 s.
     second_engine = await h.started()
+    started = h.clock.now
     a = await final(second_engine, waiting.id)
+    assert h.clock.now - started <= second_engine.schedule.longest + 1e-6
     b = await final(second_engine, behind.id)
     assert (a.status, a.attempts) == (DeliveryStatus.DELIVERED, 2)
     assert b.status is DeliveryStatus.DELIVERED

@@ -12,7 +12,7 @@ from telepty.api.injects import parse_duration, parse_instant
 from telepty.clock import to_iso
 from telepty.delivery.model import Delivery, Origin
 from telepty.errors import BadRequest
-from telepty.store.audit import AuditingDeliveryRepo, InjectAuditRepo, audit_context
+from telepty.store.audit import AuditTag, InjectAuditRepo
 from telepty.store.db import Database
 
 
@@ -30,10 +30,9 @@ def make(session: str = "s1", prompt: bytes = b"secret plan", **kw: object) -> D
 
 async def test_every_new_delivery_is_logged_once_with_hash_and_no_text(db: Database) -> None:
     audit = InjectAuditRepo(db)
-    repo = AuditingDeliveryRepo(db, audit)
-    d = await repo.insert(make(sender="boss", verified_sender="w1", spoofed=True, idempotency_key="k"))
-    again = await repo.insert(make(idempotency_key="k"))  # idempotent repeat: no second row
-    assert again.id == d.id
+    d = make(sender="boss", verified_sender="w1", spoofed=True, idempotency_key="k")
+    await audit.append(d)
+    await audit.append(d)  # an idempotent repeat returns the same delivery: no second row
     rows = await audit.query()
     assert len(rows) == 1
     row = rows[0]
@@ -46,17 +45,16 @@ async def test_every_new_delivery_is_logged_once_with_hash_and_no_text(db: Datab
 
 async def test_content_is_kept_only_when_asked(db: Database) -> None:
     audit = InjectAuditRepo(db, keep_content=True)
-    await AuditingDeliveryRepo(db, audit).insert(make(prompt="héllo".encode()))
+    await audit.append(make(prompt="héllo".encode()))
     assert (await audit.query())[0]["prompt"] == "héllo"
 
 
 async def test_fanout_tag_and_filters(db: Database) -> None:
     audit = InjectAuditRepo(db, max_age_s=0)
-    repo = AuditingDeliveryRepo(db, audit)
-    with audit_context("multicast", "fan_1"):
-        await repo.insert(make("a", sender="orch", created_at=to_iso(1000.0)))
-        await repo.insert(make("b", verified_sender="orch", created_at=to_iso(2000.0)))
-    await repo.insert(make("c", sender="human", created_at=to_iso(3000.0)))
+    fanout = AuditTag("multicast", "fan_1")
+    await audit.append(make("a", sender="orch", created_at=to_iso(1000.0)), fanout)
+    await audit.append(make("b", verified_sender="orch", created_at=to_iso(2000.0)), fanout)
+    await audit.append(make("c", sender="human", created_at=to_iso(3000.0)))
     rows = await audit.query()
     assert [r["session_id"] for r in rows] == ["c", "b", "a"]  # newest first
     assert [r["via"] for r in rows] == [None, "multicast", "multicast"]
@@ -71,9 +69,8 @@ async def test_fanout_tag_and_filters(db: Database) -> None:
 
 async def test_retention_by_count_and_by_age(db: Database) -> None:
     audit = InjectAuditRepo(db, max_rows=3)
-    repo = AuditingDeliveryRepo(db, audit)
     for i in range(5):
-        await repo.insert(make(f"s{i}"))
+        await audit.append(make(f"s{i}"))
     assert [r["session_id"] for r in await audit.query()] == ["s4", "s3", "s2"]
 
     aged = InjectAuditRepo(db, max_rows=0, max_age_s=3600)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from telepty.api.keys import SERVICES
+from telepty.api.keys import TERMINALS
 from telepty.pty.daemon_link import DaemonLink, WrapTimings
 from telepty.pty.env import child_env
 from telepty.pty.spawned import SpawnedPty
@@ -60,8 +60,8 @@ async def test_token_verifies_and_a_rename_reaches_the_wrapper(client, config, c
         await wait_until(lambda: link.hello.session_id == "w2", message="the wrapper learnt its new id")
 
         # Cut the connection: the wrapper comes back as w2, not w1, and is still itself.
-        svc = client.server.app[SERVICES]
-        await svc.terminals.links["w2"].ws.close()
+        svc = client.server.app
+        await svc[TERMINALS].links["w2"].ws.close()
 
         async def back() -> bool:
             r = await client.get("/api/sessions/w2")

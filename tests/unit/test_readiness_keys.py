@@ -14,7 +14,7 @@ import pytest
 from telepty.config import Config
 from telepty.delivery.engine import DeliveryEngine
 from telepty.delivery.keys import describe, key_bytes, parse_keys, sequence_bytes
-from telepty.delivery.model import DeliveryError, DeliveryKind, DeliveryStatus, Origin
+from telepty.delivery.model import Delivery, DeliveryError, DeliveryKind, DeliveryStatus, Origin
 from telepty.delivery.profiles import SubmitProfile, load_profiles
 from telepty.delivery.readiness import (
     AgentCheck,
@@ -24,9 +24,9 @@ from telepty.delivery.readiness import (
     explain,
     require_agent,
 )
-from telepty.delivery.request import parse_inject
+from telepty.delivery.request import KeyPress, parse_inject
 from telepty.delivery.screen import read_screen
-from telepty.delivery.transport import DeliveryOutcome, StageCallback
+from telepty.delivery.transports.base import DeliveryOutcome, StageCallback, TransportBase
 from telepty.errors import BadRequest
 from telepty.sessions.model import Session, SessionType
 from telepty.sessions.registry import RegisterSpec, SessionRegistry
@@ -170,7 +170,7 @@ class Screen:
         self.ready_calls: list[bool] = []
 
 
-class ScreenTransport:
+class ScreenTransport(TransportBase):
     name = "fake"
 
     def __init__(self, screen: Screen) -> None:
@@ -185,10 +185,10 @@ class ScreenTransport:
     async def is_quiet(self, quiet_ms: int) -> bool:
         return True
 
-    async def deliver(self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile,
+    async def deliver(self, d: Delivery, *, profile: SubmitProfile,
                       on_stage: StageCallback) -> DeliveryOutcome:
         await on_stage("paste")
-        self.s.log.append(("prompt", prompt.decode()))
+        self.s.log.append(("prompt", d.prompt.decode()))
         return DeliveryOutcome("screen", {})
 
     async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
@@ -214,7 +214,7 @@ async def engine_and_screen(tmp_path: Path, config: Config) -> AsyncIterator[tup
         events.append((kind, fields))
         return len(events)
 
-    engine = DeliveryEngine(DeliveryRepo(db), registry, lambda s: ScreenTransport(screen), emit,  # type: ignore[arg-type, return-value]
+    engine = DeliveryEngine(DeliveryRepo(db), registry, lambda s: ScreenTransport(screen), emit,
                             load_profiles(None, settle_ms_override=0),
                             config.with_(retry_schedule=(30.0, 30.0)), rng=random.Random(0))
     await engine.start()
@@ -238,7 +238,7 @@ async def test_keys_go_ahead_of_a_prompt_blocked_by_a_dialog(engine_and_screen) 
 
     await wait_until(blocked, message="prompt waiting on the dialog")
     # Its next try is 30 s away; the keys must not wait behind it, and it must not wait 30 s.
-    k = await engine.submit_keys(["Down", "Enter"], target="s1", origin=Origin.CLI, idempotency_key="k1")
+    k = await engine.submit(KeyPress(("Down", "Enter")), target="s1", origin=Origin.CLI, idempotency_key="k1")
     assert k.kind is DeliveryKind.KEYS and k.keys == ["Down", "Enter"]
     done = await asyncio.wait_for(engine.wait(second.id, 5), 6)
     assert done.status is DeliveryStatus.DELIVERED
@@ -246,7 +246,8 @@ async def test_keys_go_ahead_of_a_prompt_blocked_by_a_dialog(engine_and_screen) 
     keys_rec = await engine.get(k.id)
     assert keys_rec.status is DeliveryStatus.DELIVERED and keys_rec.stage == "keys"
     assert keys_rec.to_public()["keys"] == ["Down", "Enter"] and keys_rec.to_public()["kind"] == "keys"
-    again = await engine.submit_keys(["Down", "Enter"], target="s1", origin=Origin.CLI, idempotency_key="k1")
+    again = await engine.submit(KeyPress(("Down", "Enter")), target="s1", origin=Origin.CLI,
+                                idempotency_key="k1")
     assert again.id == k.id  # idempotent: nothing sent twice
     assert [e for e in screen.log if e[0] == "keys"] == [("keys", ["Down", "Enter"])]
     sent = [f for kind, f in events if kind == "keys_sent"]
@@ -260,7 +261,7 @@ async def test_keys_wait_their_turn_behind_a_prompt_that_is_not_blocked(engine_a
     screen.dialog = False
     p = await engine.submit(parse_inject({"prompt": "first"}, max_prompt_bytes=1024), target="s1",
                             origin=Origin.API)
-    k = await engine.submit_keys(["Escape"], target="s1", origin=Origin.API)
+    k = await engine.submit(KeyPress(("Escape",)), target="s1", origin=Origin.API)
     await engine.wait(k.id, 5)
     assert (await engine.get(p.id)).status is DeliveryStatus.DELIVERED
     assert screen.log == [("prompt", "first"), ("keys", ["Escape"])]

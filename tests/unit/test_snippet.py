@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from telepty.bus.reply_guide import termination_signal
 from telepty.cli.agents_cmd import SNIPPET_FILES, TERMINATION_PHRASES, snippet, snippet_markdown
 from telepty.cli.main import main
+from telepty.delivery.reply_guide import termination_signal
 
 
 def test_every_phrase_the_snippet_teaches_is_a_termination_signal() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from telepty.api.keys import SERVICES
+from telepty.api.keys import TERMINALS
 from telepty.config import Config
 from telepty.pty.daemon_link import REPLACED_NOTICE, DaemonLink, WrapTimings
 from telepty.pty.env import child_env
@@ -44,7 +44,7 @@ class Harness:
 
     @property
     def svc(self) -> Any:
-        return self.client.server.app[SERVICES]
+        return self.client.server.app
 
     def link(self, **meta: Any) -> DaemonLink:
         base = str(self.client.make_url("")).rstrip("/")
@@ -107,7 +107,7 @@ async def test_heartbeats_report_both_directions(harness: Harness) -> None:
     harness.run(link)
     await wait_until(link.connected.is_set, message="welcome")
     await harness.pty.write(b"ping\n")
-    daemon_side = harness.svc.terminals.links["lk2"]
+    daemon_side = harness.svc[TERMINALS].links["lk2"]
 
     def reported() -> bool:
         out = harness.pty.activity.bytes_out
@@ -124,7 +124,7 @@ async def test_reconnect_keeps_the_assigned_id_and_metadata(harness: Harness) ->
     await wait_until(link.connected.is_set, message="welcome")
     assigned = link.hello.session_id
     assert assigned == "claude-proj-1"  # chosen by the daemon, then reused forever
-    await harness.svc.terminals.links[assigned].ws.close()  # the socket drops
+    await harness.svc[TERMINALS].links[assigned].ws.close()  # the socket drops
     await wait_until(lambda: link.connections == 2, message="reconnect")
     s = await harness.session(assigned)
     assert (s["id"], s["state"], s["agent"], s["tmux_pane"], s["tmux_socket"]) == (
@@ -187,7 +187,7 @@ async def test_daemon_requests_are_answered_over_the_socket(harness: Harness) ->
     link = harness.link(session_id="lk7")
     harness.run(link)
     await wait_until(link.connected.is_set, message="welcome")
-    daemon_side = harness.svc.terminals.links["lk7"]
+    daemon_side = harness.svc[TERMINALS].links["lk7"]
     reply = await daemon_side.paste(b"hello")
     assert reply == Result(id=reply.id, ok=True, bracketed=False)
     await wait_until(lambda: b"hello" in harness.pty.scrollback.snapshot(), message="echo of the paste")

@@ -1,8 +1,7 @@
 """PtyTransport: a prompt into a daemon-owned PTY (spawned sessions).
 
-There is no tmux to capture here: the screen is the PTY's recent output, run through
-a small terminal emulator (``telepty.delivery.screen.TerminalScreen``), fed
-incrementally while a delivery watches it.
+There is no tmux to capture here: the screen is the PTY's output, run through the
+stream's terminal model (``telepty.delivery.transports.stream.stream_view``).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from telepty.activity import OutputActivity
 from telepty.delivery.keys import sequence_bytes
 from telepty.delivery.model import SESSION_EXITED, WRITE_FAILED, DeliveryError
 from telepty.delivery.profiles import SubmitProfiles
-from telepty.delivery.transports_stream import KEY_GAP_S, StreamTransport, dims, stream_view
+from telepty.delivery.transports.stream import KEY_GAP_S, StreamTransport, dims, stream_view
 from telepty.pty.spawned import PtyClosedError, SpawnedPty
 from telepty.sessions.model import Session
 
@@ -35,7 +34,7 @@ class PtyTerminal:
 
     async def paste(self, data: bytes) -> None:
         try:
-            await self.pty.paste(data, no_enter=True)
+            await self.pty.paste(data)
         except PtyClosedError as exc:
             raise DeliveryError(SESSION_EXITED, exc.detail, stage="paste") from None
         except OSError as exc:

@@ -19,7 +19,7 @@ from telepty.delivery.model import (
     DeliveryError,
 )
 from telepty.delivery.profiles import SubmitProfiles
-from telepty.delivery.transports_stream import KEY_GAP_S, StreamTransport, dims, stream_view
+from telepty.delivery.transports.stream import KEY_GAP_S, StreamTransport, dims, stream_view
 from telepty.sessions.liveness import pid_alive
 from telepty.sessions.model import Session
 from telepty.sessions.wrapper_link import WrapperGone, WrapperLink

@@ -42,7 +42,9 @@ def reply_footer(reply_to: str) -> str:
 
 def with_reply_footer(prompt: str, *, reply_to: str | None, reply_expected: bool) -> str:
     """``prompt`` plus the footer when a reply is expected, someone is there to get it,
-    and the prompt is not itself a closing message."""
+    and the prompt is not itself a closing message. A prompt that already ends with the
+    footer (a turn_request carries it from the bus router into the intake) keeps one."""
     if not reply_expected or not reply_to or termination_signal(prompt) is not None:
         return prompt
-    return prompt + reply_footer(reply_to)
+    footer = reply_footer(reply_to)
+    return prompt if prompt.endswith(footer) else prompt + footer

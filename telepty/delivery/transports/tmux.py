@@ -15,8 +15,7 @@ paste, because the quiet guard in between takes time.
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from telepty.activity import OutputActivity, ours
@@ -29,6 +28,7 @@ from telepty.delivery.model import (
     STAGE_QUIET_GUARD,
     TMUX_CMD_FAILED,
     TMUX_UNAVAILABLE,
+    Delivery,
     DeliveryError,
 )
 from telepty.delivery.profiles import SubmitProfile, SubmitProfiles, load_profiles
@@ -41,8 +41,8 @@ from telepty.delivery.readiness import (
     require_agent,
 )
 from telepty.delivery.screen import read_screen
-from telepty.delivery.transport import DeliveryOutcome, StageCallback
-from telepty.delivery.transports_stream import KEY_GAP_S, answer_starts, press_keys
+from telepty.delivery.transports.base import DeliveryOutcome, Settled, StageCallback, TransportBase
+from telepty.delivery.transports.stream import KEY_GAP_S, answer_starts, press_keys
 from telepty.sessions.model import Session
 from telepty.sessions.panes import PANE_PID_META, same_pane
 from telepty.tmux import TmuxError, TmuxServer
@@ -83,14 +83,8 @@ class PaneTerminal:
             raise _classified(exc, before_paste=True) from None
 
     async def paste(self, data: bytes) -> None:
-        name = f"telepty-{secrets.token_hex(8)}"
         try:
-            try:
-                await self.tmux.load_buffer(name, data)
-                await self.tmux.paste_buffer(name, self.pane_id)
-            except BaseException:
-                await self.tmux.delete_buffer(name)
-                raise
+            await self.tmux.paste_bytes(self.pane_id, data)
         except TmuxError as exc:
             raise _classified(exc, before_paste=False) from None
 
@@ -107,7 +101,7 @@ class PaneTerminal:
             raise _classified(exc, before_paste=False) from None
 
 
-class PasteBufferTransport:
+class PasteBufferTransport(TransportBase):
     name = "paste_buffer"
 
     def __init__(self, tmux: TmuxServer, pane_id: str, session: Session | None = None,
@@ -227,10 +221,10 @@ class PasteBufferTransport:
             if left <= GUARD_POLL_S:
                 return True, lines
 
-    def settled(self, quiet_ms: int, printed_after: float | None) -> Awaitable[None] | None:
-        """Resolves when the pane has printed (after ``printed_after``) and then been
-        quiet for ``quiet_ms``: the moment a waiting delivery should look again."""
-        return self._settled(quiet_ms / 1000.0, printed_after)
+    def settled(self, quiet_ms: int, *, needs_output: bool) -> Settled:
+        # tmux's %output watch stamps output with the one monotonic clock.
+        since = monotonic() if needs_output else None
+        return lambda: self._settled(quiet_ms / 1000.0, since)
 
     async def _settled(self, quiet_s: float, printed_after: float | None) -> None:
         if self.activity is None:  # not looked at yet (a held delivery after a restart)
@@ -255,13 +249,12 @@ class PasteBufferTransport:
             out["agent"] = self.agent.to_public()
         return out
 
-    async def deliver(
-        self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback,
-    ) -> DeliveryOutcome:
+    async def deliver(self, d: Delivery, *, profile: SubmitProfile,
+                      on_stage: StageCallback) -> DeliveryOutcome:
         await self._recheck()
         p = self.profile or profile
         with ours(self.activity) as end_echo:
-            return await submit_prompt(self.term, prompt, p, no_enter=no_enter, on_stage=on_stage,
+            return await submit_prompt(self.term, d.prompt, p, no_enter=d.no_enter, on_stage=on_stage,
                                        evidence=self._evidence(), on_submitted=answer_starts(p, end_echo))
 
     async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:

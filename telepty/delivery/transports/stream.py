@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from telepty.activity import EndEcho, OutputActivity
-from telepty.delivery.confirm import submit_pasted, submit_prompt
+from telepty.delivery.confirm import TerminalIO, submit_pasted, submit_prompt
 from telepty.delivery.keys import describe
-from telepty.delivery.model import STAGE_CHECK_READY, DeliveryError
+from telepty.delivery.model import STAGE_CHECK_READY, Delivery, DeliveryError
 from telepty.delivery.profiles import SubmitProfile, SubmitProfiles, load_profiles
 from telepty.delivery.readiness import (
     AgentCheck,
@@ -28,17 +28,20 @@ from telepty.delivery.readiness import (
     explain,
     require_agent,
 )
-from telepty.delivery.screen import TerminalScreen, read_screen, trim
-from telepty.delivery.transport import CONFIRMED_UNVERIFIED, DeliveryOutcome, StageCallback
+from telepty.delivery.screen import read_screen, trim
+from telepty.delivery.terminal_screen import TerminalScreen
+from telepty.delivery.transports.base import (
+    CONFIRMED_UNVERIFIED,
+    DeliveryOutcome,
+    Settled,
+    StageCallback,
+    TransportBase,
+)
 from telepty.pty.scrollback import Scrollback
 from telepty.sessions.model import Session
 
-# How much recent output ``app_cursor`` looks through: a few full redraws of a TUI.
-SEED_BYTES = 32 * 1024
 KEY_GAP_S = 0.03  # between key events, so Escape+Enter is not read as Alt+Enter
 STAGE_KEYS = "keys"
-_APP_CURSOR_ON = b"\x1b[?1h"
-_APP_CURSOR_OFF = b"\x1b[?1l"
 
 
 def dims(session: Session | None) -> tuple[int, int]:
@@ -64,7 +67,8 @@ class ScrollbackScreen:
         self.fed = scrollback.total_bytes - len(scrollback)  # all that is retained: seed with it
         scrollback.on_append = self._keep_up
 
-    def lines(self) -> list[str]:
+    def _feed(self) -> None:
+        """Everything the stream printed since the last look."""
         total = self.scrollback.total_bytes
         new = total - self.fed
         if new > len(self.scrollback):
@@ -75,20 +79,24 @@ class ScrollbackScreen:
         if new > 0:
             self.term.feed(self.scrollback.tail(new))
             self.fed = total
-        return self.term.lines()
 
     def _keep_up(self) -> None:
         # Feed in large slices, never letting the stream's window run past the model.
         if self.scrollback.total_bytes - self.fed > self.scrollback.capacity // 2:
-            self.lines()
+            self._feed()
+
+    def lines(self) -> list[str]:
+        self._feed()
+        return self.term.lines()
 
     def input_lines(self) -> list[str]:
-        self.lines()  # feeds what arrived since
+        self._feed()
         return self.term.lines_to_cursor()
 
     def app_cursor(self) -> bool:
-        tail = self.scrollback.tail(SEED_BYTES)
-        return tail.rfind(_APP_CURSOR_ON) > tail.rfind(_APP_CURSOR_OFF)
+        """Whether arrow keys must be sent as the program asked (``ESC [ ? 1 h``)."""
+        self._feed()
+        return self.term.app_cursor
 
 
 _VIEWS: weakref.WeakKeyDictionary[Scrollback, ScrollbackScreen] = weakref.WeakKeyDictionary()
@@ -104,24 +112,13 @@ def stream_view(scrollback: Scrollback, cols: int, rows: int) -> ScrollbackScree
     return view
 
 
-class StreamTerminal(Protocol):
-    """``TerminalIO`` (``telepty.delivery.confirm``) over a stream; errors are DeliveryErrors."""
-
-    async def screen(self) -> list[str]: ...
-
-    async def input_lines(self) -> list[str]: ...
-
-    async def paste(self, data: bytes) -> None: ...
-
-    async def press(self, keys: Sequence[Any]) -> None: ...
-
-
-class StreamTransport:
+class StreamTransport(TransportBase):
     """Readiness, quiet guard, delivery and keys for a stream-backed terminal."""
 
     name = "stream"
+    term: TerminalIO
 
-    def __init__(self, term: StreamTerminal, session: Session | None,
+    def __init__(self, term: TerminalIO, session: Session | None,
                  profiles: SubmitProfiles | None) -> None:
         self.term = term
         self.session = session
@@ -188,10 +185,10 @@ class StreamTransport:
                                for_keys=self._for_keys)
         return True
 
-    def settled(self, quiet_ms: int, printed_after: float | None) -> Awaitable[None] | None:
-        """Resolves when the terminal has printed (after ``printed_after``) and then been
-        quiet for ``quiet_ms``: the moment a waiting delivery should look again."""
-        return self._activity().wait_quiet(quiet_ms / 1000.0, printed_after=printed_after)
+    def settled(self, quiet_ms: int, *, needs_output: bool) -> Settled:
+        activity = self._activity()
+        since = activity.now() if needs_output else None
+        return lambda: activity.wait_quiet(quiet_ms / 1000.0, printed_after=since)
 
     def _evidence(self) -> dict[str, Any]:
         out: dict[str, Any] = {"transport": self.name, **self._evidence_extra()}
@@ -201,13 +198,12 @@ class StreamTransport:
             out["agent"] = self.agent.to_public()
         return out
 
-    async def deliver(
-        self, prompt: bytes, *, no_enter: bool, profile: SubmitProfile, on_stage: StageCallback,
-    ) -> DeliveryOutcome:
+    async def deliver(self, d: Delivery, *, profile: SubmitProfile,
+                      on_stage: StageCallback) -> DeliveryOutcome:
         self._ensure_connected("capture_before")
         p = self.profile or profile
         with self._activity().ours() as end_echo:
-            return await submit_prompt(self.term, prompt, p, no_enter=no_enter, on_stage=on_stage,
+            return await submit_prompt(self.term, d.prompt, p, no_enter=d.no_enter, on_stage=on_stage,
                                        evidence=self._evidence(), on_submitted=answer_starts(p, end_echo))
 
     async def send_keys(self, keys: Sequence[Any], *, on_stage: StageCallback) -> DeliveryOutcome:
@@ -243,7 +239,7 @@ def answer_starts(profile: SubmitProfile, end_echo: EndEcho) -> Callable[[], Non
     return (lambda: end_echo(0.0)) if profile.reads_screen else None
 
 
-async def press_keys(term: StreamTerminal, keys: Sequence[Any], on_stage: StageCallback,
+async def press_keys(term: TerminalIO, keys: Sequence[Any], on_stage: StageCallback,
                      evidence: dict[str, Any]) -> DeliveryOutcome:
     """Keys into any terminal, with the screen before and after as evidence.
 
