@@ -222,7 +222,8 @@ def test_real_agent(scenario: Scenario) -> None:
                                 message="the waiting prompt to be held as busy")
     assert seen_busy
     waited = s.final(after, 60)
-    assert waited["status"] == "delivered", {k: waited.get(k) for k in ("status", "reason", "detail", "attempts", "evidence")}
+    assert waited["status"] == "delivered", {
+        k: waited.get(k) for k in ("status", "reason", "detail", "attempts", "evidence")}
     turns = s.wait_received(len(PROMPTS) + 2)
     assert turns[len(PROMPTS):] == [
         "Think hard about this one. [mock:slow=5]", "Asked while it was thinking."], turns
