@@ -231,7 +231,24 @@ def test_real_agent(scenario: Scenario) -> None:
     landed = s.run.mock.received_times()[-1][1]
     assert answered is not None and landed > answered, (answered, landed)
 
+    if agent == "claude":
+        # 3b. Claude takes a prompt typed while it works into its queue, and its input
+        # then reads "❯ Press up to edit queued messages": the prompt was taken (not
+        # "other text" in the input), and reaches the model as its own message once the
+        # answer is done. ``force`` sends it while busy on purpose; without it the same
+        # happens when the answer's last output is a quiet window old before Claude
+        # ends its turn.
+        s.deliver("Think again. [mock:slow=4]")
+        s.wait_verdict("busy", 10)
+        queued = s.final(s.inject("Queued while it was thinking.", force=True), 60)
+        assert (queued["status"], queued["confirmed"]) == ("delivered", "screen"), {
+            k: queued.get(k) for k in ("status", "reason", "detail", "evidence")}
+        assert s.wait_received(len(PROMPTS) + 4, 30)[len(PROMPTS) + 2:] == [
+            "Think again. [mock:slow=4]", "Queued while it was thinking."]
+        s.wait_verdict("idle", 30)
+
     # 4. a permission dialog holds the next prompt; Escape answers it
+    base = len(s.received())
     marker = s.run.project / "mock-tool-ran"
     s.deliver("Please run the tool. [mock:tool]")
     s.wait_verdict("blocked", 30, save_as="dialog")
@@ -243,7 +260,7 @@ def test_real_agent(scenario: Scenario) -> None:
     assert s.explain()["verdict"] == "blocked", s.brief()  # nothing was typed into it
     s.keys("Escape")
     assert s.final(held, 60)["status"] == "delivered"
-    assert s.wait_received(len(PROMPTS) + 4)[len(PROMPTS) + 2:] == [
+    assert s.wait_received(base + 2)[base:] == [
         "Please run the tool. [mock:tool]", "Sent while the dialog was open."]
     assert not marker.exists(), "the dialog was answered 'yes' by something"
     s.wait_verdict("idle", 30)

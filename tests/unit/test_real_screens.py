@@ -7,6 +7,7 @@ change is checked against every real screen without starting an agent.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,8 @@ SCREENS = Path(__file__).resolve().parents[1] / "realagents" / "screens"
 FIXTURES = sorted(SCREENS.glob("*.txt"))
 PROFILES = load_profiles(None)
 VERDICT = {"idle": IDLE, "busy": BUSY, "dialog": BLOCKED, "typed": COMPOSER_HAS_TEXT,
-           "placeholder": COMPOSER_HAS_TEXT}
+           "placeholder": COMPOSER_HAS_TEXT, "queued": BUSY}
+EVERY_AGENT = ("idle", "busy", "dialog", "typed", "placeholder")  # "queued" is Claude's
 TYPED = "half typed, never sent"
 
 
@@ -38,7 +40,7 @@ def _load(path: Path) -> tuple[str, str, list[str]]:
 def test_every_agent_and_state_has_a_screen() -> None:
     names = {p.stem for p in FIXTURES}
     for agent in ("claude", "codex", "gemini"):
-        for phase in VERDICT:
+        for phase in EVERY_AGENT:
             assert f"{agent}-pane-{phase}" in names
 
 
@@ -62,6 +64,25 @@ def test_real_screen_verdict(path: Path) -> None:
         assert holds_prompt(composer, TYPED, profile) == "text"
     elif phase == "placeholder":
         assert holds_prompt(composer, "any long paste", profile) == "placeholder"
+    elif phase == "queued":
+        assert composer is not None and composer.empty, reading.why
+
+
+def test_a_prompt_claude_queued_was_taken() -> None:
+    """Claude Code takes a prompt sent while it works into its queue, and its input then
+    reads "❯ Press up to edit queued messages" (after a no-break space): the prompt was
+    taken and goes to the model as its own message when the answer ends. Under load the
+    answer's last output can be a quiet window old, spinner gone, before Claude ends its
+    turn; a prompt sent then is queued too, and the input line alone must say it was
+    taken (it was judged "other text", failed not_submitted, and still reached the model)."""
+    profile = PROFILES.profile_for("claude")
+    _, _, lines = _load(SCREENS / "claude-pane-queued.txt")
+    prompt = "Queued while it was thinking."
+    assert judge(lines, [], prompt, profile).state == SUBMITTED
+    no_spinner = [line for line in lines
+                  if not any(re.search(p, line) for p in profile.busy_patterns)]
+    assert len(no_spinner) < len(lines)
+    assert judge(no_spinner, [], prompt, profile).state == SUBMITTED
 
 
 @pytest.mark.parametrize("agent", ["claude", "codex", "gemini"])
