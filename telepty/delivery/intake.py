@@ -45,7 +45,6 @@ from telepty.store.audit import AuditTag, InjectAuditRepo
 log = logging.getLogger("telepty.intake")
 
 
-
 class RemoteTargets(Protocol):
     """``id@host`` targets (``telepty.relay.service.Relay``)."""
 
