@@ -983,13 +983,15 @@ class DeliveryEngine:
 
     async def _delivered(self, d: Delivery, outcome: DeliveryOutcome) -> None:
         now = utc_now()
-        d.status = DeliveryStatus.DELIVERED
-        d.confirmed = outcome.confirmed
         recovered = {"recovery": d.evidence["recovery"]} if "recovery" in d.evidence else {}
-        d.evidence = {**recovered, **outcome.detail}
-        d.finished_at = now
-        d.updated_at = now
-        await self.repo.update(d)
+        final = {"status": DeliveryStatus.DELIVERED, "confirmed": outcome.confirmed,
+                 "evidence": {**recovered, **outcome.detail}, "finished_at": now, "updated_at": now}
+        # The record on disk first, and only then ``delivered`` in memory, in the same step
+        # as the on_final hooks: whoever reads ``delivered`` (a poll of GET /deliveries/ID)
+        # can reply at once, since the reply bookkeeping has already run.
+        await self.repo.update(replace(d, **final))
+        for name, value in final.items():
+            setattr(d, name, value)
         self._finish(d)
         if d.kind is DeliveryKind.KEYS:
             # Keys into a held session: someone dealt with what was in the input.

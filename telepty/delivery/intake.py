@@ -208,7 +208,7 @@ class Intake:
             spoofed = self.claim(req.sender, sender)
             work = req
         if sub.batch is not None and key is not None:
-            key = fanout_key(key, session.id)
+            key = fanout_key(key, session.id if remote is None else target)
         delivery = await self.engine.submit(work, target=target, origin=origin, idempotency_key=key,
                                             verified_sender=sender.verified)
         if remote is not None:

@@ -783,3 +783,26 @@ async def test_get_and_list(h: Harness) -> None:
     assert (await engine.get(a.id)).prompt == b"a"
     with pytest.raises(NotFound):
         await engine.get("dlv_missing")
+
+
+async def test_whoever_sees_delivered_finds_the_final_hooks_done(h: Harness) -> None:
+    """``telepty reply`` right after a poll says ``delivered`` must find the reply
+    bookkeeping (an on_final hook) done: the record must not read ``delivered`` while it
+    is still being written."""
+    engine = await h.started()
+    hooked: set[str] = set()
+    engine.on_final.append(lambda d: hooked.add(d.id))
+    seen_early: list[str] = []
+    write = h.repo.update
+
+    async def slow_update(d: Delivery) -> None:
+        if d.status is DeliveryStatus.DELIVERED:
+            seen = await engine.get(d.id)  # a poll while the final row is being written
+            if seen.status is DeliveryStatus.DELIVERED and d.id not in hooked:
+                seen_early.append(d.id)
+        await write(d)
+
+    h.repo.update = slow_update  # type: ignore[method-assign]
+    d = await submit(engine, "hello")
+    assert (await final(engine, d.id)).status is DeliveryStatus.DELIVERED
+    assert d.id in hooked and seen_early == []
